@@ -1,0 +1,273 @@
+//! The command line: one struct per command. Flags shared by every command
+//! (inventory and node selection, output mode) live in [`Global`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::{ByteSize, Dur};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "distctl",
+    version,
+    about = "Drive a cluster of Linux machines over SSH: split a file, run it on every node, merge in order, collect metrics",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Inventory file (default: $DISTCTL_INVENTORY, ./cluster.toml,
+    /// ~/.config/distctl/cluster.toml, /etc/distctl/cluster.toml, else the built-in `local` node)
+    #[arg(long, short = 'i', global = true, value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+    /// Ad-hoc inventory instead of a file: 'node[1-3],admin@db:2222'
+    #[arg(
+        long,
+        short = 'H',
+        global = true,
+        value_name = "HOSTS",
+        conflicts_with = "inventory"
+    )]
+    pub hosts: Option<String>,
+    /// Only these nodes (names or ranges: 'node[1-4,7],db')
+    #[arg(long, short = 'n', global = true, value_name = "NODESET")]
+    pub nodes: Option<String>,
+    /// Leave out these nodes (names or ranges)
+    #[arg(long, short = 'x', global = true, value_name = "NODESET")]
+    pub exclude: Option<String>,
+    /// Only nodes carrying this label (repeat: all must match)
+    #[arg(long, short = 'l', global = true, value_name = "LABEL")]
+    pub label: Vec<String>,
+    /// At most this many nodes are contacted at once
+    #[arg(long, global = true, default_value_t = 64, value_name = "N")]
+    pub fanout: usize,
+    /// Machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or informational messages
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make workdirs and push the worker-agent binary to every node (idempotent)
+    Setup(SetupArgs),
+    /// Cut a file into line-aligned chunk files plus a manifest
+    Split(SplitArgs),
+    /// Split input, run an op or command on every node in parallel, merge results in input order
+    Run(RunArgs),
+    /// Sample uptime/load/CPU/memory/disk/IO of every node into CSV, NDJSON or Prometheus text
+    Collect(CollectArgs),
+    /// Reachability, latency, uptime, load, memory, disk and agent version of every node
+    Status(StatusArgs),
+    /// Run one command on every node, output prefixed by node or gathered
+    Exec(ExecArgs),
+    /// Mirror a local directory into every node's workdir
+    Sync(SyncArgs),
+    /// Pull a file or directory from every node into LOCAL_DIR/<node>/
+    Fetch(FetchArgs),
+    /// List the selected nodes with their resolved settings
+    Nodes(NodesArgs),
+    /// Render a metrics CSV as a self-contained HTML report with charts
+    Report(ReportArgs),
+    /// Print shell completions (bash, zsh, fish, ...) or a man page
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// worker-agent binary to push (default: the static agent embedded in distctl)
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// File to split
+    pub input: PathBuf,
+    /// Number of chunks (fewer when the input has fewer lines)
+    #[arg(long, group = "how")]
+    pub chunks: Option<usize>,
+    /// Lines per chunk
+    #[arg(long, group = "how")]
+    pub lines: Option<u64>,
+    /// One chunk per selected node, weighted by its slots
+    #[arg(long, group = "how")]
+    pub for_nodes: bool,
+    /// Target bytes per chunk (e.g. 64M)
+    #[arg(long, group = "how", value_name = "SIZE")]
+    pub chunk_size: Option<ByteSize>,
+    /// Where chunk files and manifest.json go
+    #[arg(long, short = 'o', default_value = "chunks", value_name = "DIR")]
+    pub outdir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Op {
+    Upper,
+    Lower,
+    CountLines,
+    CountWords,
+    CountChars,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Grep,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input files ('-' for stdin), processed as one stream in the order given
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Built-in operation
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "exec",
+        conflicts_with = "exec"
+    )]
+    pub op: Option<Op>,
+    /// Pattern for --op grep
+    #[arg(long, required_if_eq("op", "grep"), value_name = "REGEX")]
+    pub pattern: Option<String>,
+    /// Shell command run with `sh -c` on the node, the chunk on its stdin
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Output file (default: stdout, streamed in input order)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Bytes per chunk (line-aligned)
+    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    pub chunk_size: ByteSize,
+    /// A chunk whose node is silent this long is retried elsewhere
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub timeout: Dur,
+    /// How often a failed chunk is retried on another node
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Continue an interrupted run from its journal, redoing only missing chunks
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the plan (chunks, byte ranges, first node) without touching any node
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Numeric ops: skip lines that are not numbers instead of failing
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// worker-agent binary to use on the nodes (default: the embedded one)
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsFormat {
+    Csv,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Output file (default: stdout)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Append to FILE (header only when new or empty; locked against overlapping runs)
+    #[arg(long, requires = "output")]
+    pub append: bool,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: MetricsFormat,
+    /// Interval over which CPU, disk IO and network rates are measured
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub sample_interval: Dur,
+    /// Sample repeatedly at this period
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<Dur>,
+    /// With --every: stop after this many rounds
+    #[arg(long, requires = "every")]
+    pub count: Option<u64>,
+    /// Sample over plain SSH (/proc, df) even where worker-agent is installed
+    #[arg(long)]
+    pub agentless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// After all finish, print each distinct output once, headed by its nodes
+    #[arg(long, short = 'g')]
+    pub gather: bool,
+    /// Write each node's stdout and stderr to DIR/<node>.out and .err
+    #[arg(long, value_name = "DIR")]
+    pub outdir: Option<PathBuf>,
+    /// Send local stdin to every node
+    #[arg(long)]
+    pub stdin: bool,
+    /// Kill the remote command after this long
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<Dur>,
+    /// The command and its arguments, run exactly as typed
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Local directory to mirror
+    pub local_dir: PathBuf,
+    /// Subdirectory of the workdir to mirror into
+    #[arg(long, value_name = "SUBDIR")]
+    pub to: Option<String>,
+    /// Remove remote files that are gone locally
+    #[arg(long)]
+    pub delete: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// File or directory on the nodes, relative to the workdir or absolute
+    pub remote_path: String,
+    /// Local directory; each node's copy lands in LOCAL_DIR/<node>/
+    #[arg(long, value_name = "LOCAL_DIR")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Metrics CSV written by `distctl collect`
+    pub metrics: PathBuf,
+    /// HTML file to write
+    #[arg(long, short = 'o', default_value = "report.html", value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+    /// A man page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}

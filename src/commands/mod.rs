@@ -1,0 +1,109 @@
+//! One module per command: glue between the CLI, the inventory, the transport
+//! and the output. Little logic lives here.
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+
+pub mod nodes;
+pub mod status;
+
+pub async fn dispatch(cli: Cli) -> Result<Exit> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Nodes(_) => nodes::run(g).await,
+        Command::Status(_) => status::run(g).await,
+        other => Err(anyhow::anyhow!(
+            "{} is not available in this build yet",
+            command_name(&other)
+        )),
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Setup(_) => "setup",
+        Command::Split(_) => "split",
+        Command::Run(_) => "run",
+        Command::Collect(_) => "collect",
+        Command::Status(_) => "status",
+        Command::Exec(_) => "exec",
+        Command::Sync(_) => "sync",
+        Command::Fetch(_) => "fetch",
+        Command::Nodes(_) => "nodes",
+        Command::Report(_) => "report",
+        Command::Completions(_) => "completions",
+    }
+}
+
+/// The selected nodes of this invocation, each with its connection or the
+/// reason it has none. Commands start here.
+pub struct Cluster {
+    pub connector: crate::transport::Connector,
+    pub nodes: Vec<(
+        crate::inventory::Node,
+        Result<std::sync::Arc<crate::transport::NodeSession>, crate::transport::ConnectError>,
+    )>,
+}
+
+impl Cluster {
+    /// Load the inventory, apply the selection flags and connect to every
+    /// selected node (at most `--fanout` handshakes at a time).
+    pub async fn connect(g: &crate::cli::Global) -> Result<Cluster> {
+        let inventory = crate::inventory::Inventory::load(g)?;
+        let nodes = inventory.select(g)?;
+        Cluster::connect_nodes(g, nodes).await
+    }
+
+    pub async fn connect_nodes(
+        g: &crate::cli::Global,
+        nodes: Vec<crate::inventory::Node>,
+    ) -> Result<Cluster> {
+        let off: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.host_key_checking == crate::inventory::HostKeyChecking::Off && !n.local)
+            .map(|n| n.name.as_str())
+            .collect();
+        if !off.is_empty() {
+            eprintln!(
+                "distctl: warning: host key checking is off for {}: connections can be intercepted",
+                crate::nodeset::fold(&off)
+            );
+        }
+        let connector = crate::transport::Connector::new(g.fanout)?;
+        let conns = connector.connect_all(&nodes).await;
+        Ok(Cluster {
+            connector,
+            nodes: nodes.into_iter().zip(conns).collect(),
+        })
+    }
+
+    /// Connected sessions only.
+    pub fn sessions(&self) -> Vec<std::sync::Arc<crate::transport::NodeSession>> {
+        self.nodes
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().ok().cloned())
+            .collect()
+    }
+
+    /// Nodes that could not be reached, with why.
+    pub fn unreachable(&self) -> Vec<&crate::transport::ConnectError> {
+        self.nodes
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().err())
+            .collect()
+    }
+
+    /// Close every master connection.
+    pub async fn close(self) {
+        let sessions: Vec<_> = self
+            .nodes
+            .into_iter()
+            .filter_map(|(_, c)| c.ok())
+            .filter_map(|s| std::sync::Arc::try_unwrap(s).ok())
+            .collect();
+        futures::future::join_all(sessions.into_iter().map(|s| s.close())).await;
+        drop(self.connector);
+    }
+}

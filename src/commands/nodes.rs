@@ -1,0 +1,55 @@
+//! `distctl nodes`: the selected nodes with their resolved settings.
+
+use anyhow::Result;
+
+use crate::cli::Global;
+use crate::exit::Exit;
+use crate::inventory::Inventory;
+use crate::table;
+
+pub async fn run(g: &Global) -> Result<Exit> {
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    if g.json {
+        let doc = serde_json::json!({
+            "inventory": inventory.source.to_string(),
+            "nodes": nodes,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                if n.local {
+                    "(local, no ssh)".into()
+                } else {
+                    n.host.clone()
+                },
+                n.port.map_or("-".into(), |p| p.to_string()),
+                n.user.clone().unwrap_or_else(|| "-".into()),
+                n.workdir.clone(),
+                n.slots.map_or("cores".into(), |s| s.to_string()),
+                if n.labels.is_empty() {
+                    "-".into()
+                } else {
+                    n.labels.join(",")
+                },
+                n.host_key_checking.as_str().to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &["NODE", "HOST", "PORT", "USER", "WORKDIR", "SLOTS", "LABELS", "HOSTKEY"],
+            &rows
+        )
+    );
+    if !g.quiet {
+        eprintln!("{} node(s) from {}", nodes.len(), inventory.source);
+    }
+    Ok(Exit::Ok)
+}

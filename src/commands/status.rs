@@ -1,0 +1,235 @@
+//! `distctl status`: every selected node at once — reachable or why not,
+//! latency, uptime, load, memory, disk of the workdir, agent version.
+//! Agentless: one shell probe per node reads /proc and df.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::Global;
+use crate::commands::Cluster;
+use crate::exit::Exit;
+use crate::inventory::Node;
+use crate::shell::quote;
+use crate::table;
+use crate::transport::NodeSession;
+use crate::units::human_bytes;
+use crate::workdir;
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub host: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub uptime_s: Option<u64>,
+    pub load: Option<[f64; 3]>,
+    pub cores: Option<u32>,
+    pub mem_used_mib: Option<u64>,
+    pub mem_total_mib: Option<u64>,
+    pub disk_used_gib: Option<f64>,
+    pub disk_total_gib: Option<f64>,
+    /// Installed worker-agent version, or "none".
+    pub agent: Option<String>,
+    /// Whether the last `distctl sync` stamp on the node matches (when there is one).
+    pub sync: Option<String>,
+}
+
+impl NodeStatus {
+    fn unreachable(node: &Node, error: String) -> NodeStatus {
+        NodeStatus {
+            node: node.name.clone(),
+            host: node.host.clone(),
+            reachable: false,
+            error: Some(error),
+            latency_ms: None,
+            uptime_s: None,
+            load: None,
+            cores: None,
+            mem_used_mib: None,
+            mem_total_mib: None,
+            disk_used_gib: None,
+            disk_total_gib: None,
+            agent: None,
+            sync: None,
+        }
+    }
+}
+
+/// The probe: plain POSIX sh and coreutils, so it works before `setup` and on
+/// minimal images (no awk, no procps). One `key values...` line per fact.
+fn probe_script(node: &Node) -> String {
+    let wd = quote(&workdir::root(node));
+    let agent = quote(&workdir::agent_path(node));
+    let stamp = quote(&workdir::sync_stamp(node));
+    format!(
+        r#"d={wd}; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
+read up idle < /proc/uptime; echo "uptime $up"
+read l1 l5 l15 rest < /proc/loadavg; echo "load $l1 $l5 $l15"
+echo "cores $(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc)"
+while read k v rest; do case $k in MemTotal:|MemAvailable:) echo "$k $v";; esac; done < /proc/meminfo
+df -Pk -- "$d" | {{ read h; read fs total used avail rest; echo "disk $total $used $avail"; }}
+if [ -x {agent} ]; then echo "agent $({agent} version 2>/dev/null || echo broken)"; else echo "agent none"; fi
+if [ -f {stamp} ]; then echo "sync $(cat {stamp} | tr '\n' ' ')"; fi
+"#
+    )
+}
+
+fn parse_probe(node: &Node, latency: Duration, text: &str) -> Result<NodeStatus> {
+    let mut st = NodeStatus::unreachable(node, String::new());
+    st.reachable = true;
+    st.error = None;
+    st.latency_ms = Some((latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0);
+    let (mut mem_total, mut mem_avail) = (None, None);
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let key = it.next().unwrap_or("");
+        let vals: Vec<&str> = it.collect();
+        let num = |i: usize| -> Option<f64> { vals.get(i).and_then(|v| v.parse().ok()) };
+        match key {
+            "uptime" => st.uptime_s = num(0).map(|v| v as u64),
+            "load" => {
+                st.load = Some([
+                    num(0).unwrap_or(0.0),
+                    num(1).unwrap_or(0.0),
+                    num(2).unwrap_or(0.0),
+                ])
+            }
+            "cores" => st.cores = num(0).map(|v| v as u32),
+            "MemTotal:" => mem_total = num(0),
+            "MemAvailable:" => mem_avail = num(0),
+            "disk" => {
+                // df -P: 1K blocks total, used, available; used as df shows it.
+                let gib = |k: f64| (k / (1024.0 * 1024.0) * 100.0).round() / 100.0;
+                st.disk_total_gib = num(0).map(gib);
+                st.disk_used_gib = num(1).map(gib);
+            }
+            "agent" => st.agent = Some(vals.join(" ")),
+            "sync" => st.sync = Some(vals.join(" ")),
+            _ => {}
+        }
+    }
+    if let (Some(t), Some(a)) = (mem_total, mem_avail) {
+        st.mem_total_mib = Some((t / 1024.0) as u64);
+        st.mem_used_mib = Some(((t - a) / 1024.0) as u64);
+    }
+    if st.uptime_s.is_none() || st.mem_total_mib.is_none() {
+        anyhow::bail!(
+            "unexpected probe output: {}",
+            text.lines().next().unwrap_or("")
+        );
+    }
+    Ok(st)
+}
+
+async fn probe(session: &NodeSession) -> Result<NodeStatus> {
+    let latency = session.ping().await?;
+    let out = session.run(&probe_script(&session.node), None).await?;
+    if !out.success() {
+        anyhow::bail!("probe failed: {}", out.stderr_line());
+    }
+    parse_probe(
+        &session.node,
+        latency,
+        &String::from_utf8_lossy(&out.stdout),
+    )
+    .context("probe")
+}
+
+pub async fn run(g: &Global) -> Result<Exit> {
+    let cluster = Cluster::connect(g).await?;
+    let rows = futures::future::join_all(cluster.nodes.iter().map(|(node, conn)| async move {
+        match conn {
+            Ok(session) => probe(session)
+                .await
+                .unwrap_or_else(|e| NodeStatus::unreachable(node, format!("{e:#}"))),
+            Err(e) => NodeStatus::unreachable(node, e.reason.clone()),
+        }
+    }))
+    .await;
+    cluster.close().await;
+
+    let exit = if rows.iter().all(|r| r.reachable) {
+        Exit::Ok
+    } else {
+        Exit::Partial
+    };
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render(&rows));
+        let down: Vec<&str> = rows
+            .iter()
+            .filter(|r| !r.reachable)
+            .map(|r| r.node.as_str())
+            .collect();
+        if !down.is_empty() && !g.quiet {
+            eprintln!(
+                "{} of {} node(s) unreachable: {}",
+                down.len(),
+                rows.len(),
+                crate::nodeset::fold(&down)
+            );
+        }
+    }
+    Ok(exit)
+}
+
+fn render(rows: &[NodeStatus]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            if !r.reachable {
+                return vec![
+                    r.node.clone(),
+                    format!("unreachable: {}", r.error.as_deref().unwrap_or("")),
+                ];
+            }
+            let mib = |m: u64| human_bytes(m << 20);
+            vec![
+                r.node.clone(),
+                "ok".into(),
+                r.latency_ms.map_or("-".into(), |l| format!("{l:.1}ms")),
+                r.uptime_s.map_or("-".into(), human_uptime),
+                r.load.map_or("-".into(), |l| {
+                    format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2])
+                }),
+                match (r.mem_used_mib, r.mem_total_mib) {
+                    (Some(u), Some(t)) => format!("{} / {}", mib(u), mib(t)),
+                    _ => "-".into(),
+                },
+                match (r.disk_used_gib, r.disk_total_gib) {
+                    (Some(u), Some(t)) => format!("{u:.1} / {t:.1} GiB"),
+                    _ => "-".into(),
+                },
+                r.agent.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "NODE",
+            "STATUS",
+            "LATENCY",
+            "UPTIME",
+            "LOAD 1/5/15",
+            "MEM USED/TOTAL",
+            "DISK USED/TOTAL",
+            "AGENT",
+        ],
+        &cells,
+    )
+}
+
+fn human_uptime(s: u64) -> String {
+    let (d, h, m) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m {}s", s % 60)
+    }
+}

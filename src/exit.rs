@@ -1,0 +1,62 @@
+//! Exit codes shared by every command (README "Exit codes"). When several
+//! apply, the larger wins.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    /// Everything asked for was done on every selected node.
+    Ok = 0,
+    /// Some node was unreachable or dropped, but the result is complete.
+    Partial = 1,
+    /// Usage, inventory or input error: nothing was attempted.
+    Usage = 2,
+    /// The job failed: no result written.
+    Failed = 3,
+    /// The remote command failed (non-zero exit) on at least one node.
+    RemoteFailed = 4,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// Combine two outcomes: the larger code wins.
+    pub fn max(self, other: Exit) -> Exit {
+        std::cmp::max(self, other)
+    }
+}
+
+/// An error that is the user's to fix (bad flag, bad inventory, bad input):
+/// exits 2. Any other error ends the command with exit 3.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Shorthand: `return Err(usage!("no node selected"))`.
+#[macro_export]
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        anyhow::Error::new($crate::exit::UsageError(format!($($arg)*)))
+    };
+}
+
+/// The exit code an error maps to.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<UsageError>().is_some())
+    {
+        Exit::Usage
+    } else {
+        Exit::Failed
+    }
+}

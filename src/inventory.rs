@@ -1,0 +1,567 @@
+//! The cluster inventory (`cluster.toml`): schema, validation with file and
+//! line in every error, range expansion, lookup order and node selection.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize, Serializer};
+use toml::Spanned;
+
+use crate::cli::Global;
+use crate::nodeset;
+use crate::units::parse_duration;
+use crate::usage;
+
+/// How the host key of a node is checked (`host_key_checking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    /// Unknown or changed keys are refused (the default).
+    Strict,
+    /// Unknown keys are learned, changed keys refused.
+    AcceptNew,
+    /// No checking at all; distctl warns.
+    Off,
+}
+
+impl HostKeyChecking {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostKeyChecking::Strict => "strict",
+            HostKeyChecking::AcceptNew => "accept-new",
+            HostKeyChecking::Off => "off",
+        }
+    }
+}
+
+/// One node with every setting resolved (node value, else `[defaults]`, else built-in).
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub workdir: String,
+    /// Chunks run at once on this node; `None` means the node's core count.
+    pub slots: Option<u32>,
+    pub labels: Vec<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    pub host_key_checking: HostKeyChecking,
+    pub known_hosts_file: Option<PathBuf>,
+    pub ssh_options: Vec<String>,
+    /// The built-in node: commands run here without SSH.
+    pub local: bool,
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::units::Dur(*d).to_string())
+}
+
+pub const DEFAULT_WORKDIR: &str = ".distctl";
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Node {
+    fn builtin(name: &str, host: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            host: host.to_string(),
+            port: None,
+            user: None,
+            identity_file: None,
+            workdir: DEFAULT_WORKDIR.to_string(),
+            slots: None,
+            labels: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            host_key_checking: HostKeyChecking::Strict,
+            known_hosts_file: None,
+            ssh_options: Vec::new(),
+            local: false,
+        }
+    }
+
+    /// The built-in node used when there is no inventory at all.
+    pub fn local() -> Node {
+        Node {
+            local: true,
+            ..Node::builtin("local", "localhost")
+        }
+    }
+
+    /// `user@host:port` as a person would type it (for tables and messages).
+    pub fn destination(&self) -> String {
+        let mut s = String::new();
+        if let Some(u) = &self.user {
+            s.push_str(u);
+            s.push('@');
+        }
+        s.push_str(&self.host);
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        s
+    }
+}
+
+/// Where the inventory came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Hosts(String),
+    BuiltinLocal,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Hosts(h) => write!(f, "--hosts {h}"),
+            Source::BuiltinLocal => f.write_str("built-in local node"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub source: Source,
+    pub nodes: Vec<Node>,
+}
+
+/// One table of settings: `[defaults]` or a `[[nodes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    user: Option<String>,
+    identity_file: Option<String>,
+    workdir: Option<String>,
+    slots: Option<Spanned<i64>>,
+    labels: Option<Vec<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    host_key_checking: Option<Spanned<String>>,
+    known_hosts_file: Option<String>,
+    ssh_options: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    defaults: Option<Spanned<RawNode>>,
+    nodes: Option<Spanned<Vec<Spanned<RawNode>>>>,
+}
+
+/// Locates problems in one inventory file: `path:line: message`.
+struct Located<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Located<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(&self, span: Range<usize>, msg: impl fmt::Display) -> anyhow::Error {
+        usage!(
+            "{}:{}: {}",
+            self.path.display(),
+            self.line_of(span.start),
+            msg
+        )
+    }
+}
+
+impl Inventory {
+    /// Find and load the inventory the way every command does (see [`Global`]).
+    pub fn load(global: &Global) -> Result<Inventory> {
+        if let Some(hosts) = &global.hosts {
+            return Inventory::from_hosts(hosts);
+        }
+        if let Some(path) = &global.inventory {
+            return Inventory::from_file(path);
+        }
+        if let Some(path) = std::env::var_os("DISTCTL_INVENTORY").filter(|p| !p.is_empty()) {
+            return Inventory::from_file(Path::new(&path));
+        }
+        let mut candidates = vec![PathBuf::from("cluster.toml")];
+        if let Some(home) = std::env::var_os("HOME") {
+            candidates.push(Path::new(&home).join(".config/distctl/cluster.toml"));
+        }
+        candidates.push(PathBuf::from("/etc/distctl/cluster.toml"));
+        for path in candidates {
+            if path.is_file() {
+                return Inventory::from_file(&path);
+            }
+        }
+        Ok(Inventory {
+            source: Source::BuiltinLocal,
+            nodes: vec![Node::local()],
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Inventory> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage!("cannot read inventory {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let nodes = parse(path, &text, base)?;
+        Ok(Inventory {
+            source: Source::File(path.to_path_buf()),
+            nodes,
+        })
+    }
+
+    /// `node[1-3],admin@db:2222`: one node per host, named by its host
+    /// (with `:port` when two entries share a host).
+    pub fn from_hosts(spec: &str) -> Result<Inventory> {
+        let mut nodes: Vec<Node> = Vec::new();
+        for item in nodeset::split_top(spec) {
+            let (user, rest) = match item.rsplit_once('@') {
+                Some((u, r)) => (Some(u.to_string()), r),
+                None => (None, item),
+            };
+            let (host_pat, port) = match rest.rsplit_once(':') {
+                Some((h, p)) if !h.contains(']') || !p.contains('[') => {
+                    let port: u16 = p
+                        .parse()
+                        .ok()
+                        .filter(|&p| p > 0)
+                        .ok_or_else(|| usage!("--hosts: bad port '{p}' in '{item}'"))?;
+                    (h, Some(port))
+                }
+                _ => (rest, None),
+            };
+            let hosts = nodeset::expand_one(host_pat).map_err(|e| usage!("--hosts: {e}"))?;
+            for host in hosts {
+                let mut node = Node::builtin(&host, &host);
+                node.user = user.clone();
+                node.port = port;
+                if nodes.iter().any(|n| n.name == node.name) {
+                    node.name = node.destination();
+                }
+                if nodes.iter().any(|n| n.name == node.name) {
+                    return Err(usage!("--hosts: node '{}' is listed twice", node.name));
+                }
+                nodes.push(node);
+            }
+        }
+        if nodes.is_empty() {
+            return Err(usage!("--hosts: no host given"));
+        }
+        Ok(Inventory {
+            source: Source::Hosts(spec.to_string()),
+            nodes,
+        })
+    }
+
+    /// Apply `--nodes`, `--exclude` and `--label`. Selecting nothing is a usage error.
+    pub fn select(&self, global: &Global) -> Result<Vec<Node>> {
+        let known: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let names = |flag: &str, set: &str| -> Result<HashSet<String>> {
+            let names = nodeset::expand(set).map_err(|e| usage!("{flag}: {e}"))?;
+            if let Some(missing) = names.iter().find(|n| !known.contains(n.as_str())) {
+                return Err(usage!(
+                    "{flag}: no node named '{missing}' in {}",
+                    self.source
+                ));
+            }
+            Ok(names.into_iter().collect())
+        };
+        let only = global
+            .nodes
+            .as_deref()
+            .map(|s| names("--nodes", s))
+            .transpose()?;
+        let except = global
+            .exclude
+            .as_deref()
+            .map(|s| names("--exclude", s))
+            .transpose()?;
+        let selected: Vec<Node> = self
+            .nodes
+            .iter()
+            .filter(|n| only.as_ref().is_none_or(|o| o.contains(&n.name)))
+            .filter(|n| except.as_ref().is_none_or(|x| !x.contains(&n.name)))
+            .filter(|n| global.label.iter().all(|l| n.labels.contains(l)))
+            .cloned()
+            .collect();
+        if selected.is_empty() {
+            return Err(usage!("no node selected (inventory: {})", self.source));
+        }
+        Ok(selected)
+    }
+}
+
+fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
+    let loc = Located { path, text };
+    let raw: RawInventory = toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().replace('\n', " ");
+        match e.span() {
+            Some(span) => loc.err(span, msg),
+            None => usage!("{}: {msg}", path.display()),
+        }
+    })?;
+    let defaults = match raw.defaults {
+        Some(d) => {
+            if let Some(name) = &d.get_ref().name {
+                return Err(loc.err(
+                    name.span(),
+                    "'name' belongs in a [[nodes]] entry, not [defaults]",
+                ));
+            }
+            d.into_inner()
+        }
+        None => RawNode::default(),
+    };
+    let entries = match raw.nodes {
+        Some(n) if !n.get_ref().is_empty() => n.into_inner(),
+        Some(n) => return Err(loc.err(n.span(), "the node list is empty")),
+        None => return Err(loc.err(0..0, "no [[nodes]] entry: the node list is empty")),
+    };
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut seen: Vec<(String, Range<usize>)> = Vec::new();
+    for entry in entries {
+        let span = entry.span();
+        let entry = entry.into_inner();
+        let name = entry
+            .name
+            .as_ref()
+            .ok_or_else(|| loc.err(span.clone(), "node without a 'name'"))?;
+        let names = nodeset::expand_one(name.get_ref()).map_err(|e| loc.err(name.span(), e))?;
+        let hosts = match &entry.host {
+            Some(h) => {
+                let hosts = nodeset::expand_one(h.get_ref()).map_err(|e| loc.err(h.span(), e))?;
+                if hosts.len() != 1 && hosts.len() != names.len() {
+                    return Err(loc.err(
+                        h.span(),
+                        format!(
+                            "host '{}' expands to {} values but name '{}' to {}",
+                            h.get_ref(),
+                            hosts.len(),
+                            name.get_ref(),
+                            names.len()
+                        ),
+                    ));
+                }
+                Some(hosts)
+            }
+            None => None,
+        };
+        for (i, node_name) in names.iter().enumerate() {
+            check_name(node_name).map_err(|e| loc.err(name.span(), e))?;
+            if let Some((_, first)) = seen.iter().find(|(n, _)| n == node_name) {
+                return Err(loc.err(
+                    name.span(),
+                    format!(
+                        "duplicate node name '{node_name}' (first defined on line {})",
+                        loc.line_of(first.start)
+                    ),
+                ));
+            }
+            seen.push((node_name.clone(), name.span()));
+            let host = match &hosts {
+                Some(h) if h.len() == 1 => h[0].clone(),
+                Some(h) => h[i].clone(),
+                None => defaults
+                    .host
+                    .as_ref()
+                    .map(|h| h.get_ref().clone())
+                    .unwrap_or_else(|| node_name.clone()),
+            };
+            nodes.push(resolve(&loc, base, node_name, host, &entry, &defaults)?);
+        }
+    }
+    Ok(nodes)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("empty node name".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '/' | ','))
+    {
+        return Err(format!(
+            "node name '{name}' contains {c:?}, which is not allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// A node's own value, else the default's.
+fn pick<'a, T>(node: &'a Option<T>, defaults: &'a Option<T>) -> Option<&'a T> {
+    node.as_ref().or(defaults.as_ref())
+}
+
+fn resolve(
+    loc: &Located,
+    base: &Path,
+    name: &str,
+    host: String,
+    n: &RawNode,
+    d: &RawNode,
+) -> Result<Node> {
+    let port = match pick(&n.port, &d.port) {
+        Some(p) => {
+            let v = *p.get_ref();
+            if !(1..=65535).contains(&v) {
+                return Err(loc.err(p.span(), format!("bad port {v} (must be 1-65535)")));
+            }
+            Some(v as u16)
+        }
+        None => None,
+    };
+    let slots = match pick(&n.slots, &d.slots) {
+        Some(s) => {
+            let v = *s.get_ref();
+            if !(1..=4096).contains(&v) {
+                return Err(loc.err(s.span(), format!("bad slots {v} (must be 1-4096)")));
+            }
+            Some(v as u32)
+        }
+        None => None,
+    };
+    let connect_timeout = match pick(&n.connect_timeout, &d.connect_timeout) {
+        Some(t) => {
+            let dur = parse_duration(t.get_ref()).map_err(|e| loc.err(t.span(), e))?;
+            if dur < Duration::from_secs(1) {
+                return Err(loc.err(t.span(), "connect_timeout must be at least 1s"));
+            }
+            dur
+        }
+        None => DEFAULT_CONNECT_TIMEOUT,
+    };
+    let host_key_checking = match pick(&n.host_key_checking, &d.host_key_checking) {
+        Some(h) => match h.get_ref().as_str() {
+            "strict" => HostKeyChecking::Strict,
+            "accept-new" => HostKeyChecking::AcceptNew,
+            "off" => HostKeyChecking::Off,
+            other => return Err(loc.err(
+                h.span(),
+                format!(
+                    "bad host_key_checking '{other}' (use \"strict\", \"accept-new\" or \"off\")"
+                ),
+            )),
+        },
+        None => HostKeyChecking::Strict,
+    };
+    let ssh_options = match pick(&n.ssh_options, &d.ssh_options) {
+        Some(o) => {
+            for opt in o.get_ref() {
+                let ok = opt.split_once('=').is_some_and(|(k, v)| {
+                    !k.trim().is_empty() && !v.trim().is_empty() && !k.contains(char::is_whitespace)
+                });
+                if !ok || opt.contains('\n') {
+                    return Err(loc.err(
+                        o.span(),
+                        format!("bad ssh option '{opt}' (expected \"Key=Value\")"),
+                    ));
+                }
+            }
+            o.get_ref().clone()
+        }
+        None => Vec::new(),
+    };
+    if host.trim().is_empty() {
+        return Err(loc.err(n.host.as_ref().map_or(0..0, |h| h.span()), "empty host"));
+    }
+    let local_path = |p: &String| -> PathBuf {
+        match p.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from(p), |h| Path::new(&h).join(rest)),
+            None => base.join(p),
+        }
+    };
+    Ok(Node {
+        name: name.to_string(),
+        host,
+        port,
+        user: pick(&n.user, &d.user).cloned(),
+        identity_file: pick(&n.identity_file, &d.identity_file).map(local_path),
+        workdir: pick(&n.workdir, &d.workdir)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_WORKDIR.to_string()),
+        slots,
+        labels: pick(&n.labels, &d.labels).cloned().unwrap_or_default(),
+        connect_timeout,
+        host_key_checking,
+        known_hosts_file: pick(&n.known_hosts_file, &d.known_hosts_file).map(local_path),
+        ssh_options,
+        local: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Vec<Node>> {
+        parse(Path::new("c.toml"), text, Path::new("/base"))
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse_str(text).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let nodes = parse_str(
+            "[defaults]\nuser = \"ops\"\nport = 2222\nlabels = [\"a\"]\n\n[[nodes]]\nname = \"n[1-2]\"\nhost = \"10.0.0.[1-2]\"\n\n[[nodes]]\nname = \"db\"\nport = 22\nidentity_file = \"keys/id\"\n",
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[1].host, "10.0.0.2");
+        assert_eq!(nodes[1].port, Some(2222));
+        assert_eq!(nodes[2].port, Some(22));
+        assert_eq!(nodes[2].host, "db");
+        assert_eq!(nodes[2].user.as_deref(), Some("ops"));
+        assert_eq!(
+            nodes[2].identity_file.as_deref(),
+            Some(Path::new("/base/keys/id"))
+        );
+        assert_eq!(nodes[0].workdir, ".distctl");
+        assert_eq!(nodes[0].host_key_checking, HostKeyChecking::Strict);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        assert!(err("[[nodes]]\nname = \"a\"\nbogus = 1\n")
+            .starts_with("c.toml:3: unknown field `bogus`"));
+        assert!(err("[[nodes]]\nname = \"a\"\n[[nodes]]\nname = \"a\"\n")
+            .starts_with("c.toml:4: duplicate node name 'a' (first defined on line 2)"));
+        assert!(err("[defaults]\nuser = \"x\"\n").contains("node list is empty"));
+        assert!(err("nodes = []\n").starts_with("c.toml:1: the node list is empty"));
+        assert!(
+            err("[[nodes]]\nname = \"a\"\nport = 70000\n").starts_with("c.toml:3: bad port 70000")
+        );
+        assert!(err("[[nodes]]\nname = \"n[5-1]\"\n").starts_with("c.toml:2: range '5-1'"));
+        assert!(
+            err("[[nodes]]\nname = \"a\"\nhost_key_checking = \"maybe\"\n")
+                .starts_with("c.toml:3: bad host_key_checking")
+        );
+        assert!(err("[[nodes]]\nname = \"a\"\nssh_options = [\"Nope\"]\n")
+            .starts_with("c.toml:3: bad ssh option"));
+    }
+
+    #[test]
+    fn hosts_spec() {
+        let inv = Inventory::from_hosts("node[1-2],admin@db:2222").unwrap();
+        let names: Vec<_> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["node1", "node2", "db"]);
+        assert_eq!(inv.nodes[2].user.as_deref(), Some("admin"));
+        assert_eq!(inv.nodes[2].port, Some(2222));
+        let same_host = Inventory::from_hosts("127.0.0.1:2201,127.0.0.1:2202").unwrap();
+        assert_eq!(same_host.nodes[1].name, "127.0.0.1:2202");
+    }
+}

@@ -1,0 +1,15 @@
+//! distctl: drive a cluster of Linux machines over SSH.
+//!
+//! Data flows one way: inventory → plan → transport → results → merge/report.
+//! The binary (`main.rs`) only parses the command line and maps errors to exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod inventory;
+pub mod nodeset;
+pub mod shell;
+pub mod table;
+pub mod transport;
+pub mod units;
+pub mod workdir;

@@ -1,0 +1,34 @@
+use clap::Parser;
+
+use distctl::cli::Cli;
+use distctl::exit::exit_for;
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    let code = match runtime.block_on(distctl::commands::dispatch(cli)) {
+        Ok(exit) => exit,
+        Err(err) => {
+            eprintln!("distctl: error: {}", one_line(&err));
+            exit_for(&err)
+        }
+    };
+    // Drop the runtime before exiting so ssh masters and temp dirs are cleaned up.
+    drop(runtime);
+    std::process::exit(code.code());
+}
+
+/// Errors print as one line: the outermost context, then its causes after colons.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

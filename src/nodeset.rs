@@ -1,0 +1,208 @@
+//! Node sets as pdsh and ClusterShell write them: `node[01-16,20],db`.
+//! [`expand`] turns one into names; [`fold`] turns names back into the
+//! shortest such set, so a summary can be pasted into `--nodes`.
+
+use std::collections::BTreeMap;
+
+/// Split at commas that are not inside brackets: `a[1,2],b` → `a[1,2]`, `b`.
+pub fn split_top(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Expand one pattern (`node[01-03,7]`, `r[1-2]n[1-2]`, or a plain name).
+pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
+    let Some(open) = pattern.find('[') else {
+        if pattern.contains(']') {
+            return Err(format!("unbalanced ']' in '{pattern}'"));
+        }
+        return Ok(vec![pattern.to_string()]);
+    };
+    let close = pattern[open..]
+        .find(']')
+        .map(|i| open + i)
+        .ok_or_else(|| format!("unclosed '[' in '{pattern}'"))?;
+    let prefix = &pattern[..open];
+    let body = &pattern[open + 1..close];
+    let rest = expand_one(&pattern[close + 1..])?;
+    let mut values = Vec::new();
+    for part in body.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let bad = || format!("bad range '{part}' in '{pattern}'");
+        if lo.is_empty() || !lo.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        if hi.is_empty() || !hi.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let width = if lo.len() > 1 && lo.starts_with('0') {
+            lo.len()
+        } else {
+            0
+        };
+        let (a, b): (u64, u64) = (
+            lo.parse().map_err(|_| bad())?,
+            hi.parse().map_err(|_| bad())?,
+        );
+        if a > b {
+            return Err(format!("range '{part}' in '{pattern}' expands to nothing"));
+        }
+        if b - a > 100_000 {
+            return Err(format!("range '{part}' in '{pattern}' is too large"));
+        }
+        for v in a..=b {
+            values.push(format!("{v:0width$}"));
+        }
+    }
+    if values.is_empty() {
+        return Err(format!(
+            "range '[{body}]' in '{pattern}' expands to nothing"
+        ));
+    }
+    let mut out = Vec::with_capacity(values.len() * rest.len());
+    for v in &values {
+        for r in &rest {
+            out.push(format!("{prefix}{v}{r}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Expand a whole node set (`node[1-3],db`), keeping order, dropping repeats.
+pub fn expand(set: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in split_top(set) {
+        for name in expand_one(part)? {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fold names into a compact node set: `node1,node2,node3,node5,db` → `db,node[1-3,5]`.
+pub fn fold<S: AsRef<str>>(names: &[S]) -> String {
+    // Group by (prefix, suffix, zero-padded width) around the last run of digits.
+    let mut groups: BTreeMap<(String, String, usize), Vec<u64>> = BTreeMap::new();
+    let mut plain: Vec<String> = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        let bytes = name.as_bytes();
+        let end = match bytes.iter().rposition(|b| b.is_ascii_digit()) {
+            Some(e) => e + 1,
+            None => {
+                plain.push(name.to_string());
+                continue;
+            }
+        };
+        let start = bytes[..end]
+            .iter()
+            .rposition(|b| !b.is_ascii_digit())
+            .map_or(0, |s| s + 1);
+        let digits = &name[start..end];
+        let Ok(value) = digits.parse::<u64>() else {
+            plain.push(name.to_string());
+            continue;
+        };
+        let width = if digits.len() > 1 && digits.starts_with('0') {
+            digits.len()
+        } else {
+            0
+        };
+        groups
+            .entry((name[..start].to_string(), name[end..].to_string(), width))
+            .or_default()
+            .push(value);
+    }
+    let mut parts: Vec<String> = plain;
+    for ((prefix, suffix, width), mut values) in groups {
+        values.sort_unstable();
+        values.dedup();
+        if values.len() == 1 {
+            parts.push(format!("{prefix}{:0width$}{suffix}", values[0]));
+            continue;
+        }
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < values.len() {
+            let mut j = i;
+            while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+                j += 1;
+            }
+            if i == j {
+                ranges.push(format!("{:0width$}", values[i]));
+            } else {
+                ranges.push(format!("{:0width$}-{:0width$}", values[i], values[j]));
+            }
+            i = j + 1;
+        }
+        parts.push(format!("{prefix}[{}]{suffix}", ranges.join(",")));
+    }
+    parts.sort();
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_ranges_keeping_padding() {
+        assert_eq!(
+            expand("node[01-03,10]").unwrap(),
+            ["node01", "node02", "node03", "node10"]
+        );
+        assert_eq!(
+            expand("a[1-2]b[1-2]").unwrap(),
+            ["a1b1", "a1b2", "a2b1", "a2b2"]
+        );
+        assert_eq!(expand("db, web[1-2] ,db").unwrap(), ["db", "web1", "web2"]);
+    }
+
+    #[test]
+    fn rejects_bad_ranges() {
+        assert!(expand("n[3-1]").unwrap_err().contains("expands to nothing"));
+        assert!(expand("n[]").unwrap_err().contains("expands to nothing"));
+        assert!(expand("n[a-b]").is_err());
+        assert!(expand("n[1-2").is_err());
+    }
+
+    #[test]
+    fn folds_back() {
+        assert_eq!(
+            fold(&["node1", "node2", "node3", "node5", "db"]),
+            "db,node[1-3,5]"
+        );
+        assert_eq!(fold(&["n01", "n02"]), "n[01-02]");
+        assert_eq!(fold(&["solo7"]), "solo7");
+        let set = fold(&["x1", "x2", "y9"]);
+        assert_eq!(
+            expand(&set).unwrap(),
+            ["x[1-2]", "y9"]
+                .iter()
+                .flat_map(|s| expand(s).unwrap())
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! How distctl reaches a node: one multiplexed OpenSSH master per node per
+//! invocation ([`ssh`]), or a plain local shell for the built-in node
+//! ([`local`]). Everything above this module sees one [`NodeSession`] type and
+//! shell command lines built with [`crate::shell`].
+//!
+//! The transport knows nothing of chunks, CSV or progress bars.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::inventory::Node;
+
+pub mod local;
+pub mod ssh;
+
+/// sshd's default `MaxSessions` is 10: stay below it on every master.
+pub const CHANNELS_PER_NODE: usize = 8;
+
+/// A live connection to one node. Cheap to share (`Arc`) between tasks.
+pub struct NodeSession {
+    pub node: Node,
+    /// How long the connection took to come up (zero for the local node).
+    pub connect_time: Duration,
+    conn: Conn,
+    channels: Arc<Semaphore>,
+}
+
+enum Conn {
+    Ssh(Arc<openssh::Session>),
+    Local,
+}
+
+/// Why a node could not be reached, in one line for people.
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    pub node: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.node, self.reason)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A command started on a node with all three standard streams piped.
+pub struct RemoteProcess {
+    pub stdin: Option<BoxWrite>,
+    pub stdout: BoxRead,
+    pub stderr: BoxRead,
+    child: ChildImpl,
+    _channel: OwnedSemaphorePermit,
+}
+
+enum ChildImpl {
+    Ssh(openssh::Child<Arc<openssh::Session>>),
+    Local(tokio::process::Child),
+}
+
+/// Exit of a remote command: its code, or `None` when it was killed by a
+/// signal or the connection went away before it reported one.
+pub type ExitCode = Option<i32>;
+
+impl RemoteProcess {
+    pub async fn wait(self) -> Result<ExitCode> {
+        match self.child {
+            ChildImpl::Ssh(child) => match child.wait().await {
+                Ok(status) => Ok(status.code()),
+                Err(openssh::Error::RemoteProcessTerminated) => Ok(None),
+                Err(e) => Err(anyhow::Error::new(e).context("lost the connection")),
+            },
+            ChildImpl::Local(mut child) => Ok(child.wait().await?.code()),
+        }
+    }
+}
+
+/// Everything a finished command printed.
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub code: ExitCode,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last non-empty stderr line, for one-line error messages.
+    pub fn stderr_line(&self) -> String {
+        String::from_utf8_lossy(&self.stderr)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+}
+
+impl NodeSession {
+    /// The built-in local node: no SSH, commands run under `sh -c` in `$HOME`.
+    pub fn local(node: Node) -> NodeSession {
+        NodeSession {
+            node,
+            connect_time: Duration::ZERO,
+            conn: Conn::Local,
+            channels: Arc::new(Semaphore::new(64)),
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self.conn, Conn::Local)
+    }
+
+    /// Start a shell command line on the node (stdin, stdout, stderr piped).
+    /// The line is interpreted by the node's login shell: quote every word
+    /// with [`crate::shell::quote`]. Waits while the node already has
+    /// [`CHANNELS_PER_NODE`] commands open.
+    pub async fn spawn(&self, cmdline: &str) -> Result<RemoteProcess> {
+        let permit = self.channels.clone().acquire_owned().await?;
+        match &self.conn {
+            Conn::Ssh(session) => ssh::spawn(session, cmdline, permit).await,
+            Conn::Local => local::spawn(cmdline, permit),
+        }
+    }
+
+    /// Run a command to completion, feeding it `input`, and capture its output.
+    pub async fn run(&self, cmdline: &str, input: Option<&[u8]>) -> Result<CommandOutput> {
+        let mut proc = self.spawn(cmdline).await?;
+        let mut stdin = proc.stdin.take();
+        let write = async {
+            if let (Some(w), Some(data)) = (stdin.as_mut(), input) {
+                w.write_all(data).await?;
+                w.shutdown().await?;
+            }
+            drop(stdin);
+            Ok::<_, std::io::Error>(())
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let (w, o, e) = tokio::join!(
+            write,
+            proc.stdout.read_to_end(&mut out),
+            proc.stderr.read_to_end(&mut err)
+        );
+        // A command that exits without reading all its input is not an error here.
+        let _ = w;
+        o.context("reading remote stdout")?;
+        e.context("reading remote stderr")?;
+        let code = proc.wait().await?;
+        Ok(CommandOutput {
+            code,
+            stdout: out,
+            stderr: err,
+        })
+    }
+
+    /// Round trip of one trivial command over the open connection.
+    pub async fn ping(&self) -> Result<Duration> {
+        let start = Instant::now();
+        let out = self.run("exit 0", None).await?;
+        if !out.success() {
+            anyhow::bail!("'exit 0' failed on the node: {}", out.stderr_line());
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Close the master connection (the local node has none).
+    pub async fn close(self) {
+        if let Conn::Ssh(session) = self.conn {
+            if let Ok(session) = Arc::try_unwrap(session) {
+                let _ = session.close().await;
+            }
+        }
+    }
+}
+
+/// Connects to nodes: owns the short control directory that holds the
+/// per-node master sockets and generated ssh configs for this invocation.
+pub struct Connector {
+    control_dir: tempfile::TempDir,
+    pub fanout: usize,
+    pub server_alive: Duration,
+}
+
+impl Connector {
+    pub fn new(fanout: usize) -> Result<Connector> {
+        Ok(Connector {
+            control_dir: ssh::control_dir()?,
+            fanout: fanout.max(1),
+            server_alive: Duration::from_secs(5),
+        })
+    }
+
+    /// Open one connection per node, at most `fanout` handshakes at a time.
+    /// Results come back in the order of `nodes`; a failed node never holds
+    /// up the others.
+    pub async fn connect_all(&self, nodes: &[Node]) -> Vec<Result<Arc<NodeSession>, ConnectError>> {
+        let gate = Arc::new(Semaphore::new(self.fanout));
+        let tasks = nodes.iter().enumerate().map(|(i, node)| {
+            let gate = gate.clone();
+            async move {
+                let _permit = gate.acquire().await.expect("semaphore closed");
+                self.connect(i, node).await.map(Arc::new)
+            }
+        });
+        futures::future::join_all(tasks).await
+    }
+
+    pub async fn connect(&self, index: usize, node: &Node) -> Result<NodeSession, ConnectError> {
+        if node.local {
+            return Ok(NodeSession::local(node.clone()));
+        }
+        let start = Instant::now();
+        let session = ssh::connect(self.control_dir.path(), index, node, self.server_alive).await?;
+        Ok(NodeSession {
+            node: node.clone(),
+            connect_time: start.elapsed(),
+            conn: Conn::Ssh(Arc::new(session)),
+            channels: Arc::new(Semaphore::new(CHANNELS_PER_NODE)),
+        })
+    }
+}
