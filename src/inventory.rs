@@ -447,12 +447,14 @@ fn resolve(
             "strict" => HostKeyChecking::Strict,
             "accept-new" => HostKeyChecking::AcceptNew,
             "off" => HostKeyChecking::Off,
-            other => return Err(loc.err(
-                h.span(),
-                format!(
+            other => {
+                return Err(loc.err(
+                    h.span(),
+                    format!(
                     "bad host_key_checking '{other}' (use \"strict\", \"accept-new\" or \"off\")"
                 ),
-            )),
+                ))
+            }
         },
         None => HostKeyChecking::Strict,
     };

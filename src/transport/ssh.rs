@@ -139,8 +139,7 @@ pub(crate) fn classify(text: &str) -> String {
     let last = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
-        .next_back()
+        .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
         .unwrap_or("ssh failed without a message");
     last.strip_prefix("ssh: ").unwrap_or(last).to_string()
 }

@@ -1,0 +1,307 @@
+//! `distctl status` and `distctl nodes` against real sshd nodes on loopback.
+
+mod support;
+
+use std::fs;
+use std::process::Output;
+
+use serde_json::Value;
+use support::{distctl_bin, TestCluster};
+
+fn run(cmd: &mut std::process::Command) -> Output {
+    cmd.output().expect("cannot run distctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn status_json(cluster: &TestCluster, extra: &[&str]) -> (i32, Vec<Value>) {
+    let out = run(cluster.distctl().args(extra).args(["status", "--json"]));
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)));
+    (out.status.code().unwrap(), rows.as_array().unwrap().clone())
+}
+
+#[test]
+fn status_reports_every_node() {
+    let cluster = TestCluster::start(3);
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["node"], format!("node{}", i + 1));
+        assert_eq!(row["reachable"], true, "{row}");
+        assert!(row["latency_ms"].as_f64().unwrap() > 0.0);
+        assert!(row["uptime_s"].as_u64().unwrap() > 0);
+        let (used, total) = (
+            row["mem_used_mib"].as_u64().unwrap(),
+            row["mem_total_mib"].as_u64().unwrap(),
+        );
+        assert!(used <= total && total > 0);
+        assert!(row["disk_total_gib"].as_f64().unwrap() > 0.0);
+        assert_eq!(row["agent"], "none", "no agent before setup");
+        assert_eq!(row["load"].as_array().unwrap().len(), 3);
+    }
+    // The table for people names every node once.
+    let out = run(cluster.distctl().arg("status"));
+    assert_eq!(out.status.code(), Some(0));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("NODE"));
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(
+            table.lines().filter(|l| l.starts_with(n)).count(),
+            1,
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn a_stopped_node_is_unreachable_and_hides_nothing() {
+    let mut cluster = TestCluster::start(3);
+    let before = cluster.node_pids(1);
+    assert!(!before.is_empty());
+    cluster.stop_node(1);
+    for pid in before {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+    }
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 1, "some node unreachable → exit 1");
+    assert_eq!(rows[0]["reachable"], true);
+    assert_eq!(rows[2]["reachable"], true);
+    assert_eq!(rows[1]["reachable"], false);
+    assert!(
+        rows[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{}",
+        rows[1]
+    );
+    // Table: the dead node gets one line with its reason; the others still show.
+    let out = run(cluster.distctl().arg("status"));
+    assert_eq!(out.status.code(), Some(1));
+    let table = text(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("node2") && l.contains("unreachable: connection refused")),
+        "{table}"
+    );
+    assert!(text(&out.stderr).contains("1 of 3 node(s) unreachable: node2"));
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+#[test]
+fn changed_host_key_is_refused_under_strict_checking() {
+    let mut cluster = TestCluster::start(2);
+    cluster.rekey_node(0);
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(rows[0]["reachable"], false);
+    let err = rows[0]["error"].as_str().unwrap();
+    assert!(err.contains("host key has CHANGED"), "{err}");
+    assert_eq!(rows[1]["reachable"], true);
+}
+
+#[test]
+fn unknown_host_key_refused_strict_and_learned_with_accept_new() {
+    let cluster = TestCluster::start(1);
+    fs::write(&cluster.known_hosts, "").unwrap();
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("host key unknown"),
+        "{}",
+        rows[0]
+    );
+
+    let inv = fs::read_to_string(cluster.inventory()).unwrap();
+    fs::write(
+        cluster.inventory(),
+        inv.replace("\"strict\"", "\"accept-new\""),
+    )
+    .unwrap();
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    // The key was learned: strict checking now accepts the node.
+    let learned = fs::read_to_string(&cluster.known_hosts).unwrap();
+    assert!(learned.contains("ssh-ed25519"), "{learned}");
+    fs::write(cluster.inventory(), inv).unwrap();
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+}
+
+#[test]
+fn selection_flags_pick_nodes() {
+    let cluster = TestCluster::start(3);
+    let inv = fs::read_to_string(cluster.inventory()).unwrap();
+    // Label node3 only.
+    let labelled = inv.replacen(
+        "name = \"node3\"",
+        "name = \"node3\"\nlabels = [\"gpu\", \"big\"]",
+        1,
+    );
+    fs::write(cluster.inventory(), labelled).unwrap();
+    let names = |args: &[&str]| -> (i32, Vec<String>) {
+        let out = run(cluster.distctl().args(args).args(["nodes", "--json"]));
+        let code = out.status.code().unwrap();
+        if code != 0 {
+            return (code, vec![text(&out.stderr)]);
+        }
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let names = doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        (code, names)
+    };
+    assert_eq!(names(&[]).1, ["node1", "node2", "node3"]);
+    assert_eq!(names(&["--nodes", "node[1-2]"]).1, ["node1", "node2"]);
+    assert_eq!(names(&["--exclude", "node2"]).1, ["node1", "node3"]);
+    assert_eq!(names(&["--label", "gpu", "--label", "big"]).1, ["node3"]);
+    let (code, msg) = names(&["--label", "gpu", "--nodes", "node1"]);
+    assert_eq!(code, 2);
+    assert!(msg[0].contains("no node selected"), "{msg:?}");
+    let (code, msg) = names(&["--nodes", "node9"]);
+    assert_eq!(code, 2);
+    assert!(msg[0].contains("no node named 'node9'"), "{msg:?}");
+    // status honours the selection too.
+    let (code, rows) = status_json(&cluster, &["--nodes", "node2"]);
+    assert_eq!(code, 0);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["node"], "node2");
+}
+
+/// Each malformed inventory: exit 2, one line naming file and line.
+#[test]
+fn malformed_inventories_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[[nodes]]\nname = \"a\"\ncolour = \"red\"\n",
+            ":3:",
+            "unknown field `colour`",
+        ),
+        (
+            "[[nodes]]\nname = \"a\"\n\n[[nodes]]\nname = \"a\"\n",
+            ":5:",
+            "duplicate node name 'a'",
+        ),
+        (
+            "nodes = []\n\n[defaults]\nuser = \"x\"\n",
+            ":1:",
+            "node list is empty",
+        ),
+        ("[[nodes]]\nname = \"a\"\nport = 0\n", ":3:", "bad port 0"),
+        (
+            "[[nodes]]\nname = \"web[9-3]\"\n",
+            ":2:",
+            "expands to nothing",
+        ),
+        (
+            "[[nodes]]\nname = \"a\"\nhost_key_checking = \"yes\"\n",
+            ":3:",
+            "bad host_key_checking",
+        ),
+        ("[[nodes]\nname = \"a\"\n", ":1:", ""),
+    ];
+    for (i, (toml, line, msg)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        fs::write(&path, toml).unwrap();
+        let out = run(std::process::Command::new(distctl_bin())
+            .arg("--inventory")
+            .arg(&path)
+            .arg("status"));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&format!("bad{i}.toml{line}")),
+            "case {i}: {err}"
+        );
+        assert!(err.contains(msg), "case {i}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    // Selecting no node is a usage error too.
+    let good = dir.path().join("good.toml");
+    fs::write(&good, "[[nodes]]\nname = \"a\"\nlabels = [\"x\"]\n").unwrap();
+    let out = run(std::process::Command::new(distctl_bin())
+        .arg("--inventory")
+        .arg(&good)
+        .args(["--label", "y", "status"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no node selected"));
+}
+
+#[test]
+fn builtin_local_node_without_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new(distctl_bin())
+        .current_dir(dir.path())
+        .env_remove("DISTCTL_INVENTORY")
+        .env("HOME", dir.path())
+        .args(["status", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["node"], "local");
+    assert_eq!(rows[0]["reachable"], true);
+    let out = run(std::process::Command::new(distctl_bin())
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env_remove("DISTCTL_INVENTORY")
+        .arg("nodes"));
+    assert!(text(&out.stdout).contains("local"));
+    assert!(text(&out.stderr).contains("built-in local node"));
+}
+
+#[test]
+fn inventory_lookup_order_env_then_cwd() {
+    let cluster = TestCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    // ./cluster.toml is found when nothing else is given.
+    fs::copy(cluster.inventory(), dir.path().join("cluster.toml")).unwrap();
+    let out = run(std::process::Command::new(distctl_bin())
+        .current_dir(dir.path())
+        .env_remove("DISTCTL_INVENTORY")
+        .args(["nodes", "--json"]));
+    assert!(
+        text(&out.stdout).contains("\"node1\""),
+        "{}",
+        text(&out.stderr)
+    );
+    // $DISTCTL_INVENTORY wins over ./cluster.toml.
+    let other = dir.path().join("other.toml");
+    fs::write(&other, "[[nodes]]\nname = \"envnode\"\n").unwrap();
+    let out = run(std::process::Command::new(distctl_bin())
+        .current_dir(dir.path())
+        .env("DISTCTL_INVENTORY", &other)
+        .args(["nodes", "--json"]));
+    assert!(text(&out.stdout).contains("\"envnode\""));
+}
+
+#[test]
+fn example_inventory_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.example.toml");
+    let out = run(std::process::Command::new(distctl_bin())
+        .arg("--inventory")
+        .arg(&path)
+        .args(["nodes", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = doc["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1 + 17 + 1);
+    assert_eq!(nodes[1]["name"], "node01");
+    assert_eq!(nodes[1]["host"], "10.0.1.01");
+    assert_eq!(nodes[17]["name"], "node20");
+    assert_eq!(nodes[18]["port"], 2222);
+}

@@ -1,0 +1,330 @@
+//! Real `sshd` nodes on loopback for integration tests and benchmarks.
+//!
+//! `TestCluster::start(n)` generates host and client keys, writes a known_hosts
+//! file and an inventory (strict host-key checking), and starts `n` sshd
+//! processes on free 127.0.0.1 ports, each node with its own workdir. Drop
+//! stops exactly the processes it started (listener and session processes, by PID).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct SshNode {
+    pub name: String,
+    pub port: u16,
+    /// Private directory of this node's sshd (config, host key, log).
+    pub dir: PathBuf,
+    /// The node's distctl workdir (absolute).
+    pub workdir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<SshNode>,
+    pub client_key: PathBuf,
+    pub known_hosts: PathBuf,
+    inventory: PathBuf,
+}
+
+/// Path of the distctl binary under test.
+pub fn distctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_distctl"))
+}
+
+fn keygen(path: &Path) {
+    let _ = fs::remove_file(path);
+    let _ = fs::remove_file(path.with_extension("pub"));
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "distctl-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen (openssh-client) must be installed");
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Options to vary a cluster before it starts.
+#[derive(Clone, Default)]
+pub struct ClusterOptions {
+    /// Workdir per node index (default: `<dir>/<name>/work`).
+    pub workdir: Option<fn(&Path, usize) -> PathBuf>,
+    /// Extra lines appended to the generated inventory.
+    pub inventory_extra: String,
+}
+
+impl TestCluster {
+    pub fn start(n: usize) -> TestCluster {
+        TestCluster::start_with(n, ClusterOptions::default())
+    }
+
+    pub fn start_with(n: usize, opts: ClusterOptions) -> TestCluster {
+        assert!(
+            Path::new("/usr/sbin/sshd").exists(),
+            "/usr/sbin/sshd is missing: install openssh-server (scripts/install-deps does)"
+        );
+        if current_user() == "root" {
+            // sshd refuses to start as root without its privilege separation directory.
+            let _ = fs::create_dir_all("/run/sshd");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("dctl-test")
+            .tempdir()
+            .unwrap();
+        let client_key = dir.path().join("client_key");
+        keygen(&client_key);
+        let authorized = dir.path().join("authorized_keys");
+        fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+        let known_hosts = dir.path().join("known_hosts");
+        let mut cluster = TestCluster {
+            inventory: dir.path().join("cluster.toml"),
+            client_key,
+            known_hosts,
+            nodes: Vec::new(),
+            dir,
+        };
+        for i in 0..n {
+            let name = format!("node{}", i + 1);
+            let ndir = cluster.dir.path().join(&name);
+            fs::create_dir_all(&ndir).unwrap();
+            let workdir = match opts.workdir {
+                Some(f) => f(cluster.dir.path(), i),
+                None => ndir.join("work"),
+            };
+            keygen(&ndir.join("host_ed25519"));
+            cluster.nodes.push(SshNode {
+                name,
+                port: 0,
+                dir: ndir,
+                workdir,
+                child: None,
+            });
+        }
+        let authorized = cluster.dir.path().join("authorized_keys");
+        std::thread::scope(|s| {
+            for node in cluster.nodes.iter_mut() {
+                let authorized = authorized.clone();
+                s.spawn(move || start_sshd(node, &authorized));
+            }
+        });
+        cluster.write_known_hosts();
+        cluster.write_inventory(&opts.inventory_extra);
+        cluster
+    }
+
+    pub fn inventory(&self) -> &Path {
+        &self.inventory
+    }
+
+    /// Rewrite the inventory with extra TOML appended (e.g. more `[[nodes]]`).
+    pub fn write_inventory(&self, extra: &str) {
+        let mut s = String::new();
+        s.push_str("[defaults]\nhost = \"127.0.0.1\"\n");
+        s.push_str(&format!("user = {:?}\n", current_user()));
+        s.push_str(&format!(
+            "identity_file = {:?}\n",
+            self.client_key.display().to_string()
+        ));
+        s.push_str(&format!(
+            "known_hosts_file = {:?}\n",
+            self.known_hosts.display().to_string()
+        ));
+        s.push_str("host_key_checking = \"strict\"\nconnect_timeout = \"5s\"\n");
+        for node in &self.nodes {
+            s.push_str(&format!(
+                "\n[[nodes]]\nname = {:?}\nport = {}\nworkdir = {:?}\n",
+                node.name,
+                node.port,
+                node.workdir.display().to_string()
+            ));
+        }
+        s.push_str(extra);
+        fs::write(&self.inventory, s).unwrap();
+    }
+
+    fn write_known_hosts(&self) {
+        let mut f = fs::File::create(&self.known_hosts).unwrap();
+        for node in &self.nodes {
+            let key = fs::read_to_string(node.dir.join("host_ed25519.pub")).unwrap();
+            let mut parts = key.split_whitespace();
+            let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+            writeln!(f, "[127.0.0.1]:{} {kind} {blob}", node.port).unwrap();
+        }
+    }
+
+    /// `distctl --inventory <this cluster>`; add the command and its flags.
+    pub fn distctl(&self) -> Command {
+        let mut c = Command::new(distctl_bin());
+        c.arg("--inventory").arg(&self.inventory);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn workdir(&self, i: usize) -> &Path {
+        &self.nodes[i].workdir
+    }
+
+    pub fn port(&self, i: usize) -> u16 {
+        self.nodes[i].port
+    }
+
+    /// The sshd listener of node `i` and every process below it (its
+    /// connections' session processes and what they run).
+    pub fn node_pids(&self, i: usize) -> Vec<u32> {
+        match &self.nodes[i].child {
+            Some(c) => process_tree(c.id()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Kill node `i` outright: the listener and all its session processes,
+    /// so established connections die too (killing only the listener would not).
+    pub fn stop_node(&mut self, i: usize) {
+        stop(&mut self.nodes[i]);
+    }
+
+    /// Start node `i` again on the same port with the same host key.
+    pub fn restart_node(&mut self, i: usize) {
+        stop(&mut self.nodes[i]);
+        let authorized = self.dir.path().join("authorized_keys");
+        start_sshd(&mut self.nodes[i], &authorized);
+    }
+
+    /// Give node `i` a new host key and restart it (known_hosts keeps the old one).
+    pub fn rekey_node(&mut self, i: usize) {
+        stop(&mut self.nodes[i]);
+        keygen(&self.nodes[i].dir.join("host_ed25519"));
+        let authorized = self.dir.path().join("authorized_keys");
+        start_sshd(&mut self.nodes[i], &authorized);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            stop(node);
+        }
+    }
+}
+
+fn sshd_config(node: &SshNode, authorized: &Path) -> String {
+    format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_ed25519\nPidFile {dir}/sshd.pid\n\
+         AuthorizedKeysFile {auth}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+         PrintMotd no\nLogLevel ERROR\nMaxStartups 100:30:200\nSubsystem sftp internal-sftp\n",
+        port = node.port,
+        dir = node.dir.display(),
+        auth = authorized.display(),
+    )
+}
+
+fn start_sshd(node: &mut SshNode, authorized: &Path) {
+    let keep_port = node.port != 0;
+    for _attempt in 0..20 {
+        if !keep_port {
+            node.port = free_port();
+        }
+        let config = node.dir.join("sshd_config");
+        fs::write(&config, sshd_config(node, authorized)).unwrap();
+        let log = fs::File::create(node.dir.join("sshd.log")).unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start /usr/sbin/sshd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // exited: port taken or bad config; retry
+            }
+            if TcpStream::connect(("127.0.0.1", node.port)).is_ok() {
+                node.child = Some(child);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if keep_port {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    panic!(
+        "sshd for {} did not start; log: {}",
+        node.name,
+        fs::read_to_string(node.dir.join("sshd.log")).unwrap_or_default()
+    );
+}
+
+fn stop(node: &mut SshNode) {
+    if let Some(mut child) = node.child.take() {
+        // Collect the whole tree first: once a parent dies its children are
+        // re-parented and could no longer be found.
+        for pid in process_tree(child.id()) {
+            kill(pid);
+        }
+        let _ = child.wait();
+    }
+}
+
+fn kill(pid: u32) {
+    // SAFETY: plain kill(2) on a PID this cluster started (or its descendant).
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// `root` and all its descendants, from /proc (parents before children).
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // The command name may hold spaces and parentheses: parse after the last ')'.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split(' ').nth(1).and_then(|p| p.parse().ok()) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(c) = children.get(&out[i]) {
+            out.extend(c);
+        }
+        i += 1;
+    }
+    out
+}
