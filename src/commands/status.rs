@@ -124,9 +124,13 @@ fn parse_probe(node: &Node, latency: Duration, text: &str) -> Result<NodeStatus>
     Ok(st)
 }
 
+/// One command per node: every command a node runs pays its login shell's
+/// start-up (a pyenv `.bashrc` costs ~130 ms), so the probe's round trip is
+/// also the latency reported.
 async fn probe(session: &NodeSession) -> Result<NodeStatus> {
-    let latency = session.ping().await?;
+    let start = std::time::Instant::now();
     let out = session.run(&probe_script(&session.node), None).await?;
+    let latency = start.elapsed();
     if !out.success() {
         anyhow::bail!("probe failed: {}", out.stderr_line());
     }
