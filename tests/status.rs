@@ -305,3 +305,28 @@ fn example_inventory_parses() {
     assert_eq!(nodes[17]["name"], "node20");
     assert_eq!(nodes[18]["port"], 2222);
 }
+
+/// `ssh_options` reach ssh: an alias that known_hosts does not hold makes the
+/// strict host-key check fail for that node only.
+#[test]
+fn ssh_options_are_passed_to_ssh() {
+    let cluster = TestCluster::start(2);
+    let inv = fs::read_to_string(cluster.inventory()).unwrap();
+    let with_alias = inv.replacen(
+        "name = \"node2\"",
+        "name = \"node2\"\nssh_options = [\"HostKeyAlias=not-in-known-hosts\"]",
+        1,
+    );
+    fs::write(cluster.inventory(), with_alias).unwrap();
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(rows[0]["reachable"], true);
+    assert!(
+        rows[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("host key unknown"),
+        "{}",
+        rows[1]
+    );
+}
