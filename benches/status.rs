@@ -37,21 +37,28 @@ fn reap_orphans() {
     }
 }
 
-fn measure(mut f: impl FnMut()) -> (Duration, Duration) {
-    let mut walls = Vec::new();
-    let mut cpus = Vec::new();
+/// Median wall and client CPU of `a` and `b`, runs interleaved (a, b, a, b…)
+/// so that load from anything else on the machine falls on both alike.
+fn measure_pair(mut a: impl FnMut(), mut b: impl FnMut()) -> [(Duration, Duration); 2] {
+    let mut samples: [Vec<(Duration, Duration)>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..RUNS {
-        reap_orphans();
-        let cpu0 = children_cpu();
-        let t0 = Instant::now();
-        f();
-        walls.push(t0.elapsed());
-        reap_orphans();
-        cpus.push(children_cpu() - cpu0);
+        for (i, f) in [&mut a as &mut dyn FnMut(), &mut b].into_iter().enumerate() {
+            reap_orphans();
+            let cpu0 = children_cpu();
+            let t0 = Instant::now();
+            f();
+            let wall = t0.elapsed();
+            reap_orphans();
+            samples[i].push((wall, children_cpu() - cpu0));
+        }
     }
-    walls.sort();
-    cpus.sort();
-    (walls[RUNS / 2], cpus[RUNS / 2])
+    samples.map(|s| {
+        let mut walls: Vec<_> = s.iter().map(|x| x.0).collect();
+        let mut cpus: Vec<_> = s.iter().map(|x| x.1).collect();
+        walls.sort();
+        cpus.sort();
+        (walls[RUNS / 2], cpus[RUNS / 2])
+    })
 }
 
 fn distctl_status(cluster: &TestCluster) {
@@ -117,8 +124,8 @@ fn main() {
     for k in ks {
         let cluster = TestCluster::start(k);
         distctl_status(&cluster); // warm the page cache, not the connections
-        let (dw, dc) = measure(|| distctl_status(&cluster));
-        let (sw, sc) = measure(|| plain_ssh(&cluster));
+        let [(dw, dc), (sw, sc)] =
+            measure_pair(|| distctl_status(&cluster), || plain_ssh(&cluster));
         println!(
             "| {k} | {:.0} ms | {:.2} | {:.0} ms | {:.2} | {:.2}× | {:.2}× |",
             dw.as_secs_f64() * 1000.0,
