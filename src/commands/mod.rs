@@ -60,17 +60,7 @@ impl Cluster {
         g: &crate::cli::Global,
         nodes: Vec<crate::inventory::Node>,
     ) -> Result<Cluster> {
-        let off: Vec<&str> = nodes
-            .iter()
-            .filter(|n| n.host_key_checking == crate::inventory::HostKeyChecking::Off && !n.local)
-            .map(|n| n.name.as_str())
-            .collect();
-        if !off.is_empty() {
-            eprintln!(
-                "distctl: warning: host key checking is off for {}: connections can be intercepted",
-                crate::nodeset::fold(&off)
-            );
-        }
+        warn_unchecked_host_keys(&nodes);
         let connector = crate::transport::Connector::new(g.fanout)?;
         let conns = connector.connect_all(&nodes).await;
         Ok(Cluster {
@@ -105,5 +95,20 @@ impl Cluster {
             .collect();
         futures::future::join_all(sessions.into_iter().map(|s| s.close())).await;
         drop(self.connector);
+    }
+}
+
+/// Say once, loudly, which nodes are reached without host-key checking.
+pub fn warn_unchecked_host_keys(nodes: &[crate::inventory::Node]) {
+    let off: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.host_key_checking == crate::inventory::HostKeyChecking::Off && !n.local)
+        .map(|n| n.name.as_str())
+        .collect();
+    if !off.is_empty() {
+        eprintln!(
+            "distctl: warning: host key checking is off for {}: connections can be intercepted",
+            crate::nodeset::fold(&off)
+        );
     }
 }

@@ -9,7 +9,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{ChildImpl, RemoteProcess};
 
 pub fn spawn(cmdline: &str, permit: OwnedSemaphorePermit) -> Result<RemoteProcess> {
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    let home = std::env::var_os("HOME")
+        .filter(|h| std::path::Path::new(h).is_dir())
+        .unwrap_or_else(|| "/".into());
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(cmdline)
