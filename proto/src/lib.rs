@@ -3,3 +3,5 @@
 
 /// Version of the agent protocol and binary; `worker-agent version` prints it.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod metrics;
