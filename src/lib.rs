@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod inventory;
+pub mod metrics;
 pub mod nodeset;
 pub mod shell;
 pub mod table;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 
+pub mod collect;
 pub mod nodes;
 pub mod status;
 
@@ -14,6 +15,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Nodes(_) => nodes::run(g).await,
         Command::Status(_) => status::run(g).await,
+        Command::Collect(ref a) => collect::run(g, a).await,
         other => Err(anyhow::anyhow!(
             "{} is not available in this build yet",
             command_name(&other)
