@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod html_report;
 pub mod inventory;
 pub mod metrics;
 pub mod nodeset;

@@ -60,7 +60,7 @@ pub fn csv_rows(samples: &[MetricsSample], header: bool) -> Result<Vec<u8>> {
     if header && samples.is_empty() {
         w.write_record(CSV_HEADER.split(','))?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Samples as NDJSON: one object per line.

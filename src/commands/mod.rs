@@ -8,6 +8,7 @@ use crate::exit::Exit;
 
 pub mod collect;
 pub mod nodes;
+pub mod report;
 pub mod status;
 
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
@@ -16,6 +17,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Nodes(_) => nodes::run(g).await,
         Command::Status(_) => status::run(g).await,
         Command::Collect(ref a) => collect::run(g, a).await,
+        Command::Report(ref a) => report::run(a).await,
         other => Err(anyhow::anyhow!(
             "{} is not available in this build yet",
             command_name(&other)

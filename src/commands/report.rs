@@ -1,0 +1,37 @@
+//! `distctl report metrics.csv -o report.html`: read a collect CSV, render
+//! the self-contained HTML page, write it atomically.
+
+use anyhow::Result;
+
+use crate::cli::ReportArgs;
+use crate::exit::Exit;
+use crate::html_report::{render, TimedSample};
+use crate::metrics::{read_csv, replace_file};
+use crate::usage;
+
+pub async fn run(args: &ReportArgs) -> Result<Exit> {
+    let samples = read_csv(&args.metrics)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, sample)| {
+            let t = humantime::parse_rfc3339(&sample.timestamp_utc)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .ok_or_else(|| {
+                    usage!(
+                        "{}: line {}: bad timestamp '{}' (expected RFC 3339 UTC)",
+                        args.metrics.display(),
+                        i + 2,
+                        sample.timestamp_utc
+                    )
+                })?;
+            Ok(TimedSample {
+                t: t.as_secs_f64(),
+                sample,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let html = render(&samples, &args.metrics.display().to_string());
+    replace_file(&args.output, html.as_bytes())?;
+    Ok(Exit::Ok)
+}

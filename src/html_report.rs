@@ -1,0 +1,462 @@
+//! `distctl report`: a metrics CSV as one self-contained HTML page — inline
+//! SVG charts (one per metric, one line per node over time) and a table of
+//! each node's latest sample. No scripts, fonts or anything fetched: it opens
+//! offline, from a mail attachment or a CI artifact.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::metrics::{MetricsSample, SampleStatus};
+
+/// A sample placed on the time axis (seconds since the Unix epoch).
+pub struct TimedSample {
+    pub t: f64,
+    pub sample: MetricsSample,
+}
+
+struct Chart {
+    id: &'static str,
+    title: &'static str,
+    value: fn(&MetricsSample) -> Option<f64>,
+    /// Fixed top of the y axis (CPU %); else from the data.
+    y_max: Option<f64>,
+}
+
+const CHARTS: &[Chart] = &[
+    Chart {
+        id: "cpu_pct",
+        title: "CPU busy (%)",
+        value: |s| s.cpu_pct,
+        y_max: Some(100.0),
+    },
+    Chart {
+        id: "mem_used_mib",
+        title: "Memory used (MiB)",
+        value: |s| s.mem_used_mib.map(|v| v as f64),
+        y_max: None,
+    },
+    Chart {
+        id: "disk_used_gib",
+        title: "Disk used, workdir filesystem (GiB)",
+        value: |s| s.disk_used_gib,
+        y_max: None,
+    },
+    Chart {
+        id: "load1",
+        title: "Load average, 1 min",
+        value: |s| s.load1,
+        y_max: None,
+    },
+    Chart {
+        id: "disk_read_kib_s",
+        title: "Disk read (KiB/s)",
+        value: |s| s.disk_read_kib_s,
+        y_max: None,
+    },
+    Chart {
+        id: "disk_write_kib_s",
+        title: "Disk write (KiB/s)",
+        value: |s| s.disk_write_kib_s,
+        y_max: None,
+    },
+    Chart {
+        id: "net_rx_kib_s",
+        title: "Network received (KiB/s)",
+        value: |s| s.net_rx_kib_s,
+        y_max: None,
+    },
+    Chart {
+        id: "net_tx_kib_s",
+        title: "Network sent (KiB/s)",
+        value: |s| s.net_tx_kib_s,
+        y_max: None,
+    },
+];
+
+/// Ten colours told apart by most eyes (Tableau 10); past ten nodes they
+/// repeat with a dash pattern.
+const COLORS: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
+const DASHES: [&str; 4] = ["", "6 3", "2 3", "8 3 2 3"];
+
+const W: f64 = 580.0;
+const H: f64 = 250.0;
+const LEFT: f64 = 62.0;
+const RIGHT: f64 = 14.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 30.0;
+
+/// Render the page. `source` names the CSV in the heading.
+pub fn render(samples: &[TimedSample], source: &str) -> String {
+    // Nodes in order of first appearance, each with its samples in time order.
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_node: BTreeMap<&str, Vec<&TimedSample>> = BTreeMap::new();
+    for s in samples {
+        let node = s.sample.node.as_str();
+        if !by_node.contains_key(node) {
+            order.push(node);
+        }
+        by_node.entry(node).or_default().push(s);
+    }
+    for list in by_node.values_mut() {
+        list.sort_by(|a, b| a.t.total_cmp(&b.t));
+    }
+    let series: Vec<(&str, &[&TimedSample])> =
+        order.iter().map(|n| (*n, by_node[n].as_slice())).collect();
+
+    let mut html = String::new();
+    html.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+         <title>distctl metrics report</title>\n<style>\n",
+    );
+    html.push_str(STYLE);
+    html.push_str("</style></head><body>\n<h1>distctl metrics</h1>\n");
+    let (t0, t1) = time_range(samples);
+    let _ = writeln!(
+        html,
+        "<p class=\"meta\">{} · {} sample(s) from {} node(s){}</p>",
+        esc(source),
+        samples.len(),
+        series.len(),
+        if samples.is_empty() {
+            String::new()
+        } else {
+            format!(" · {} to {} UTC", clock(t0, true), clock(t1, true))
+        }
+    );
+    if samples.is_empty() {
+        html.push_str("<p>No samples yet: run <code>distctl collect</code> first.</p>\n");
+        html.push_str("</body></html>\n");
+        return html;
+    }
+    html.push_str("<div class=\"legend\">");
+    for (i, (node, _)) in series.iter().enumerate() {
+        let _ = write!(
+            html,
+            "<span class=\"key\"><svg width=\"26\" height=\"10\"><line x1=\"1\" y1=\"5\" x2=\"25\" y2=\"5\" \
+             stroke=\"{}\" stroke-width=\"3\" stroke-dasharray=\"{}\"/></svg>{}</span>",
+            color(i),
+            dash(i),
+            esc(node)
+        );
+    }
+    html.push_str("</div>\n<div class=\"grid\">\n");
+    for chart in CHARTS {
+        html.push_str(&render_chart(chart, &series, t0, t1));
+    }
+    html.push_str("</div>\n");
+    html.push_str(&latest_table(&series));
+    html.push_str("</body></html>\n");
+    html
+}
+
+const STYLE: &str =
+    "body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fff}\
+h1{font-size:22px;margin:0 0 4px}h2{font-size:15px;margin:0 0 4px}\
+.meta{color:#666;margin:0 0 10px}\
+.legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:0 0 12px}.key{white-space:nowrap}\
+.key svg{vertical-align:middle;margin-right:4px}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px}\
+.chart{border:1px solid #ddd;border-radius:6px;padding:8px}\
+.chart svg{width:100%;height:auto}\
+.axis{font-size:11px;fill:#555}.gridline{stroke:#e6e6e6}.frame{stroke:#999;fill:none}\
+.series{fill:none;stroke-width:2;stroke-linejoin:round}\
+.down{fill:#d62728}\
+table{border-collapse:collapse;margin-top:18px;font-size:13px}\
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f4f4f4}\
+td.l,th.l{text-align:left}.ok{color:#2a7d2a}.bad{color:#c0392b;font-weight:600}\n";
+
+fn color(i: usize) -> &'static str {
+    COLORS[i % COLORS.len()]
+}
+
+fn dash(i: usize) -> &'static str {
+    DASHES[(i / COLORS.len()) % DASHES.len()]
+}
+
+fn time_range(samples: &[TimedSample]) -> (f64, f64) {
+    let t0 = samples.iter().map(|s| s.t).fold(f64::INFINITY, f64::min);
+    let t1 = samples
+        .iter()
+        .map(|s| s.t)
+        .fold(f64::NEG_INFINITY, f64::max);
+    (t0, t1)
+}
+
+fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: f64) -> String {
+    // One sample in time: give the axis a minute around it.
+    let (t0, t1) = if t1 - t0 < 1.0 {
+        (t0 - 30.0, t1 + 30.0)
+    } else {
+        (t0, t1)
+    };
+    let data_max = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().filter_map(|x| (chart.value)(&x.sample)))
+        .fold(0.0f64, f64::max);
+    let (step, top) = nice_axis(chart.y_max.unwrap_or(data_max));
+    let pw = W - LEFT - RIGHT;
+    let ph = H - TOP - BOTTOM;
+    let x = |t: f64| LEFT + (t - t0) / (t1 - t0) * pw;
+    let y = |v: f64| TOP + ph - v / top * ph;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<section class=\"chart\" data-metric=\"{}\"><h2>{}</h2>\n\
+         <svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">",
+        chart.id, chart.title, chart.title
+    );
+    // Horizontal grid and y labels.
+    let mut v = 0.0;
+    while v <= top + step / 2.0 {
+        let _ = write!(
+            svg,
+            "<line class=\"gridline\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+             <text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            W - RIGHT,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            number(v),
+            y = y(v)
+        );
+        v += step;
+    }
+    // Time ticks.
+    let long_span = t1 - t0 > 86400.0;
+    for i in 0..=5 {
+        let t = t0 + (t1 - t0) * f64::from(i) / 5.0;
+        let anchor = match i {
+            0 => "start",
+            5 => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            svg,
+            "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
+            x(t),
+            H - 10.0,
+            clock(t, long_span)
+        );
+    }
+    let _ = write!(
+        svg,
+        "<rect class=\"frame\" x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw:.1}\" height=\"{ph:.1}\"/>"
+    );
+    // One line per node; a sample without a value breaks the line so gaps show.
+    for (i, (node, samples)) in series.iter().enumerate() {
+        let mut d = String::new();
+        let mut pen_down = false;
+        let mut dots = String::new();
+        for s in samples.iter() {
+            match (chart.value)(&s.sample) {
+                Some(v) => {
+                    let _ = write!(
+                        d,
+                        "{}{:.1} {:.1} ",
+                        if pen_down { "L" } else { "M" },
+                        x(s.t),
+                        y(v)
+                    );
+                    pen_down = true;
+                    if samples.len() <= 60 {
+                        let _ = write!(
+                            dots,
+                            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"><title>{} {} {}</title></circle>",
+                            x(s.t),
+                            y(v),
+                            color(i),
+                            esc(node),
+                            esc(&s.sample.timestamp_utc),
+                            number(v)
+                        );
+                    }
+                }
+                None => {
+                    pen_down = false;
+                    if s.sample.status != SampleStatus::Ok {
+                        let _ = write!(
+                            dots,
+                            "<rect class=\"down\" x=\"{:.1}\" y=\"{:.1}\" width=\"4\" height=\"4\"><title>{} {} {}</title></rect>",
+                            x(s.t) - 2.0,
+                            TOP + ph - 4.0,
+                            esc(node),
+                            esc(&s.sample.timestamp_utc),
+                            status_word(s.sample.status)
+                        );
+                    }
+                }
+            }
+        }
+        let _ = write!(
+            svg,
+            "<path class=\"series\" data-node=\"{}\" stroke=\"{}\" stroke-dasharray=\"{}\" d=\"{}\"/>{}",
+            esc(node),
+            color(i),
+            dash(i),
+            d.trim_end(),
+            dots
+        );
+    }
+    svg.push_str("</svg></section>\n");
+    svg
+}
+
+/// A tick step of 1, 2 or 5 × 10^k giving about five ticks, and the axis top.
+fn nice_axis(max: f64) -> (f64, f64) {
+    let max = if max > 0.0 { max } else { 1.0 };
+    let raw = max / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    (step, (max / step).ceil() * step)
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// `12:34:56`, or `11-23 12:34` when the report spans days.
+fn clock(t: f64, with_date: bool) -> String {
+    let ts = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0.0) as u64);
+    let full = humantime::format_rfc3339_seconds(ts).to_string(); // 2026-11-23T12:34:56Z
+    if with_date {
+        format!("{} {}", &full[5..10], &full[11..16])
+    } else {
+        full[11..19].to_string()
+    }
+}
+
+fn status_word(s: SampleStatus) -> &'static str {
+    match s {
+        SampleStatus::Ok => "ok",
+        SampleStatus::Unreachable => "unreachable",
+        SampleStatus::Error => "error",
+    }
+}
+
+fn latest_table(series: &[(&str, &[&TimedSample])]) -> String {
+    let mut t = String::from(
+        "<h2>Latest sample per node</h2>\n<table><thead><tr><th class=\"l\">node</th><th class=\"l\">host</th>\
+         <th class=\"l\">time (UTC)</th><th class=\"l\">status</th><th>CPU %</th><th>cores</th>\
+         <th>load 1/5/15</th><th>mem used / total MiB</th><th>swap MiB</th><th>disk used / total GiB</th>\
+         <th>disk r/w KiB/s</th><th>net rx/tx KiB/s</th><th>uptime</th><th class=\"l\">error</th></tr></thead><tbody>\n",
+    );
+    let opt = |v: Option<f64>| v.map_or("–".to_string(), number);
+    let optu = |v: Option<u64>| v.map_or("–".to_string(), |v| v.to_string());
+    for (node, samples) in series {
+        let Some(last) = samples.last() else { continue };
+        let s = &last.sample;
+        let ok = s.status == SampleStatus::Ok;
+        let _ = writeln!(
+            t,
+            "<tr data-node=\"{}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
+             <td class=\"l {}\">{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{} / {}</td><td>{}</td>\
+             <td>{} / {}</td><td>{} / {}</td><td>{} / {}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            esc(node),
+            esc(node),
+            esc(&s.host),
+            esc(&s.timestamp_utc),
+            if ok { "ok" } else { "bad" },
+            status_word(s.status),
+            opt(s.cpu_pct),
+            optu(s.cores.map(u64::from)),
+            opt(s.load1),
+            opt(s.load5),
+            opt(s.load15),
+            optu(s.mem_used_mib),
+            optu(s.mem_total_mib),
+            optu(s.swap_used_mib),
+            opt(s.disk_used_gib),
+            opt(s.disk_total_gib),
+            opt(s.disk_read_kib_s),
+            opt(s.disk_write_kib_s),
+            opt(s.net_rx_kib_s),
+            opt(s.net_tx_kib_s),
+            s.uptime_s.map_or("–".to_string(), uptime),
+            esc(s.error.as_deref().unwrap_or(""))
+        );
+    }
+    t.push_str("</tbody></table>\n");
+    t
+}
+
+fn uptime(s: u64) -> String {
+    let (d, h, m) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else {
+        format!("{h}h {m}m")
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: f64, node: &str, cpu: Option<f64>) -> TimedSample {
+        TimedSample {
+            t,
+            sample: MetricsSample {
+                node: node.into(),
+                timestamp_utc: "2026-01-01T00:00:00Z".into(),
+                status: if cpu.is_some() {
+                    SampleStatus::Ok
+                } else {
+                    SampleStatus::Unreachable
+                },
+                cpu_pct: cpu,
+                ..MetricsSample::default()
+            },
+        }
+    }
+
+    #[test]
+    fn nice_axes() {
+        assert_eq!(nice_axis(100.0), (20.0, 100.0));
+        assert_eq!(nice_axis(7.3), (2.0, 8.0));
+        assert_eq!(nice_axis(0.0), (0.2, 1.0));
+        assert_eq!(nice_axis(1234.0), (500.0, 1500.0));
+    }
+
+    #[test]
+    fn gaps_break_lines_and_names_are_escaped() {
+        let html = render(
+            &[
+                at(0.0, "a<b", Some(10.0)),
+                at(10.0, "a<b", None),
+                at(20.0, "a<b", Some(30.0)),
+            ],
+            "m.csv",
+        );
+        assert!(!html.contains("a<b"));
+        let cpu = html.split("data-metric=\"cpu_pct\"").nth(1).unwrap();
+        let path = cpu.split("d=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(path.matches('M').count(), 2, "{path}");
+        assert!(!path.contains('L'));
+        assert!(cpu.contains("class=\"down\""));
+    }
+
+    #[test]
+    fn empty_input_says_so() {
+        assert!(render(&[], "m.csv").contains("No samples yet"));
+    }
+}
