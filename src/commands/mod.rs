@@ -116,3 +116,32 @@ pub fn warn_unchecked_host_keys(nodes: &[crate::inventory::Node]) {
         );
     }
 }
+
+/// Connect to every node and run `work` for each as soon as its own
+/// connection is up (or has failed), at most `--fanout` nodes at a time.
+/// No barrier waits for the slowest handshake, as with plain parallel ssh.
+/// Results come back in the order of `nodes`.
+pub async fn for_each_node<'a, T, F, Fut>(
+    g: &crate::cli::Global,
+    nodes: &'a [crate::inventory::Node],
+    work: F,
+) -> Result<Vec<T>>
+where
+    F: Fn(
+        &'a crate::inventory::Node,
+        Result<crate::transport::NodeSession, crate::transport::ConnectError>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    warn_unchecked_host_keys(nodes);
+    let connector = crate::transport::Connector::new(g.fanout)?;
+    let gate = tokio::sync::Semaphore::new(connector.fanout);
+    let (gate, connector, work) = (&gate, &connector, &work);
+    Ok(
+        futures::future::join_all(nodes.iter().enumerate().map(|(i, node)| async move {
+            let _permit = gate.acquire().await.expect("semaphore closed");
+            work(node, connector.connect(i, node).await).await
+        }))
+        .await,
+    )
+}

@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::Global;
+use crate::commands::for_each_node;
 use crate::exit::Exit;
 use crate::inventory::{Inventory, Node};
 use crate::shell::quote;
 use crate::table;
-use crate::transport::{Connector, NodeSession};
+use crate::transport::NodeSession;
 use crate::units::human_bytes;
 use crate::workdir;
-use tokio::sync::Semaphore;
 
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
@@ -157,28 +157,19 @@ async fn probe(session: &NodeSession) -> Result<NodeStatus> {
 
 pub async fn run(g: &Global) -> Result<Exit> {
     let nodes = Inventory::load(g)?.select(g)?;
-    crate::commands::warn_unchecked_host_keys(&nodes);
-    let connector = Connector::new(g.fanout)?;
-    // Each node is probed as soon as its own connection is up: no barrier
-    // waiting for the slowest handshake, as with plain parallel ssh.
-    let gate = Semaphore::new(connector.fanout);
-    let rows = futures::future::join_all(nodes.iter().enumerate().map(|(i, node)| {
-        let (gate, connector) = (&gate, &connector);
-        async move {
-            let _permit = gate.acquire().await.expect("semaphore closed");
-            match connector.connect(i, node).await {
-                Ok(session) => {
-                    let row = probe(&session)
-                        .await
-                        .unwrap_or_else(|e| NodeStatus::unreachable(node, format!("{e:#}")));
-                    session.close().await;
-                    row
-                }
-                Err(e) => NodeStatus::unreachable(node, e.reason),
+    let rows = for_each_node(g, &nodes, |node, conn| async move {
+        match conn {
+            Ok(session) => {
+                let row = probe(&session)
+                    .await
+                    .unwrap_or_else(|e| NodeStatus::unreachable(node, format!("{e:#}")));
+                session.close().await;
+                row
             }
+            Err(e) => NodeStatus::unreachable(node, e.reason),
         }
-    }))
-    .await;
+    })
+    .await?;
 
     let exit = if rows.iter().all(|r| r.reachable) {
         Exit::Ok
