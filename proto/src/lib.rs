@@ -1,7 +1,14 @@
-//! What distctl and worker-agent both need to agree on: the agent's version and,
-//! as the data path grows, the framed stream format and aggregate partials.
+//! What distctl and worker-agent both need to agree on: the agent's version,
+//! the framed stream format ([`frame`]) and aggregate partials ([`partial`]).
 
 /// Version of the agent protocol and binary; `worker-agent version` prints it.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod frame;
 pub mod metrics;
+pub mod op;
+pub mod partial;
+
+pub use frame::{End, Frame, FrameDecoder, FrameError, Tag};
+pub use op::Op;
+pub use partial::{Num, Partial, PartialError};

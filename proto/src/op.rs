@@ -1,0 +1,82 @@
+//! The built-in operations, by the names both sides use on the command line.
+
+use std::fmt;
+
+/// A built-in op of `worker-agent op` (BRIEF "Ops").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Upper,
+    Lower,
+    CountLines,
+    CountWords,
+    CountChars,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Grep,
+}
+
+impl Op {
+    pub const ALL: [Op; 10] = [
+        Op::Upper,
+        Op::Lower,
+        Op::CountLines,
+        Op::CountWords,
+        Op::CountChars,
+        Op::Sum,
+        Op::Avg,
+        Op::Min,
+        Op::Max,
+        Op::Grep,
+    ];
+
+    /// The name on the command line and in JSON (`count-lines`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Upper => "upper",
+            Op::Lower => "lower",
+            Op::CountLines => "count-lines",
+            Op::CountWords => "count-words",
+            Op::CountChars => "count-chars",
+            Op::Sum => "sum",
+            Op::Avg => "avg",
+            Op::Min => "min",
+            Op::Max => "max",
+            Op::Grep => "grep",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Aggregates answer with a [`crate::Partial`] (`P` frame), not data.
+    pub fn is_aggregate(self) -> bool {
+        !matches!(self, Op::Upper | Op::Lower | Op::Grep)
+    }
+
+    /// Ops that read one number per line.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Op::Sum | Op::Avg | Op::Min | Op::Max)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for op in Op::ALL {
+            assert_eq!(Op::from_name(op.name()), Some(op));
+        }
+        assert_eq!(Op::from_name("nope"), None);
+    }
+}
