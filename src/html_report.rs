@@ -123,7 +123,7 @@ pub fn render(samples: &[TimedSample], source: &str) -> String {
         if samples.is_empty() {
             String::new()
         } else {
-            format!(" · {} to {} UTC", clock(t0, true), clock(t1, true))
+            format!(" · {} to {}", rfc3339(t0), rfc3339(t1))
         }
     );
     if samples.is_empty() {
@@ -165,7 +165,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:15px;margin:0 0 4px}\
 .series{fill:none;stroke-width:2;stroke-linejoin:round}\
 .down{fill:#d62728}\
 table{border-collapse:collapse;margin-top:18px;font-size:13px}\
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f4f4f4}\
+.wide{overflow-x:auto}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}td{white-space:nowrap}td.err{white-space:normal;min-width:12em}th{background:#f4f4f4}\
 td.l,th.l{text-align:left}.ok{color:#2a7d2a}.bad{color:#c0392b;font-weight:600}\n";
 
 fn color(i: usize) -> &'static str {
@@ -225,7 +225,7 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
         v += step;
     }
     // Time ticks.
-    let long_span = t1 - t0 > 86400.0;
+    let span = t1 - t0;
     for i in 0..=5 {
         let t = t0 + (t1 - t0) * f64::from(i) / 5.0;
         let anchor = match i {
@@ -238,7 +238,7 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
             "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
             x(t),
             H - 10.0,
-            clock(t, long_span)
+            clock(t, span)
         );
     }
     let _ = write!(
@@ -317,22 +317,33 @@ fn nice_axis(max: f64) -> (f64, f64) {
     (step, (max / step).ceil() * step)
 }
 
+/// Axis and tooltip numbers: short, no trailing zeros (`0.8`, `1500`, `12.5`).
 fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else if v.abs() >= 10.0 {
+    let s = if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
-/// `12:34:56`, or `11-23 12:34` when the report spans days.
-fn clock(t: f64, with_date: bool) -> String {
+fn rfc3339(t: f64) -> String {
     let ts = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0.0) as u64);
-    let full = humantime::format_rfc3339_seconds(ts).to_string(); // 2026-11-23T12:34:56Z
-    if with_date {
+    humantime::format_rfc3339_seconds(ts).to_string()
+}
+
+/// A time-axis label as precise as the chart's `span` (seconds) needs:
+/// `12:34:56`, `12:34`, or `11-23 12:34` past a day.
+fn clock(t: f64, span: f64) -> String {
+    let full = rfc3339(t); // 2026-11-23T12:34:56Z
+    if span > 86400.0 {
         format!("{} {}", &full[5..10], &full[11..16])
+    } else if span > 600.0 {
+        full[11..16].to_string()
     } else {
         full[11..19].to_string()
     }
@@ -348,12 +359,13 @@ fn status_word(s: SampleStatus) -> &'static str {
 
 fn latest_table(series: &[(&str, &[&TimedSample])]) -> String {
     let mut t = String::from(
-        "<h2>Latest sample per node</h2>\n<table><thead><tr><th class=\"l\">node</th><th class=\"l\">host</th>\
+        "<h2>Latest sample per node</h2>\n<div class=\"wide\"><table><thead><tr><th class=\"l\">node</th><th class=\"l\">host</th>\
          <th class=\"l\">time (UTC)</th><th class=\"l\">status</th><th>CPU %</th><th>cores</th>\
          <th>load 1/5/15</th><th>mem used / total MiB</th><th>swap MiB</th><th>disk used / total GiB</th>\
          <th>disk r/w KiB/s</th><th>net rx/tx KiB/s</th><th>uptime</th><th class=\"l\">error</th></tr></thead><tbody>\n",
     );
-    let opt = |v: Option<f64>| v.map_or("–".to_string(), number);
+    // The table shows the CSV's own figures.
+    let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| v.to_string());
     let optu = |v: Option<u64>| v.map_or("–".to_string(), |v| v.to_string());
     for (node, samples) in series {
         let Some(last) = samples.last() else { continue };
@@ -363,7 +375,7 @@ fn latest_table(series: &[(&str, &[&TimedSample])]) -> String {
             t,
             "<tr data-node=\"{}\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
              <td class=\"l {}\">{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{} / {}</td><td>{}</td>\
-             <td>{} / {}</td><td>{} / {}</td><td>{} / {}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+             <td>{} / {}</td><td>{} / {}</td><td>{} / {}</td><td>{}</td><td class=\"l err\">{}</td></tr>",
             esc(node),
             esc(node),
             esc(&s.host),
@@ -388,7 +400,7 @@ fn latest_table(series: &[(&str, &[&TimedSample])]) -> String {
             esc(s.error.as_deref().unwrap_or(""))
         );
     }
-    t.push_str("</tbody></table>\n");
+    t.push_str("</tbody></table></div>\n");
     t
 }
 

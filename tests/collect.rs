@@ -1,0 +1,341 @@
+//! `distctl collect` and `distctl report` against real sshd nodes on loopback.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::TestCluster;
+
+/// Schema v1, as the README documents it.
+const HEADER: &str = "timestamp_utc,node,host,status,sampler,uptime_s,load1,load5,load15,cpu_pct,cores,mem_used_mib,mem_total_mib,swap_used_mib,disk_used_gib,disk_total_gib,disk_read_kib_s,disk_write_kib_s,net_rx_kib_s,net_tx_kib_s,error";
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("cannot run distctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A CSV file as header + rows of (column → cell).
+fn read_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header.join(","), HEADER);
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(rec.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = '{}' is not a number: {row:?}", row[col]))
+}
+
+fn assert_sane(row: &std::collections::HashMap<String, String>) {
+    assert_eq!(row["status"], "ok", "{row:?}");
+    assert_eq!(row["error"], "");
+    assert!(num(row, "uptime_s") > 0.0);
+    let cores = num(row, "cores");
+    assert!(cores >= 1.0);
+    let cpu = num(row, "cpu_pct");
+    assert!((0.0..=100.0).contains(&cpu), "cpu {cpu}");
+    for l in ["load1", "load5", "load15"] {
+        assert!(num(row, l) >= 0.0);
+    }
+    assert!(num(row, "mem_total_mib") > 0.0);
+    assert!(num(row, "mem_used_mib") <= num(row, "mem_total_mib"));
+    assert!(num(row, "swap_used_mib") >= 0.0);
+    assert!(num(row, "disk_total_gib") > 0.0);
+    assert!(num(row, "disk_used_gib") <= num(row, "disk_total_gib"));
+    for r in [
+        "disk_read_kib_s",
+        "disk_write_kib_s",
+        "net_rx_kib_s",
+        "net_tx_kib_s",
+    ] {
+        assert!(num(row, r) >= 0.0, "{r}");
+    }
+    let t = humantime::parse_rfc3339(&row["timestamp_utc"]).expect("RFC 3339 UTC timestamp");
+    let age = std::time::SystemTime::now().duration_since(t).unwrap();
+    assert!(
+        age.as_secs() < 120,
+        "timestamp is the controller's clock now"
+    );
+}
+
+#[test]
+fn collect_writes_one_sane_row_per_node() {
+    let cluster = TestCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--sample-interval", "500ms", "-o"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = read_rows(&csv);
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["node"], format!("node{}", i + 1));
+        assert_eq!(row["host"], "127.0.0.1");
+        assert_eq!(row["sampler"], "ssh", "no agent installed yet");
+        assert_sane(row);
+    }
+    // One round: every row carries the same controller timestamp.
+    assert!(rows
+        .iter()
+        .all(|r| r["timestamp_utc"] == rows[0]["timestamp_utc"]));
+
+    // To stdout: the same header, and NDJSON with the same fields.
+    let out = run(cluster.distctl().args([
+        "collect",
+        "--sample-interval",
+        "200ms",
+        "--format",
+        "json",
+        "--nodes",
+        "node2",
+    ]));
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let keys: Vec<&str> = lines[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want: Vec<&str> = HEADER.split(',').collect();
+    want.sort();
+    let mut keys = keys;
+    keys.sort();
+    assert_eq!(keys, want);
+    assert_eq!(lines[0]["node"], "node2");
+}
+
+#[test]
+fn stopped_node_gets_an_unreachable_row_and_exit_1() {
+    let mut cluster = TestCluster::start(3);
+    cluster.stop_node(1);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--sample-interval", "200ms", "-o"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 of 3 node(s) not sampled: node2"));
+    let rows = read_rows(&csv);
+    assert_eq!(rows.len(), 3, "every node gets a row");
+    assert_sane(&rows[0]);
+    assert_sane(&rows[2]);
+    let down = &rows[1];
+    assert_eq!(down["node"], "node2");
+    assert_eq!(down["status"], "unreachable");
+    assert!(down["error"].contains("connection refused"), "{down:?}");
+    for col in HEADER.split(',').skip(4).filter(|c| *c != "error") {
+        assert_eq!(down[col], "", "{col} must be empty for an unreachable node");
+    }
+}
+
+#[test]
+fn overlapping_appends_give_whole_rows_and_one_header() {
+    let cluster = TestCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let start = |_| {
+        cluster
+            .distctl()
+            .args(["collect", "--append", "--sample-interval", "100ms"])
+            .args(["--every", "150ms", "--count", "4", "-o"])
+            .arg(&csv)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..2).map(start).collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let body = fs::read_to_string(&csv).unwrap();
+    assert_eq!(body.lines().filter(|l| *l == HEADER).count(), 1);
+    assert!(body.starts_with(HEADER) && body.ends_with('\n'));
+    let rows = read_rows(&csv);
+    assert_eq!(rows.len(), 2 * 4 * 3);
+    for row in &rows {
+        assert_sane(row);
+    }
+    // Each round's three rows are contiguous: no run's rows were interleaved.
+    for round in rows.chunks(3) {
+        let nodes: Vec<&str> = round.iter().map(|r| r["node"].as_str()).collect();
+        assert_eq!(nodes, ["node1", "node2", "node3"]);
+        assert!(round
+            .iter()
+            .all(|r| r["timestamp_utc"] == round[0]["timestamp_utc"]));
+    }
+}
+
+#[test]
+fn append_to_a_foreign_header_exits_2_and_changes_nothing() {
+    let cluster = TestCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let seed = "timestamp,node,cpu,memory,io\n2024-01-01,n1,5,10,1\n";
+    fs::write(&csv, seed).unwrap();
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--append", "-o"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("column 1 is 'timestamp' where schema v1 has 'timestamp_utc'"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&csv).unwrap(), seed);
+    // And `report` refuses it the same way.
+    let out = run(cluster
+        .distctl()
+        .arg("report")
+        .arg(&csv)
+        .arg("-o")
+        .arg(dir.path().join("r.html")));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn prometheus_textfile_parses_and_is_replaced_whole() {
+    let mut cluster = TestCluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("distctl.prom");
+    fs::write(&prom, "stale\n").unwrap();
+    cluster.stop_node(1);
+    let out = run(cluster
+        .distctl()
+        .args([
+            "collect",
+            "--sample-interval",
+            "200ms",
+            "--format",
+            "prometheus",
+            "-o",
+        ])
+        .arg(&prom));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let body = fs::read_to_string(&prom).unwrap();
+    assert!(!body.contains("stale"));
+    // Only the final file is left: the temporary was renamed into place.
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["distctl.prom"]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&prom).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |metric: &str, node: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get("node") == Some(node))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                ref other => panic!("{metric} is not a gauge: {other:?}"),
+            })
+    };
+    assert_eq!(value("distctl_node_up", "node1"), Some(1.0));
+    assert_eq!(value("distctl_node_up", "node2"), Some(0.0));
+    let cpu = value("distctl_node_cpu_busy_ratio", "node1").unwrap();
+    assert!((0.0..=1.0).contains(&cpu));
+    let used = value("distctl_node_memory_used_bytes", "node1").unwrap();
+    let total = value("distctl_node_memory_total_bytes", "node1").unwrap();
+    assert!(used <= total && total > 0.0);
+    assert_eq!(value("distctl_node_memory_total_bytes", "node2"), None);
+    for s in &scrape.samples {
+        assert!(s.metric.starts_with("distctl_node_"), "{}", s.metric);
+        assert_eq!(s.labels.get("host"), Some("127.0.0.1"));
+        assert!(scrape.docs.contains_key(&s.metric), "HELP for {}", s.metric);
+    }
+    // The textfile collector needs a whole file each time: --append is refused.
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--format", "prometheus", "--append", "-o"])
+        .arg(&prom));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn report_has_a_chart_line_for_every_node() {
+    let mut cluster = TestCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let html = dir.path().join("report.html");
+    let collect = |c: &TestCluster| {
+        run(c
+            .distctl()
+            .args(["collect", "--sample-interval", "100ms", "--append", "-o"])
+            .arg(&csv))
+    };
+    assert_eq!(collect(&cluster).status.code(), Some(0));
+    cluster.stop_node(2);
+    assert_eq!(collect(&cluster).status.code(), Some(1));
+    let out = run(cluster
+        .distctl()
+        .arg("report")
+        .arg(&csv)
+        .arg("-o")
+        .arg(&html));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("<script src")
+    );
+    for metric in [
+        "cpu_pct",
+        "mem_used_mib",
+        "disk_used_gib",
+        "load1",
+        "disk_read_kib_s",
+        "disk_write_kib_s",
+        "net_rx_kib_s",
+        "net_tx_kib_s",
+    ] {
+        let chart = page
+            .split(&format!("data-metric=\"{metric}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {metric} chart"))
+            .split("</section>")
+            .next()
+            .unwrap();
+        for node in ["node1", "node2", "node3"] {
+            assert!(
+                chart.contains(&format!("data-node=\"{node}\"")),
+                "{metric} {node}"
+            );
+        }
+    }
+    // The table holds each node's latest sample: node3's says unreachable.
+    let row3 = page.split("<tr data-node=\"node3\">").nth(1).unwrap();
+    assert!(row3.split("</tr>").next().unwrap().contains("unreachable"));
+}
