@@ -1,0 +1,714 @@
+//! Whole-cluster and fault tests against Docker containers running sshd
+//! (`docker/Dockerfile`, built offline by `docker/build-image`; CI runs
+//! `scripts/docker-prepare` first so the image is there).
+//!
+//! Every test starts its own containers with unique names, on its own bridge
+//! network with fixed addresses, and a Drop guard removes exactly those
+//! containers and that network, also when the test fails. The tests skip, with
+//! a loud message, only where `docker info` fails.
+
+use std::fs;
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const IMAGE: &str = "distctl-node:bookworm";
+/// Label on every container and network these tests make: the PID of the test
+/// process that made it, so leftovers of a killed run can be told apart.
+const OWNER: &str = "io.distctl.test-pid";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn distctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_distctl"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `docker ARGS`, its output whatever the exit.
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run docker")
+}
+
+/// `docker ARGS` that must succeed; its trimmed stdout.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
+    text(&out.stdout).trim().to_string()
+}
+
+/// Run a command with a time limit: past it the command is killed and the test
+/// fails with what it printed so far, so no test can hang.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot spawn");
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (out_t.join().unwrap(), err_t.join().unwrap());
+            panic!(
+                "{cmd:?} still running after {limit:?}: killed\nstdout: {}\nstderr: {}",
+                text(&o[..o.len().min(4000)]),
+                text(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Docker is usable and the node image is built (once per test process).
+/// False, after a loud message, only when `docker info` fails.
+fn docker_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let info = Command::new("docker")
+            .arg("info")
+            .stdin(Stdio::null())
+            .output();
+        if !matches!(&info, Ok(o) if o.status.success()) {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: the Docker engine is not reachable ('docker info' fails); \
+                 the whole-cluster tests did NOT run !!!!!!!!\n"
+            );
+            return false;
+        }
+        remove_leftovers();
+        // Cached: about a second when the image is current (serialized by a lock
+        // inside the script, so parallel test processes wait for one build).
+        let out = run_bounded(
+            Command::new(repo().join("docker/build-image")).stdin(Stdio::null()),
+            Duration::from_secs(600),
+        );
+        assert!(
+            out.status.success(),
+            "docker/build-image failed: {}",
+            text(&out.stderr)
+        );
+        true
+    })
+}
+
+/// Containers and networks of earlier test processes that died before their
+/// Drop ran (killed by a timeout): the owner PID in their label is gone.
+fn remove_leftovers() {
+    let alive = |pid: &str| Path::new(&format!("/proc/{pid}")).exists();
+    let fmt = format!("{{{{.ID}}}} {{{{.Label \"{OWNER}\"}}}}");
+    let filter = format!("label={OWNER}");
+    let ids = docker_ok(&["ps", "-a", "--filter", &filter, "--format", &fmt]);
+    for line in ids.lines() {
+        if let Some((id, pid)) = line.split_once(' ') {
+            if !alive(pid) {
+                let _ = docker(&["rm", "-f", id]);
+            }
+        }
+    }
+    let nets = docker_ok(&["network", "ls", "--filter", &filter, "--format", &fmt]);
+    for line in nets.lines() {
+        if let Some((id, pid)) = line.split_once(' ') {
+            if !alive(pid) {
+                let _ = docker(&["network", "rm", id]);
+            }
+        }
+    }
+}
+
+/// Whether containers get a network the host reaches (decided by the first
+/// cluster of this process; host networking otherwise).
+static HOST_NETWORKING: OnceLock<bool> = OnceLock::new();
+
+struct DockerNode {
+    name: String,
+    container: String,
+    host: String,
+    port: u16,
+    /// Extra `docker run` arguments this node was started with.
+    extra: Vec<String>,
+}
+
+/// N sshd containers, a client key, their known_hosts (host keys read from the
+/// containers) and a strict-checking inventory. Drop removes what it made.
+struct DockerCluster {
+    dir: tempfile::TempDir,
+    network: Option<String>,
+    nodes: Vec<DockerNode>,
+    paused: Vec<usize>,
+}
+
+impl DockerCluster {
+    /// `None` when Docker is unavailable (the test then returns, skipped loudly).
+    fn start(test: &str, n: usize) -> Option<DockerCluster> {
+        DockerCluster::start_with(test, n, |_| Vec::new())
+    }
+
+    /// `extra(i)`: more `docker run` arguments for node i (e.g. a tmpfs workdir).
+    fn start_with(
+        test: &str,
+        n: usize,
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> Option<DockerCluster> {
+        if !docker_ready() {
+            return None;
+        }
+        // DISTCTL_NETWORK=host forces the fallback (as for docker/cluster).
+        let host_mode = *HOST_NETWORKING.get_or_init(|| {
+            std::env::var("DISTCTL_NETWORK").is_ok_and(|v| v == "host") || !bridge_reachable(test)
+        });
+        let tag = format!("dctl-{}-{}", test.replace('_', "-"), std::process::id());
+        let dir = tempfile::Builder::new()
+            .prefix("dctl-docker")
+            .tempdir()
+            .unwrap();
+        let key = dir.path().join("client_key");
+        let st = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "distctl-docker-test",
+                "-f",
+            ])
+            .arg(&key)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut cluster = DockerCluster {
+            dir,
+            network: None,
+            nodes: Vec::new(),
+            paused: Vec::new(),
+        };
+        let base = if host_mode {
+            None
+        } else {
+            let net = tag.clone();
+            let base = create_network(&net);
+            cluster.network = Some(net);
+            Some(base)
+        };
+        for i in 0..n {
+            let name = format!("node{}", i + 1);
+            let (host, port) = match base {
+                Some(b) => (Ipv4Addr::from(b + 11 + i as u32).to_string(), 22),
+                None => ("127.0.0.1".to_string(), free_port()),
+            };
+            cluster.nodes.push(DockerNode {
+                container: format!("{tag}-{name}"),
+                name,
+                host,
+                port,
+                extra: extra(i),
+            });
+        }
+        let pubkey = fs::read_to_string(key.with_extension("pub")).unwrap();
+        std::thread::scope(|s| {
+            for node in &cluster.nodes {
+                let (pubkey, network) = (pubkey.trim(), cluster.network.as_deref());
+                s.spawn(move || run_container(node, network, pubkey));
+            }
+        });
+        cluster.wait_ready(Duration::from_secs(60));
+        cluster.write_known_hosts();
+        cluster.write_inventory("");
+        Some(cluster)
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.path().join("cluster.toml")
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// Strict host-key checking, the cluster's own known_hosts; `extra` is appended.
+    fn write_inventory(&self, extra: &str) {
+        let mut s = format!(
+            "[defaults]\nuser = \"distctl\"\nidentity_file = {:?}\nknown_hosts_file = {:?}\n\
+             host_key_checking = \"strict\"\nconnect_timeout = \"5s\"\n",
+            self.dir.path().join("client_key").display().to_string(),
+            self.known_hosts().display().to_string(),
+        );
+        for n in &self.nodes {
+            s.push_str(&format!(
+                "\n[[nodes]]\nname = {:?}\nhost = {:?}\nport = {}\n",
+                n.name, n.host, n.port
+            ));
+        }
+        s.push_str(extra);
+        fs::write(self.inventory(), s).unwrap();
+    }
+
+    fn write_known_hosts(&self) {
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|n| s.spawn(move || host_key(&n.container)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut out = String::new();
+        for (n, key) in self.nodes.iter().zip(keys) {
+            // ssh looks a node on port 22 up by its bare address.
+            if n.port == 22 {
+                out.push_str(&format!("{} {key}\n", n.host));
+            } else {
+                out.push_str(&format!("[{}]:{} {key}\n", n.host, n.port));
+            }
+        }
+        fs::write(self.known_hosts(), out).unwrap();
+    }
+
+    /// Every node's sshd accepts connections.
+    fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for n in &self.nodes {
+            while !tcp_open(&n.host, n.port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} ({}:{}) did not answer within {limit:?}; docker logs: {}",
+                    n.container,
+                    n.host,
+                    n.port,
+                    text(&docker(&["logs", &n.container]).stderr)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// `distctl --inventory <this cluster>`; add the command and its flags.
+    fn distctl(&self) -> Command {
+        let mut c = Command::new(distctl_bin());
+        c.arg("--inventory").arg(self.inventory());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn container(&self, i: usize) -> &str {
+        &self.nodes[i].container
+    }
+
+    /// SIGKILL the node's container: sshd and every session die at once.
+    fn kill(&self, i: usize) {
+        docker_ok(&["kill", self.container(i)]);
+    }
+
+    /// Freeze every process of the node (a hung machine, connections stay open).
+    fn pause(&mut self, i: usize) {
+        docker_ok(&["pause", self.container(i)]);
+        self.paused.push(i);
+    }
+
+    /// Give the node a new host key and restart it (known_hosts keeps the old one).
+    fn rekey(&self, i: usize) {
+        docker_ok(&[
+            "exec",
+            self.container(i),
+            "sh",
+            "-c",
+            "rm -f /etc/ssh/host_keys/ssh_host_*",
+        ]);
+        docker_ok(&["restart", "-t", "1", self.container(i)]);
+        let n = &self.nodes[i];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !tcp_open(&n.host, n.port) {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not come back",
+                n.container
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn host_key(&self, i: usize) -> String {
+        host_key(self.container(i))
+    }
+}
+
+impl Drop for DockerCluster {
+    fn drop(&mut self) {
+        for &i in &self.paused {
+            let _ = docker(&["unpause", self.container(i)]);
+        }
+        let names: Vec<&str> = self.nodes.iter().map(|n| n.container.as_str()).collect();
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(names);
+            let _ = docker(&args);
+        }
+        if let Some(net) = &self.network {
+            let _ = docker(&["network", "rm", net]);
+        }
+    }
+}
+
+/// A bridge network with a /24 of its own (fixed addresses need a configured
+/// subnet): the first free 172.30.X.0/24, trying from a per-process start.
+/// Returns the subnet's base address.
+fn create_network(name: &str) -> u32 {
+    let start = std::process::id() as usize;
+    let mut last = String::new();
+    for k in 0..64 {
+        let x = (start + k * 37) % 256;
+        let subnet = format!("172.30.{x}.0/24");
+        let out = docker(&[
+            "network",
+            "create",
+            "--label",
+            &owner_label(),
+            "--subnet",
+            &subnet,
+            name,
+        ]);
+        if out.status.success() {
+            return u32::from(Ipv4Addr::new(172, 30, x as u8, 0));
+        }
+        last = text(&out.stderr);
+        if !last.contains("overlap") {
+            break;
+        }
+    }
+    panic!("cannot create docker network {name}: {last}");
+}
+
+fn owner_label() -> String {
+    format!("{OWNER}={}", std::process::id())
+}
+
+fn run_container(node: &DockerNode, network: Option<&str>, pubkey: &str) {
+    let owner = owner_label();
+    let auth = format!("AUTHORIZED_KEYS={pubkey}");
+    let mut args: Vec<String> = ["run", "-d", "--name", &node.container, "--label", &owner]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["-e".into(), auth]);
+    match network {
+        Some(net) => args.extend([
+            "--network".into(),
+            net.into(),
+            "--ip".into(),
+            node.host.clone(),
+            "--hostname".into(),
+            node.name.clone(),
+        ]),
+        None => args.extend([
+            "--network".into(),
+            "host".into(),
+            "-e".into(),
+            format!("SSHD_PORT={}", node.port),
+            "-e".into(),
+            "SSHD_LISTEN=127.0.0.1".into(),
+        ]),
+    }
+    args.extend(node.extra.iter().cloned());
+    args.push(IMAGE.into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+}
+
+/// `type blob` of the container's sshd host key, read from inside it.
+fn host_key(container: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = docker(&[
+            "exec",
+            container,
+            "cat",
+            "/etc/ssh/host_keys/ssh_host_ed25519_key.pub",
+        ]);
+        if out.status.success() {
+            let k = text(&out.stdout);
+            let mut w = k.split_whitespace();
+            return format!("{} {}", w.next().unwrap(), w.next().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no host key in {container}: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tcp_open(host: &str, port: u16) -> bool {
+    let addr = format!("{host}:{port}").parse().unwrap();
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// One probe container on a private bridge network: does the host reach it?
+/// If not, say so loudly: the tests then use host networking, one port per node.
+fn bridge_reachable(test: &str) -> bool {
+    let tag = format!("dctl-probe-{test}-{}", std::process::id()).replace('_', "-");
+    let owner = owner_label();
+    docker_ok(&["network", "create", "--label", &owner, &tag]);
+    let ok = (|| {
+        let out = docker(&[
+            "run",
+            "-d",
+            "--name",
+            &tag,
+            "--label",
+            &owner,
+            "--network",
+            &tag,
+            "-e",
+            "AUTHORIZED_KEYS=",
+            IMAGE,
+        ]);
+        if !out.status.success() {
+            return false;
+        }
+        let ip = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &tag,
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if !ip.is_empty() && tcp_open(&ip, 22) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })();
+    let _ = docker(&["rm", "-f", &tag]);
+    let _ = docker(&["network", "rm", &tag]);
+    if !ok {
+        eprintln!(
+            "NOTE: this Docker engine gives containers no network the host can reach; \
+             falling back to host networking (one sshd port per node on 127.0.0.1)"
+        );
+    }
+    ok
+}
+
+fn status_json(cluster: &DockerCluster) -> (i32, Vec<serde_json::Value>) {
+    let out = run_bounded(
+        cluster.distctl().args(["status", "--json"]),
+        Duration::from_secs(60),
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad status JSON ({e}): {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), rows.as_array().unwrap().clone())
+}
+
+#[test]
+fn status_reaches_every_container() {
+    let Some(cluster) = DockerCluster::start("status", 3) else {
+        return;
+    };
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["node"], format!("node{}", i + 1));
+        assert_eq!(row["reachable"], true, "{row}");
+        assert_eq!(row["agent"], "none", "{row}");
+    }
+}
+
+#[test]
+fn killed_container_is_unreachable_and_hides_nothing() {
+    let Some(cluster) = DockerCluster::start("killed", 3) else {
+        return;
+    };
+    cluster.kill(1);
+    let started = Instant::now();
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 1, "{rows:?}");
+    assert_eq!(rows[0]["reachable"], true, "{rows:?}");
+    assert_eq!(rows[2]["reachable"], true, "{rows:?}");
+    assert_eq!(rows[1]["reachable"], false, "{rows:?}");
+    let err = rows[1]["error"].as_str().unwrap();
+    assert!(!err.is_empty());
+    // Bounded by connect_timeout (5s), whatever the network does with the dead address.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn paused_container_does_not_hang_status() {
+    let Some(mut cluster) = DockerCluster::start("paused-status", 2) else {
+        return;
+    };
+    cluster.pause(0);
+    let started = Instant::now();
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 1, "{rows:?}");
+    assert_eq!(rows[0]["reachable"], false, "{rows:?}");
+    assert_eq!(rows[1]["reachable"], true, "{rows:?}");
+    // The TCP handshake succeeds (the kernel answers for a frozen container);
+    // ssh's ConnectTimeout covers the silent banner exchange too.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn new_host_key_is_refused_under_strict_checking() {
+    let Some(cluster) = DockerCluster::start("rekey", 2) else {
+        return;
+    };
+    let (code, _) = status_json(&cluster);
+    assert_eq!(code, 0);
+    let before = cluster.host_key(0);
+    cluster.rekey(0);
+    assert_ne!(
+        before,
+        cluster.host_key(0),
+        "the restart made a new host key"
+    );
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 1, "{rows:?}");
+    assert_eq!(rows[0]["reachable"], false);
+    let err = rows[0]["error"].as_str().unwrap();
+    assert!(err.contains("host key has CHANGED"), "{err}");
+    assert_eq!(rows[1]["reachable"], true);
+    // The human table says it on the node's line too.
+    let out = run_bounded(cluster.distctl().arg("status"), Duration::from_secs(60));
+    let table = text(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("node1") && l.contains("host key has CHANGED")),
+        "{table}"
+    );
+}
+
+/// What a user does on a laptop: `docker/cluster up`, status, `docker/cluster down`.
+#[test]
+fn cluster_script_up_status_down() {
+    if !docker_ready() {
+        return;
+    }
+    let name = format!("dctl-script-{}", std::process::id());
+    let script = repo().join("docker/cluster");
+    let out = run_bounded(
+        Command::new(&script)
+            .args(["up", "2"])
+            .env("DISTCTL_CLUSTER", &name)
+            .stdin(Stdio::null()),
+        Duration::from_secs(180),
+    );
+    // Whatever happens next, take the cluster down.
+    struct Down<'a>(&'a Path, &'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.0)
+                .arg("down")
+                .env("DISTCTL_CLUSTER", self.1)
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+    let down = Down(&script, &name);
+    assert!(out.status.success(), "cluster up: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let inventory = PathBuf::from(stdout.lines().last().unwrap());
+    assert!(inventory.ends_with("cluster.docker.toml"), "{stdout}");
+    let inv = fs::read_to_string(&inventory).unwrap();
+    assert!(inv.contains("host_key_checking = \"accept-new\""), "{inv}");
+    assert!(inv.contains("user = \"distctl\""), "{inv}");
+
+    let status = run_bounded(
+        Command::new(distctl_bin())
+            .arg("--inventory")
+            .arg(&inventory)
+            .args(["status", "--json"])
+            .stdin(Stdio::null()),
+        Duration::from_secs(60),
+    );
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+
+    drop(down);
+    let filter = format!("label=io.distctl.cluster={name}");
+    assert_eq!(docker_ok(&["ps", "-aq", "--filter", &filter]), "");
+    assert_eq!(docker_ok(&["network", "ls", "-q", "--filter", &filter]), "");
+    assert!(
+        !inventory.parent().unwrap().exists(),
+        "keys and inventory removed"
+    );
+}
+
+/// The committed compose file is what the script generates for 3 nodes.
+#[test]
+fn compose_file_matches_the_generator() {
+    let out = Command::new(repo().join("docker/cluster"))
+        .args(["compose", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = fs::read_to_string(repo().join("docker/compose.yml")).unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        committed,
+        "regenerate: docker/cluster compose 3 > docker/compose.yml"
+    );
+}
