@@ -552,6 +552,37 @@ fn status_json(cluster: &DockerCluster) -> (i32, Vec<serde_json::Value>) {
     (out.status.code().unwrap(), rows.as_array().unwrap().clone())
 }
 
+type Row = std::collections::HashMap<String, String>;
+
+/// `distctl collect -o <csv>`: exit code and the rows (column → cell).
+fn collect_rows(cluster: &DockerCluster, extra: &[&str]) -> (i32, Vec<Row>) {
+    let csv_path = cluster.dir.path().join("metrics.csv");
+    let _ = fs::remove_file(&csv_path);
+    let out = run_bounded(
+        cluster
+            .distctl()
+            .args(extra)
+            .args(["collect", "--sample-interval", "300ms", "-o"])
+            .arg(&csv_path),
+        Duration::from_secs(90),
+    );
+    let code = out.status.code().unwrap();
+    let mut r = csv::Reader::from_path(&csv_path)
+        .unwrap_or_else(|e| panic!("no CSV ({e}); exit {code}: {}", text(&out.stderr)));
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|rec| {
+            header
+                .iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect();
+    (code, rows)
+}
+
 #[test]
 fn status_reaches_every_container() {
     let Some(cluster) = DockerCluster::start("status", 3) else {
@@ -564,6 +595,17 @@ fn status_reaches_every_container() {
         assert_eq!(row["node"], format!("node{}", i + 1));
         assert_eq!(row["reachable"], true, "{row}");
         assert_eq!(row["agent"], "none", "{row}");
+    }
+    // Agentless metrics: one row per container, each from its own address.
+    let (code, rows) = collect_rows(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["node"], format!("node{}", i + 1));
+        assert_eq!(row["host"], cluster.nodes[i].host);
+        assert_eq!(row["status"], "ok", "{row:?}");
+        assert_eq!(row["sampler"], "ssh", "{row:?}");
+        assert!(row["mem_total_mib"].parse::<u64>().unwrap() > 0, "{row:?}");
     }
 }
 
