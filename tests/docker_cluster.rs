@@ -12,6 +12,7 @@ use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -153,9 +154,9 @@ fn remove_leftovers() {
     }
 }
 
-/// Whether containers get a network the host reaches (decided by the first
-/// cluster of this process; host networking otherwise).
-static HOST_NETWORKING: OnceLock<bool> = OnceLock::new();
+/// Set once a cluster of this process found that the host cannot reach
+/// containers on a bridge network: later clusters use host networking.
+static HOST_NETWORKING: AtomicBool = AtomicBool::new(false);
 
 struct DockerNode {
     name: String,
@@ -190,11 +191,39 @@ impl DockerCluster {
         if !docker_ready() {
             return None;
         }
-        // DISTCTL_NETWORK=host forces the fallback (as for docker/cluster).
-        let host_mode = *HOST_NETWORKING.get_or_init(|| {
-            std::env::var("DISTCTL_NETWORK").is_ok_and(|v| v == "host") || !bridge_reachable(test)
-        });
         let tag = format!("dctl-{}-{}", test.replace('_', "-"), std::process::id());
+        // DISTCTL_NETWORK=host forces the fallback (as for docker/cluster).
+        let forced = std::env::var("DISTCTL_NETWORK").is_ok_and(|v| v == "host");
+        if !forced && !HOST_NETWORKING.load(Ordering::Relaxed) {
+            let cluster = DockerCluster::launch(&tag, n, false, &extra);
+            if cluster.node_answers(0, Duration::from_secs(15)) {
+                return Some(cluster.finish());
+            }
+            if docker_ok(&["inspect", "-f", "{{.State.Running}}", cluster.container(0)]) != "true" {
+                panic!(
+                    "{} is not running: {}",
+                    cluster.container(0),
+                    text(&docker(&["logs", cluster.container(0)]).stderr)
+                );
+            }
+            eprintln!(
+                "NOTE: this Docker engine gives containers no network the host can reach \
+                 ({}:22 is silent); falling back to host networking, one sshd port per node on 127.0.0.1",
+                cluster.nodes[0].host
+            );
+            HOST_NETWORKING.store(true, Ordering::Relaxed);
+            drop(cluster);
+        }
+        Some(DockerCluster::launch(&tag, n, true, &extra).finish())
+    }
+
+    /// Containers (and, unless `host_mode`, their network) started in parallel.
+    fn launch(
+        tag: &str,
+        n: usize,
+        host_mode: bool,
+        extra: &impl Fn(usize) -> Vec<String>,
+    ) -> DockerCluster {
         let dir = tempfile::Builder::new()
             .prefix("dctl-docker")
             .tempdir()
@@ -225,9 +254,8 @@ impl DockerCluster {
         let base = if host_mode {
             None
         } else {
-            let net = tag.clone();
-            let base = create_network(&net);
-            cluster.network = Some(net);
+            let base = create_network(tag);
+            cluster.network = Some(tag.to_string());
             Some(base)
         };
         for i in 0..n {
@@ -251,10 +279,28 @@ impl DockerCluster {
                 s.spawn(move || run_container(node, network, pubkey));
             }
         });
+        cluster
+    }
+
+    /// Wait for every sshd, then write known_hosts and the inventory.
+    fn finish(self) -> DockerCluster {
+        let cluster = self;
         cluster.wait_ready(Duration::from_secs(60));
         cluster.write_known_hosts();
         cluster.write_inventory("");
-        Some(cluster)
+        cluster
+    }
+
+    fn node_answers(&self, i: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let n = &self.nodes[i];
+        while Instant::now() < deadline {
+            if tcp_open(&n.host, n.port) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     fn inventory(&self) -> PathBuf {
@@ -486,55 +532,6 @@ fn tcp_open(host: &str, port: u16) -> bool {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-/// One probe container on a private bridge network: does the host reach it?
-/// If not, say so loudly: the tests then use host networking, one port per node.
-fn bridge_reachable(test: &str) -> bool {
-    let tag = format!("dctl-probe-{test}-{}", std::process::id()).replace('_', "-");
-    let owner = owner_label();
-    docker_ok(&["network", "create", "--label", &owner, &tag]);
-    let ok = (|| {
-        let out = docker(&[
-            "run",
-            "-d",
-            "--name",
-            &tag,
-            "--label",
-            &owner,
-            "--network",
-            &tag,
-            "-e",
-            "AUTHORIZED_KEYS=",
-            IMAGE,
-        ]);
-        if !out.status.success() {
-            return false;
-        }
-        let ip = docker_ok(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            &tag,
-        ]);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if !ip.is_empty() && tcp_open(&ip, 22) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    })();
-    let _ = docker(&["rm", "-f", &tag]);
-    let _ = docker(&["network", "rm", &tag]);
-    if !ok {
-        eprintln!(
-            "NOTE: this Docker engine gives containers no network the host can reach; \
-             falling back to host networking (one sshd port per node on 127.0.0.1)"
-        );
-    }
-    ok
 }
 
 fn status_json(cluster: &DockerCluster) -> (i32, Vec<serde_json::Value>) {
