@@ -339,3 +339,27 @@ fn report_has_a_chart_line_for_every_node() {
     let row3 = page.split("<tr data-node=\"node3\">").nth(1).unwrap();
     assert!(row3.split("</tr>").next().unwrap().contains("unreachable"));
 }
+
+#[test]
+fn a_broken_agent_falls_back_to_the_shell_probe() {
+    let cluster = TestCluster::start(1);
+    let bin = cluster.workdir(0).join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let agent = bin.join("worker-agent");
+    fs::write(
+        &agent,
+        "#!/bin/sh\necho 'worker-agent: broken' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).unwrap();
+    let out =
+        run(cluster
+            .distctl()
+            .args(["collect", "--sample-interval", "200ms", "--format", "json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row["status"], "ok");
+    assert_eq!(row["sampler"], "ssh");
+    assert!(row["mem_total_mib"].as_u64().unwrap() > 0);
+}
