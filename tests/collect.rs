@@ -363,3 +363,41 @@ fn a_broken_agent_falls_back_to_the_shell_probe() {
     assert_eq!(row["sampler"], "ssh");
     assert!(row["mem_total_mib"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn ctrl_c_ends_every_between_whole_rounds() {
+    let cluster = TestCluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    let child = cluster
+        .distctl()
+        .args([
+            "collect",
+            "--sample-interval",
+            "100ms",
+            "--every",
+            "300ms",
+            "-o",
+        ])
+        .arg(&csv)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for two rounds on disk, then interrupt like a terminal would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fs::read_to_string(&csv).map_or(0, |s| s.lines().count()) < 5 {
+        assert!(std::time::Instant::now() < deadline, "no rounds written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on the child we started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = read_rows(&csv);
+    assert!(
+        rows.len() >= 4 && rows.len() % 2 == 0,
+        "whole rounds: {}",
+        rows.len()
+    );
+    rows.iter().for_each(assert_sane);
+}

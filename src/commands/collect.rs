@@ -40,9 +40,16 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     };
     let mut exit = Exit::Ok;
     let mut round = 0u64;
+    // Ctrl-C ends `--every` cleanly: a round under way is dropped whole
+    // (never half written), the rounds already written stand.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         let started = Instant::now();
-        let samples = sample_round(g, &nodes, interval, args.agentless).await?;
+        let samples = tokio::select! {
+            s = sample_round(g, &nodes, interval, args.agentless) => s?,
+            _ = &mut interrupted => break,
+        };
         output.write_round(&samples)?;
         exit = exit.max(report_failures(g, &samples));
         round += 1;
@@ -50,7 +57,14 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
             break;
         }
         let period = args.every.map(|e| e.0).unwrap_or_default();
-        tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
+            _ = &mut interrupted => break,
+        }
+    }
+    if round == 0 {
+        // Interrupted before the first round was written.
+        return Err(anyhow::anyhow!("interrupted before any sample was written"));
     }
     Ok(exit)
 }
