@@ -395,7 +395,7 @@ fn ctrl_c_ends_every_between_whole_rounds() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rows = read_rows(&csv);
     assert!(
-        rows.len() >= 4 && rows.len() % 2 == 0,
+        rows.len() >= 4 && rows.len().is_multiple_of(2),
         "whole rounds: {}",
         rows.len()
     );
