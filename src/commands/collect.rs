@@ -32,6 +32,9 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     if args.every.is_some_and(|e| e.0.is_zero()) {
         return Err(usage!("--every must be longer than zero"));
     }
+    if args.count == Some(0) {
+        return Err(usage!("--count must be at least 1"));
+    }
     let nodes = Inventory::load(g)?.select(g)?;
     let mut output = MetricsOutput::open(args.output.clone(), args.format, args.append)?;
     let rounds = match args.every {
