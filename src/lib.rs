@@ -3,13 +3,17 @@
 //! Data flows one way: inventory → plan → transport → results → merge/report.
 //! The binary (`main.rs`) only parses the command line and maps errors to exit codes.
 
+pub mod chunk;
 pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod html_report;
 pub mod inventory;
 pub mod metrics;
+pub mod journal;
+pub mod merge;
 pub mod nodeset;
+pub mod schedule;
 pub mod shell;
 pub mod table;
 pub mod transport;

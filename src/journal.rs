@@ -1,0 +1,228 @@
+//! The resume journal of a `run -o FILE`: a directory beside the output,
+//! `.<name>.distctl-run/`, holding
+//! - `journal.jsonl`: first the job key, then one line per finished chunk,
+//!   appended only once that chunk's result is safely on disk;
+//! - `output.part`: the results of chunks `0..k` in order (renamed to the
+//!   output when the run completes);
+//! - `chunk-N.out`: finished results that were still waiting for an earlier
+//!   chunk when the run stopped.
+//!
+//! The key is the content, not a job number: every input's path, size and
+//! mtime, the chunk size and the op or command; each entry also keeps its
+//! input chunk's checksum, checked again before it is reused.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::InputFile;
+use crate::usage;
+
+/// What a run is: two runs with the same key produce the same output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobKey {
+    pub inputs: Vec<InputFile>,
+    pub chunk_size: u64,
+    /// `upper`, ..., or `exec`.
+    pub op: String,
+    pub pattern: Option<String>,
+    pub exec: Option<String>,
+    pub skip_invalid: bool,
+}
+
+/// Where a finished chunk's result lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Place {
+    /// In `output.part`, after the chunks before it.
+    Prefix,
+    /// In `chunk-N.out`.
+    File,
+    /// Nothing to keep but the partial in this entry (aggregate ops).
+    Partial,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoneEntry {
+    pub index: usize,
+    pub start: u64,
+    pub len: u64,
+    /// xxh3-128 of the input chunk, hex.
+    pub checksum: String,
+    pub out_len: u64,
+    pub place: Place,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<serde_json::Value>,
+}
+
+pub struct Journal {
+    pub dir: PathBuf,
+    log: File,
+}
+
+pub fn checksum_hex(h: u128) -> String {
+    format!("{h:032x}")
+}
+
+impl Journal {
+    pub fn dir_for(output: &Path) -> PathBuf {
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        output.with_file_name(format!(".{name}.distctl-run"))
+    }
+
+    pub fn part_path(&self) -> PathBuf {
+        self.dir.join("output.part")
+    }
+
+    pub fn chunk_path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("chunk-{index}.out"))
+    }
+
+    /// Start a fresh journal (replacing one left by an earlier run).
+    pub fn create(output: &Path, key: &JobKey) -> Result<Journal> {
+        let dir = Journal::dir_for(output);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove the old journal {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the journal {}", dir.display()))?;
+        let mut log = File::create(dir.join("journal.jsonl"))?;
+        writeln!(log, "{}", serde_json::to_string(key)?)?;
+        log.sync_data()?;
+        Ok(Journal { dir, log })
+    }
+
+    /// Reopen the journal of an interrupted run with the same key.
+    pub fn resume(output: &Path, key: &JobKey) -> Result<(Journal, Vec<DoneEntry>)> {
+        let dir = Journal::dir_for(output);
+        let path = dir.join("journal.jsonl");
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            usage!(
+                "--resume: no journal of an interrupted run at {}",
+                dir.display()
+            )
+        })?;
+        let mut lines = text.split_inclusive('\n');
+        let head = lines.next().unwrap_or_default();
+        let old: JobKey = serde_json::from_str(head.trim_end())
+            .map_err(|_| usage!("--resume: {} is not a distctl journal", path.display()))?;
+        if let Some(why) = key_difference(&old, key) {
+            return Err(usage!(
+                "--resume refused: {why} since the interrupted run (remove {} to start over)",
+                dir.display()
+            ));
+        }
+        let mut done = Vec::new();
+        let mut good = head.len();
+        for line in lines {
+            // A crash may leave a torn last line: that chunk simply is not done,
+            // and the line is cut off so that new entries start clean.
+            match serde_json::from_str::<DoneEntry>(line.trim_end()) {
+                Ok(e) if line.ends_with('\n') => done.push(e),
+                _ => break,
+            }
+            good += line.len();
+        }
+        let log = OpenOptions::new().append(true).open(&path)?;
+        log.set_len(good as u64)?;
+        Ok((Journal { dir, log }, done))
+    }
+
+    /// Record a chunk whose result is on disk.
+    pub fn record(&mut self, entry: &DoneEntry) -> Result<()> {
+        writeln!(self.log, "{}", serde_json::to_string(entry)?)?;
+        self.log.sync_data()?;
+        Ok(())
+    }
+
+    /// The run completed: the journal goes.
+    pub fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn key_difference(old: &JobKey, new: &JobKey) -> Option<String> {
+    if old.inputs.len() != new.inputs.len()
+        || old.inputs.iter().zip(&new.inputs).any(|(a, b)| a.path != b.path)
+    {
+        return Some("the inputs differ".into());
+    }
+    for (a, b) in old.inputs.iter().zip(&new.inputs) {
+        if a.size != b.size || a.mtime_ns != b.mtime_ns {
+            return Some(format!("input {} changed", b.path.display()));
+        }
+    }
+    if old.op != new.op || old.pattern != new.pattern || old.exec != new.exec {
+        return Some("the op or command differs".into());
+    }
+    if old.skip_invalid != new.skip_invalid {
+        return Some("--skip-invalid differs".into());
+    }
+    if old.chunk_size != new.chunk_size {
+        return Some(format!("--chunk-size differs (it was {})", old.chunk_size));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> JobKey {
+        JobKey {
+            inputs: vec![InputFile {
+                path: "in.txt".into(),
+                size: 10,
+                mtime_ns: 1,
+            }],
+            chunk_size: 4,
+            op: "upper".into(),
+            pattern: None,
+            exec: None,
+            skip_invalid: false,
+        }
+    }
+
+    #[test]
+    fn journal_round_trip_and_key_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out put.txt");
+        let mut j = Journal::create(&out, &key()).unwrap();
+        let e = DoneEntry {
+            index: 0,
+            start: 0,
+            len: 4,
+            checksum: checksum_hex(7),
+            out_len: 4,
+            place: Place::Prefix,
+            partial: None,
+        };
+        j.record(&e).unwrap();
+        drop(j);
+        // A torn line after a crash is ignored.
+        let log = Journal::dir_for(&out).join("journal.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"{\"index\":1,\"sta").unwrap();
+        let (mut j, done) = Journal::resume(&out, &key()).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].checksum, e.checksum);
+        j.record(&DoneEntry { index: 1, ..e.clone() }).unwrap();
+        let (_j, done) = Journal::resume(&out, &key()).unwrap();
+        assert_eq!(done.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0, 1]);
+
+        let mut changed = key();
+        changed.inputs[0].size = 11;
+        let err = Journal::resume(&out, &changed).err().unwrap().to_string();
+        assert!(err.contains("input in.txt changed"), "{err}");
+        let mut other = key();
+        other.op = "lower".into();
+        assert!(Journal::resume(&out, &other).is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! Ordered assembly of chunk results: results arrive in any order and are
+//! written strictly in input order, each only once it is verified.
+//!
+//! Memory stays bounded whatever the order: a result waiting for its turn is
+//! held in memory while the shared [`MemoryBudget`] allows, and otherwise
+//! spills to an unlinked temporary file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Bytes of results held in memory, over all chunks.
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + n <= self.limit).then_some(u + n)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// The result bytes of one chunk, gathered as they arrive.
+pub struct ResultBuf {
+    mem: Vec<u8>,
+    spill: Option<File>,
+    len: u64,
+    budget: Arc<MemoryBudget>,
+}
+
+impl ResultBuf {
+    pub fn new(budget: Arc<MemoryBudget>) -> ResultBuf {
+        ResultBuf {
+            mem: Vec::new(),
+            spill: None,
+            len: 0,
+            budget,
+        }
+    }
+
+    /// A result kept in a file by an earlier, interrupted run.
+    pub fn from_file(file: File, len: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
+        ResultBuf {
+            mem: Vec::new(),
+            spill: Some(file),
+            len,
+            budget,
+        }
+    }
+
+    pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        self.len += data.len() as u64;
+        if self.spill.is_none() && self.budget.try_take(data.len()) {
+            self.mem.extend_from_slice(data);
+            return Ok(());
+        }
+        let spill = match &mut self.spill {
+            Some(f) => f,
+            None => self.spill.insert(tempfile::tempfile()?),
+        };
+        spill.write_all(data)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forget what arrived (the attempt failed and will be redone).
+    pub fn clear(&mut self) {
+        self.budget.give_back(self.mem.len());
+        self.mem = Vec::new();
+        self.spill = None;
+        self.len = 0;
+    }
+
+    /// Write the whole result to `out`.
+    pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(&self.mem)?;
+        if let Some(f) = &mut self.spill {
+            let from_mem = self.mem.len() as u64;
+            f.seek(SeekFrom::Start(0))?;
+            // A resumed file holds everything; a spill holds what came after memory.
+            let spill_len = if from_mem == 0 { self.len } else { self.len - from_mem };
+            let copied = io::copy(&mut Read::by_ref(f).take(spill_len), out)?;
+            if copied != spill_len {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spilled result is short"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ResultBuf {
+    fn drop(&mut self) {
+        self.budget.give_back(self.mem.len());
+    }
+}
+
+/// Writes verified chunk results to `out` in input order.
+pub struct OrderedWriter<W: Write> {
+    next: usize,
+    waiting: BTreeMap<usize, ResultBuf>,
+    out: W,
+    written: u64,
+}
+
+impl<W: Write> OrderedWriter<W> {
+    /// `first`: the index of the next chunk to write (chunks before it are
+    /// already in `out`, from an earlier run).
+    pub fn new(out: W, first: usize, already_written: u64) -> OrderedWriter<W> {
+        OrderedWriter {
+            next: first,
+            waiting: BTreeMap::new(),
+            out,
+            written: already_written,
+        }
+    }
+
+    /// Accept the verified result of chunk `index`; write every result whose
+    /// turn has come. Returns `(index, result length)` of each chunk written.
+    pub fn insert(&mut self, index: usize, result: ResultBuf) -> io::Result<Vec<(usize, u64)>> {
+        self.waiting.insert(index, result);
+        let mut written = Vec::new();
+        while let Some(mut r) = self.waiting.remove(&self.next) {
+            r.write_to(&mut self.out)?;
+            self.written += r.len();
+            written.push((self.next, r.len()));
+            self.next += 1;
+        }
+        if !written.is_empty() {
+            self.out.flush()?;
+        }
+        Ok(written)
+    }
+
+    /// Chunks written so far (all of `0..next`).
+    pub fn next(&self) -> usize {
+        self.next
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verified results still waiting for an earlier chunk.
+    pub fn take_waiting(&mut self) -> BTreeMap<usize, ResultBuf> {
+        std::mem::take(&mut self.waiting)
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// A file written under a temporary name and renamed into place only when complete.
+pub struct AtomicFile {
+    pub temp: PathBuf,
+    pub dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Make the result final: flush to disk, then rename over `dest`.
+    pub fn commit(&self, file: File) -> io::Result<()> {
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.temp, &self.dest)
+    }
+
+    /// Write `data` to a fresh temp file beside `dest` and rename it into place.
+    pub fn write_whole(dest: &Path, data: &[u8]) -> io::Result<()> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".distctl-")
+            .tempfile_in(dir)?;
+        tmp.write_all(data)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(budget: &Arc<MemoryBudget>, data: &[u8]) -> ResultBuf {
+        let mut b = ResultBuf::new(budget.clone());
+        for piece in data.chunks(3) {
+            b.push(piece).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn out_of_order_results_come_out_in_order() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut w = OrderedWriter::new(Vec::new(), 0, 0);
+        assert!(w.insert(2, buf(&budget, b"c\n")).unwrap().is_empty());
+        assert!(w.insert(1, buf(&budget, b"b\n")).unwrap().is_empty());
+        assert_eq!(w.insert(0, buf(&budget, b"a\n")).unwrap(), vec![(0, 2), (1, 2), (2, 2)]);
+        assert_eq!(w.insert(3, buf(&budget, b"")).unwrap(), vec![(3, 0)]);
+        assert_eq!(w.into_inner(), b"a\nb\nc\n");
+        assert_eq!(budget.used(), 0, "memory is given back once written");
+    }
+
+    #[test]
+    fn results_beyond_the_budget_spill_to_disk() {
+        let budget = MemoryBudget::new(4);
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut w = OrderedWriter::new(Vec::new(), 0, 0);
+        w.insert(1, buf(&budget, &data)).unwrap();
+        assert!(budget.used() <= 4);
+        w.insert(0, buf(&budget, b"head")).unwrap();
+        let mut want = b"head".to_vec();
+        want.extend(&data);
+        assert_eq!(w.into_inner(), want);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn cleared_result_starts_over() {
+        let budget = MemoryBudget::new(10);
+        let mut b = buf(&budget, b"0123456789abc");
+        b.clear();
+        assert_eq!(budget.used(), 0);
+        b.push(b"ok").unwrap();
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert_eq!(out, b"ok");
+    }
+
+    #[test]
+    fn resumed_result_from_file() {
+        let budget = MemoryBudget::new(10);
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"kept").unwrap();
+        let mut b = ResultBuf::from_file(f, 4, budget);
+        let mut out = Vec::new();
+        b.write_to(&mut out).unwrap();
+        assert_eq!(out, b"kept");
+    }
+}

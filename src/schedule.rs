@@ -1,0 +1,269 @@
+//! Which chunk runs where: a pure state machine, driven by `run` (which does
+//! the I/O) and tested on its own.
+//!
+//! Every node runs up to `slots` chunks at once; a node with a free slot takes
+//! the lowest pending chunk (so results arrive roughly in order and the merge
+//! buffers little). A chunk that fails goes back to the queue and is retried
+//! on another node, up to `retries` times; a node that fails
+//! [`NODE_STRIKES`] times in a row is taken out of the run.
+
+use std::collections::BTreeSet;
+
+/// Consecutive faults after which a node is taken out of the run.
+pub const NODE_STRIKES: u32 = 3;
+
+/// How an attempt went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The chunk failed on the node (agent error, command exit, bad result).
+    Failed,
+    /// The node went silent for `--timeout`, or the connection dropped.
+    Lost,
+    /// The node refused to open a channel (sshd MaxSessions/MaxStartups):
+    /// the chunk never ran, so it costs no retry.
+    Refused,
+}
+
+/// What follows from a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultOutcome {
+    /// The chunk went back to the queue; false: it has used all its retries.
+    pub requeued: bool,
+    /// The node was taken out of the run by this fault.
+    pub node_removed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ChunkState {
+    /// Nodes it failed on, in order.
+    failed_on: Vec<usize>,
+    retries_used: u32,
+    done: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub slots: usize,
+    pub running: usize,
+    pub alive: bool,
+    pub strikes: u32,
+    pub done: u64,
+    pub faults: u64,
+}
+
+pub struct Scheduler {
+    pending: BTreeSet<usize>,
+    chunks: Vec<ChunkState>,
+    pub nodes: Vec<NodeState>,
+    retries: u32,
+    /// Retries spent over the whole run.
+    pub retried: u64,
+}
+
+impl Scheduler {
+    /// `chunks`: how many chunks (all pending); `slots`: per node.
+    pub fn new(chunks: usize, slots: &[usize], retries: u32) -> Scheduler {
+        Scheduler {
+            pending: (0..chunks).collect(),
+            chunks: vec![
+                ChunkState {
+                    failed_on: Vec::new(),
+                    retries_used: 0,
+                    done: false,
+                };
+                chunks
+            ],
+            nodes: slots
+                .iter()
+                .map(|&s| NodeState {
+                    slots: s.max(1),
+                    running: 0,
+                    alive: true,
+                    strikes: 0,
+                    done: 0,
+                    faults: 0,
+                })
+                .collect(),
+            retries,
+            retried: 0,
+        }
+    }
+
+    /// Chunks that need no running (done in an earlier run, for `--resume`).
+    pub fn mark_done(&mut self, chunk: usize) {
+        self.pending.remove(&chunk);
+        self.chunks[chunk].done = true;
+    }
+
+    /// Add chunks as a streamed input reveals them.
+    pub fn add_chunk(&mut self) -> usize {
+        let i = self.chunks.len();
+        self.chunks.push(ChunkState {
+            failed_on: Vec::new(),
+            retries_used: 0,
+            done: false,
+        });
+        self.pending.insert(i);
+        i
+    }
+
+    /// A node that never joined (unreachable, agent could not be installed).
+    pub fn remove_node(&mut self, node: usize) {
+        self.nodes[node].alive = false;
+    }
+
+    /// The next chunk for `node`, marked running there; `None` when the node
+    /// is full, out, or has nothing it may take. A chunk goes to a node it
+    /// failed on only when every live node has failed it.
+    pub fn next_for(&mut self, node: usize) -> Option<usize> {
+        let n = &self.nodes[node];
+        if !n.alive || n.running >= n.slots {
+            return None;
+        }
+        let alive: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect();
+        let pick = self.pending.iter().copied().find(|&c| {
+            let f = &self.chunks[c].failed_on;
+            !f.contains(&node) || alive.iter().all(|a| f.contains(a))
+        })?;
+        self.pending.remove(&pick);
+        self.nodes[node].running += 1;
+        Some(pick)
+    }
+
+    pub fn done(&mut self, chunk: usize, node: usize) {
+        let n = &mut self.nodes[node];
+        n.running -= 1;
+        n.strikes = 0;
+        n.done += 1;
+        self.chunks[chunk].done = true;
+    }
+
+    pub fn fault(&mut self, chunk: usize, node: usize, fault: Fault) -> FaultOutcome {
+        let n = &mut self.nodes[node];
+        n.running -= 1;
+        n.strikes += 1;
+        n.faults += 1;
+        let node_removed = n.alive && n.strikes >= NODE_STRIKES;
+        if node_removed {
+            n.alive = false;
+        }
+        let c = &mut self.chunks[chunk];
+        let requeued = if fault == Fault::Refused {
+            true
+        } else {
+            c.failed_on.push(node);
+            c.retries_used += 1;
+            self.retried += 1;
+            c.retries_used <= self.retries
+        };
+        if requeued {
+            self.pending.insert(chunk);
+        }
+        FaultOutcome {
+            requeued,
+            node_removed,
+        }
+    }
+
+    /// Every chunk finished.
+    pub fn all_done(&self) -> bool {
+        self.chunks.iter().all(|c| c.done)
+    }
+
+    pub fn running(&self) -> usize {
+        self.nodes.iter().map(|n| n.running).sum()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn alive_nodes(&self) -> usize {
+        self.nodes.iter().filter(|n| n.alive).count()
+    }
+
+    /// Free slots over all live nodes.
+    pub fn free_slots(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| n.slots - n.running.min(n.slots))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_slots_lowest_chunk_first() {
+        let mut s = Scheduler::new(5, &[2, 1], 2);
+        assert_eq!(s.next_for(0), Some(0));
+        assert_eq!(s.next_for(0), Some(1));
+        assert_eq!(s.next_for(0), None, "node 0 is full");
+        assert_eq!(s.next_for(1), Some(2));
+        s.done(0, 0);
+        assert_eq!(s.next_for(0), Some(3), "an idle slot takes the next chunk");
+    }
+
+    #[test]
+    fn failed_chunk_goes_to_another_node() {
+        let mut s = Scheduler::new(2, &[1, 1], 2);
+        assert_eq!(s.next_for(0), Some(0));
+        let out = s.fault(0, 0, Fault::Failed);
+        assert!(out.requeued && !out.node_removed);
+        assert_eq!(s.next_for(0), Some(1), "node 0 skips the chunk it failed");
+        assert_eq!(s.next_for(1), Some(0));
+        s.done(0, 1);
+        s.done(1, 0);
+        assert!(s.all_done());
+        assert_eq!(s.retried, 1);
+    }
+
+    #[test]
+    fn retries_run_out() {
+        let mut s = Scheduler::new(1, &[1, 1], 1);
+        assert_eq!(s.next_for(0), Some(0));
+        assert!(s.fault(0, 0, Fault::Lost).requeued);
+        assert_eq!(s.next_for(1), Some(0));
+        assert!(!s.fault(0, 1, Fault::Failed).requeued);
+        assert!(!s.all_done());
+    }
+
+    #[test]
+    fn refused_channel_costs_no_retry() {
+        let mut s = Scheduler::new(1, &[1], 0);
+        assert_eq!(s.next_for(0), Some(0));
+        assert!(s.fault(0, 0, Fault::Refused).requeued);
+        assert_eq!(s.next_for(0), Some(0));
+        s.done(0, 0);
+        assert!(s.all_done());
+    }
+
+    #[test]
+    fn failing_node_is_taken_out() {
+        let mut s = Scheduler::new(10, &[1, 1], 10);
+        for _ in 0..NODE_STRIKES {
+            let c = s.next_for(0).unwrap();
+            s.fault(c, 0, Fault::Lost);
+        }
+        assert!(!s.nodes[0].alive);
+        assert_eq!(s.next_for(0), None);
+        assert_eq!(s.alive_nodes(), 1);
+        // The last node left may retry what the dead one failed.
+        assert_eq!(s.next_for(1), Some(0));
+    }
+
+    #[test]
+    fn resumed_and_streamed_chunks() {
+        let mut s = Scheduler::new(2, &[4], 0);
+        s.mark_done(0);
+        assert_eq!(s.next_for(0), Some(1));
+        assert_eq!(s.add_chunk(), 2);
+        assert_eq!(s.next_for(0), Some(2));
+        s.done(1, 0);
+        s.done(2, 0);
+        assert!(s.all_done());
+    }
+}
