@@ -388,7 +388,9 @@ impl<R: Read> StreamChunker<R> {
             if self.eof {
                 break buf.len();
             }
-            let want = (self.target + 1).saturating_sub(buf.len()).clamp(64 << 10, READ_BLOCK);
+            let want = (self.target + 1)
+                .saturating_sub(buf.len())
+                .clamp(64 << 10, READ_BLOCK);
             let old = buf.len();
             buf.resize(old + want, 0);
             let n = loop {
@@ -414,8 +416,8 @@ impl<R: Read> StreamChunker<R> {
             return Ok(None);
         }
         self.carry = buf.split_off(cut);
-        let lines = memchr::memchr_iter(b'\n', &buf).count() as u64
-            + u64::from(buf.last() != Some(&b'\n'));
+        let lines =
+            memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
         let chunk = StreamChunk {
             index: self.next_index,
             start: self.pos,
@@ -527,14 +529,22 @@ mod tests {
 
     #[test]
     fn count_and_weights_balance() {
-        let data: Vec<u8> = (0..1000).flat_map(|i| format!("{i:03}\n").into_bytes()).collect();
+        let data: Vec<u8> = (0..1000)
+            .flat_map(|i| format!("{i:03}\n").into_bytes())
+            .collect();
         let (chunks, _d) = plan_of(&[&data], Cut::Count(4));
         assert_eq!(chunks.len(), 4);
         assert!(chunks.iter().all(|c| c.len() == 1000));
         let (chunks, _d) = plan_of(&[&data], Cut::Weights(vec![1, 3]));
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![1000, 3000]);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![1000, 3000]
+        );
         let (chunks, _d) = plan_of(&[&data], Cut::Lines(300));
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![1200, 1200, 1200, 400]);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![1200, 1200, 1200, 400]
+        );
     }
 
     #[test]

@@ -150,7 +150,11 @@ impl Journal {
 
 fn key_difference(old: &JobKey, new: &JobKey) -> Option<String> {
     if old.inputs.len() != new.inputs.len()
-        || old.inputs.iter().zip(&new.inputs).any(|(a, b)| a.path != b.path)
+        || old
+            .inputs
+            .iter()
+            .zip(&new.inputs)
+            .any(|(a, b)| a.path != b.path)
     {
         return Some("the inputs differ".into());
     }
@@ -213,7 +217,11 @@ mod tests {
         let (mut j, done) = Journal::resume(&out, &key()).unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].checksum, e.checksum);
-        j.record(&DoneEntry { index: 1, ..e.clone() }).unwrap();
+        j.record(&DoneEntry {
+            index: 1,
+            ..e.clone()
+        })
+        .unwrap();
         let (_j, done) = Journal::resume(&out, &key()).unwrap();
         assert_eq!(done.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0, 1]);
 

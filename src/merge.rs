@@ -107,10 +107,17 @@ impl ResultBuf {
             let from_mem = self.mem.len() as u64;
             f.seek(SeekFrom::Start(0))?;
             // A resumed file holds everything; a spill holds what came after memory.
-            let spill_len = if from_mem == 0 { self.len } else { self.len - from_mem };
+            let spill_len = if from_mem == 0 {
+                self.len
+            } else {
+                self.len - from_mem
+            };
             let copied = io::copy(&mut Read::by_ref(f).take(spill_len), out)?;
             if copied != spill_len {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spilled result is short"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "spilled result is short",
+                ));
             }
         }
         Ok(())
@@ -174,6 +181,10 @@ impl<W: Write> OrderedWriter<W> {
         std::mem::take(&mut self.waiting)
     }
 
+    pub fn flush_output(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -227,7 +238,10 @@ mod tests {
         let mut w = OrderedWriter::new(Vec::new(), 0, 0);
         assert!(w.insert(2, buf(&budget, b"c\n")).unwrap().is_empty());
         assert!(w.insert(1, buf(&budget, b"b\n")).unwrap().is_empty());
-        assert_eq!(w.insert(0, buf(&budget, b"a\n")).unwrap(), vec![(0, 2), (1, 2), (2, 2)]);
+        assert_eq!(
+            w.insert(0, buf(&budget, b"a\n")).unwrap(),
+            vec![(0, 2), (1, 2), (2, 2)]
+        );
         assert_eq!(w.insert(3, buf(&budget, b"")).unwrap(), vec![(3, 0)]);
         assert_eq!(w.into_inner(), b"a\nb\nc\n");
         assert_eq!(budget.used(), 0, "memory is given back once written");

@@ -120,7 +120,9 @@ impl Scheduler {
         if !n.alive || n.running >= n.slots {
             return None;
         }
-        let alive: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect();
+        let alive: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .collect();
         let pick = self.pending.iter().copied().find(|&c| {
             let f = &self.chunks[c].failed_on;
             !f.contains(&node) || alive.iter().all(|a| f.contains(a))
@@ -168,6 +170,10 @@ impl Scheduler {
     /// Every chunk finished.
     pub fn all_done(&self) -> bool {
         self.chunks.iter().all(|c| c.done)
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
     }
 
     pub fn running(&self) -> usize {

@@ -9,6 +9,7 @@ use crate::exit::Exit;
 pub mod collect;
 pub mod nodes;
 pub mod report;
+pub mod split;
 pub mod status;
 
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
@@ -18,6 +19,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Status(_) => status::run(g).await,
         Command::Collect(ref a) => collect::run(g, a).await,
         Command::Report(ref a) => report::run(a).await,
+        Command::Split(ref a) => split::run(g, a).await,
         other => Err(anyhow::anyhow!(
             "{} is not available in this build yet",
             command_name(&other)

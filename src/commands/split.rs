@@ -15,6 +15,7 @@ use crate::cli::{Global, SplitArgs};
 use crate::commands::Cluster;
 use crate::exit::Exit;
 use crate::table;
+use crate::transport::NodeSession;
 use crate::units::human_bytes;
 use crate::usage;
 
@@ -73,7 +74,8 @@ pub async fn run(g: &Global, args: &SplitArgs) -> Result<Exit> {
         Cut::Count(inventory.select(g)?.len())
     };
 
-    let input = InputStream::open(std::slice::from_ref(&args.input)).map_err(|e| usage!("{e:#}"))?;
+    let input =
+        InputStream::open(std::slice::from_ref(&args.input)).map_err(|e| usage!("{e:#}"))?;
     let mut plan = ChunkPlan::new(input, &cut)?;
     plan.count_lines().context("reading the input")?;
     let manifest = write_chunks(&plan, &args.input, &args.outdir, node_names.as_deref())?;
@@ -124,7 +126,7 @@ async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
     for (node, conn) in &cluster.nodes {
         let slots = match (node.slots, conn) {
             (Some(s), _) => Some(s as usize),
-            (None, Ok(session)) => crate::commands::run::core_count(session).await.ok(),
+            (None, Ok(session)) => core_count(session).await.ok(),
             (None, Err(_)) => None,
         };
         match slots {
@@ -137,7 +139,10 @@ async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
                 if let Err(e) = conn {
                     eprintln!("distctl: warning: skipping {e}");
                 } else {
-                    eprintln!("distctl: warning: skipping {}: cannot read its core count", node.name);
+                    eprintln!(
+                        "distctl: warning: skipping {}: cannot read its core count",
+                        node.name
+                    );
                 }
             }
         }
@@ -147,6 +152,19 @@ async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
         anyhow::bail!("no node reachable to split for");
     }
     Ok((names, weights, partial))
+}
+
+/// Cores of a node (`nproc`): the default number of slots.
+pub async fn core_count(session: &NodeSession) -> Result<usize> {
+    let out = session
+        .run("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", None)
+        .await?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .context("cannot read the core count")
 }
 
 /// Write every chunk and the manifest into a temp directory beside `outdir`,
@@ -159,7 +177,9 @@ fn write_chunks(
 ) -> Result<Manifest> {
     if outdir.exists() {
         let ours = outdir.join("manifest.json").exists();
-        let empty = std::fs::read_dir(outdir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(outdir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !ours && !empty {
             return Err(usage!(
                 "{} exists and holds no distctl manifest: choose another --outdir",
@@ -171,7 +191,8 @@ fn write_chunks(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".distctl-split-")
         .tempdir_in(&parent)
@@ -186,7 +207,9 @@ fn write_chunks(
         let mut pos = c.start;
         while pos < c.end() {
             let want = ((c.end() - pos) as usize).min(buf.len());
-            plan.input.read_exact_at(pos, &mut buf[..want]).context("reading the input")?;
+            plan.input
+                .read_exact_at(pos, &mut buf[..want])
+                .context("reading the input")?;
             hash.update(&buf[..want]);
             out.write_all(&buf[..want])?;
             pos += want as u64;
@@ -214,7 +237,8 @@ fn write_chunks(
     )?;
     let tmp = tmp.keep();
     if outdir.exists() {
-        std::fs::remove_dir_all(outdir).with_context(|| format!("cannot replace {}", outdir.display()))?;
+        std::fs::remove_dir_all(outdir)
+            .with_context(|| format!("cannot replace {}", outdir.display()))?;
     }
     std::fs::rename(&tmp, outdir).with_context(|| format!("cannot create {}", outdir.display()))?;
     Ok(manifest)
