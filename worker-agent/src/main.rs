@@ -1,13 +1,109 @@
+//! worker-agent: the node-side half of distctl. Processes one chunk with a
+//! built-in op or a command (stdin → stdout, or framed for distctl), and
+//! samples node metrics. The protocol is `notes/protocol.md`, the shared
+//! types are in `distctl-proto`.
+
+mod args;
+mod exec;
+mod input;
 mod metrics;
+mod ops;
+mod output;
+
+use distctl_proto::End;
+
+use crate::input::Input;
+use crate::output::{Batcher, Output};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("version") => println!("{}", distctl_proto::AGENT_VERSION),
-        Some(cmd @ ("sample" | "facts")) => std::process::exit(metrics::main(cmd, &args[1..])),
-        _ => {
-            eprintln!("usage: worker-agent version");
-            std::process::exit(2);
+    let rest = args.get(1..).unwrap_or_default();
+    let code = match args.first().map(String::as_str) {
+        Some("version") => {
+            println!("{}", distctl_proto::AGENT_VERSION);
+            0
         }
+        Some("op") => args::parse_op(rest).map_or_else(usage, op),
+        Some("exec") => args::parse_exec(rest).map_or_else(usage, exec::run),
+        Some(cmd @ ("sample" | "facts")) => metrics::main(cmd, rest),
+        Some("-h" | "--help" | "help") => {
+            println!("{}", args::USAGE);
+            0
+        }
+        Some(other) => usage(format!("unknown command '{other}'")),
+        None => usage("which command?".into()),
+    };
+    std::process::exit(code);
+}
+
+fn usage(msg: String) -> i32 {
+    eprintln!("worker-agent: {msg}\n{}", args::USAGE);
+    2
+}
+
+/// `worker-agent op OP ...`
+fn op(a: args::OpArgs) -> i32 {
+    let (out, mut input) = match open(&a.io) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    out.start_heartbeats();
+    let pattern = match a.pattern.as_deref().map(ops::compile_pattern).transpose() {
+        Ok(p) => p,
+        Err(msg) => {
+            // A bad pattern fails on every node alike: not retryable.
+            let _ = std::io::copy(&mut input, &mut std::io::sink());
+            return out.end(failed(msg, true, input.bytes));
+        }
+    };
+    let spec = ops::OpSpec {
+        op: a.op,
+        pattern,
+        skip_invalid: a.skip_invalid,
+        line_offset: a.line_offset,
+    };
+    let result = ops::run(&spec, &mut input, &mut Batcher::new(&out));
+    let end = match result.map(|partial| (input.check(a.io.expect_bytes), partial)) {
+        Err(e) => failed(e.message, e.input_error, input.bytes),
+        Ok((Err(msg), _)) => failed(msg, false, input.bytes),
+        Ok((Ok(()), partial)) => {
+            let sent = if a.op.is_aggregate() {
+                out.partial(&partial, a.op)
+            } else {
+                Ok(())
+            };
+            match sent {
+                Ok(()) => End {
+                    ok: true,
+                    input_bytes: input.bytes,
+                    ..End::default()
+                },
+                Err(msg) => failed(msg, true, input.bytes),
+            }
+        }
+    };
+    out.end(end)
+}
+
+/// Open input and output, or the exit code of a clear failure.
+pub fn open(io: &args::Io) -> Result<(std::sync::Arc<Output>, Input), i32> {
+    let out = Output::open(io.output.as_deref(), io.framed).map_err(|e| {
+        eprintln!("worker-agent: cannot create the output file: {e}");
+        1
+    })?;
+    match Input::open(io.input.as_deref()) {
+        Ok(input) => Ok((out, input)),
+        Err(e) => Err(out.end(failed(format!("cannot open the input: {e}"), false, 0))),
+    }
+}
+
+/// The end of a failed run.
+pub fn failed(error: String, input_error: bool, input_bytes: u64) -> End {
+    End {
+        ok: false,
+        error: Some(error),
+        input_error,
+        input_bytes,
+        ..End::default()
     }
 }
