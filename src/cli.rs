@@ -232,6 +232,17 @@ pub struct SyncArgs {
     /// Remove remote files that are gone locally
     #[arg(long)]
     pub delete: bool,
+    /// How to transfer: rsync over the node's SSH connection when both ends
+    /// have it (auto), or a tar stream of the changed files
+    #[arg(long, value_enum, default_value = "auto")]
+    pub method: SyncMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncMethod {
+    Auto,
+    Rsync,
+    Tar,
 }
 
 #[derive(Debug, Args)]

@@ -7,10 +7,15 @@ use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 
 pub mod collect;
+pub mod completions;
+pub mod exec;
+pub mod fetch;
 pub mod nodes;
 pub mod report;
 pub mod split;
 pub mod status;
+pub mod summary;
+pub mod sync;
 
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
     let g = &cli.global;
@@ -20,6 +25,10 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Collect(ref a) => collect::run(g, a).await,
         Command::Report(ref a) => report::run(a).await,
         Command::Split(ref a) => split::run(g, a).await,
+        Command::Exec(ref a) => exec::run(g, a).await,
+        Command::Sync(ref a) => sync::run(g, a).await,
+        Command::Fetch(ref a) => fetch::run(g, a).await,
+        Command::Completions(ref a) => completions::run(a),
         other => Err(anyhow::anyhow!(
             "{} is not available in this build yet",
             command_name(&other)

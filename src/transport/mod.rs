@@ -124,6 +124,15 @@ impl NodeSession {
         matches!(self.conn, Conn::Local)
     }
 
+    /// The master's control socket, so other ssh-based tools (rsync) can ride
+    /// the same connection with `ssh -S`. `None` for the local node.
+    pub fn control_socket(&self) -> Option<&std::path::Path> {
+        match &self.conn {
+            Conn::Ssh(session) => Some(session.control_socket()),
+            Conn::Local => None,
+        }
+    }
+
     /// Start a shell command line on the node (stdin, stdout, stderr piped).
     /// The line is interpreted by the node's login shell: quote every word
     /// with [`crate::shell::quote`]. Waits while the node already has

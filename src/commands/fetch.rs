@@ -1,0 +1,192 @@
+//! `distctl fetch REMOTE_PATH --to LOCAL_DIR`: a file or directory from every
+//! node into `LOCAL_DIR/<node>/<name>`, all nodes at once, as a tar stream
+//! over the node's connection. Each node's copy is unpacked into a temporary
+//! directory beside its destination and renamed into place only when
+//! complete, replacing the copy of an earlier fetch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+
+use crate::cli::{FetchArgs, Global};
+use crate::commands::Cluster;
+use crate::exit::Exit;
+use crate::inventory::Node;
+use crate::shell::quote;
+use crate::transport::NodeSession;
+use crate::units::human_bytes;
+use crate::{table, tarstream, usage, workdir};
+
+#[derive(Debug, Serialize)]
+pub struct NodeFetch {
+    pub node: String,
+    /// `ok`, `failed` or `unreachable`.
+    pub status: &'static str,
+    /// Where the node's copy now is.
+    pub path: Option<PathBuf>,
+    /// Regular files received.
+    pub files: u64,
+    /// Bytes of the archive stream received.
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+impl NodeFetch {
+    fn failed(node: &Node, status: &'static str, error: String) -> NodeFetch {
+        NodeFetch {
+            node: node.name.clone(),
+            status,
+            path: None,
+            files: 0,
+            bytes: 0,
+            error: Some(error),
+        }
+    }
+}
+
+/// The remote command: the path's parent as the archive's base, so the
+/// archive holds one top-level entry named like the path.
+fn remote_command(node: &Node, path: &str) -> String {
+    format!(
+        r#"p={p}
+case $p in /*) ;; *) cd -- {wd} || exit 2;; esac
+if [ ! -e "$p" ] && [ ! -h "$p" ]; then echo "no such file or directory: $p" >&2; exit 2; fi
+cd -- "$(dirname -- "$p")" && exec tar -cf - -- "$(basename -- "$p")""#,
+        p = quote(path),
+        wd = quote(&workdir::root(node)),
+    )
+}
+
+pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
+    let path = args.remote_path.trim_end_matches('/');
+    let name = match Path::new(path).file_name() {
+        Some(n) if !path.is_empty() && !path.ends_with("/.") && path != "." => n.to_owned(),
+        _ => {
+            return Err(usage!(
+                "REMOTE_PATH '{}' must name a file or directory (not '.', '..' or '/')",
+                args.remote_path
+            ))
+        }
+    };
+    std::fs::create_dir_all(&args.to)
+        .with_context(|| format!("cannot create {}", args.to.display()))?;
+
+    let cluster = Cluster::connect(g).await?;
+    let gate = Arc::new(Semaphore::new(g.fanout.max(1)));
+    let rows: Vec<NodeFetch> =
+        futures::future::join_all(cluster.nodes.iter().map(|(node, conn)| {
+            let gate = gate.clone();
+            let name = Path::new(&name);
+            async move {
+                match conn {
+                    Err(e) => NodeFetch::failed(node, "unreachable", e.reason.clone()),
+                    Ok(session) => {
+                        let _permit = gate.acquire().await.expect("semaphore closed");
+                        fetch_node(session, path, name, &args.to)
+                            .await
+                            .unwrap_or_else(|e| NodeFetch::failed(node, "failed", format!("{e:#}")))
+                    }
+                }
+            }
+        }))
+        .await;
+    cluster.close().await;
+
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render(&rows));
+    }
+    super::summary::print_failures(
+        rows.iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| (r.node.as_str(), r.status.to_string())),
+        rows.len(),
+    );
+    if rows.iter().all(|r| r.status == "unreachable") {
+        anyhow::bail!("no node reachable");
+    }
+    Ok(rows
+        .iter()
+        .map(|r| match r.status {
+            "unreachable" => Exit::Partial,
+            "failed" => Exit::RemoteFailed,
+            _ => Exit::Ok,
+        })
+        .fold(Exit::Ok, Exit::max))
+}
+
+async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Result<NodeFetch> {
+    let node_dir = to.join(&s.node.name);
+    std::fs::create_dir_all(&node_dir)
+        .with_context(|| format!("cannot create {}", node_dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".distctl-fetch-")
+        .tempdir_in(&node_dir)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                node_dir.display()
+            )
+        })?;
+
+    let mut proc = s.spawn(&remote_command(&s.node, path)).await?;
+    drop(proc.stdin.take());
+    let stdout = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    let mut stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
+    let mut err = Vec::new();
+    let (received, _) = tokio::join!(
+        tarstream::receive(stdout, tmp.path().to_path_buf()),
+        stderr.read_to_end(&mut err)
+    );
+    let code = proc.wait().await?;
+    if code != Some(0) {
+        let err = String::from_utf8_lossy(&err);
+        let line = err.lines().map(str::trim).rfind(|l| !l.is_empty());
+        anyhow::bail!("{}", line.unwrap_or("tar failed on the node"));
+    }
+    let received = received?;
+
+    let unpacked = tmp.path().join(name);
+    std::fs::symlink_metadata(&unpacked).context("the node sent an empty archive")?;
+    let dest = node_dir.join(name);
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        // Moved into the temporary directory, removed with it.
+        std::fs::rename(&dest, tmp.path().join(".previous"))
+            .with_context(|| format!("cannot replace {}", dest.display()))?;
+    }
+    std::fs::rename(&unpacked, &dest)
+        .with_context(|| format!("cannot move the copy into {}", dest.display()))?;
+    Ok(NodeFetch {
+        node: s.node.name.clone(),
+        status: "ok",
+        path: Some(dest),
+        files: received.files,
+        bytes: received.bytes,
+        error: None,
+    })
+}
+
+fn render(rows: &[NodeFetch]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| match &r.error {
+            Some(e) => vec![r.node.clone(), format!("{}: {e}", r.status)],
+            None => vec![
+                r.node.clone(),
+                r.status.to_string(),
+                r.files.to_string(),
+                human_bytes(r.bytes),
+                r.path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ],
+        })
+        .collect();
+    table::render(&["NODE", "STATUS", "FILES", "RECEIVED", "PATH"], &cells)
+}

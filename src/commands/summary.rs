@@ -1,0 +1,69 @@
+//! The closing lines of a command that ran on many nodes: which nodes did
+//! not succeed and why, as node sets that `--nodes` accepts, so the user can
+//! rerun just those.
+
+/// One line per distinct reason with its node set, then the set of all of
+/// them. `failures` holds `(node, reason)` for every node that did not
+/// succeed; nothing when empty.
+pub fn failure_lines<'a>(
+    failures: impl IntoIterator<Item = (&'a str, String)>,
+    total: usize,
+) -> Vec<String> {
+    let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
+    for (node, reason) in failures {
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, nodes)) => nodes.push(node),
+            None => by_reason.push((reason, vec![node])),
+        }
+    }
+    if by_reason.is_empty() {
+        return Vec::new();
+    }
+    let mut lines: Vec<String> = by_reason
+        .iter()
+        .map(|(reason, nodes)| format!("{}: {reason}", crate::nodeset::fold(nodes)))
+        .collect();
+    let all: Vec<&str> = by_reason
+        .iter()
+        .flat_map(|(_, n)| n.iter().copied())
+        .collect();
+    lines.push(format!(
+        "{} of {total} node(s) failed; rerun on them with --nodes {}",
+        all.len(),
+        crate::shell::quote(&crate::nodeset::fold(&all))
+    ));
+    lines
+}
+
+/// Print [`failure_lines`] to stderr.
+pub fn print_failures<'a>(failures: impl IntoIterator<Item = (&'a str, String)>, total: usize) {
+    for line in failure_lines(failures, total) {
+        eprintln!("distctl: {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_group_by_reason() {
+        let lines = failure_lines(
+            [
+                ("node2", "exit 3".to_string()),
+                ("node3", "unreachable: connection refused".to_string()),
+                ("node4", "exit 3".to_string()),
+            ],
+            4,
+        );
+        assert_eq!(
+            lines,
+            [
+                "node[2,4]: exit 3",
+                "node3: unreachable: connection refused",
+                "3 of 4 node(s) failed; rerun on them with --nodes 'node[2-4]'"
+            ]
+        );
+        assert!(failure_lines([], 3).is_empty());
+    }
+}
