@@ -277,7 +277,8 @@ mod tests {
         );
         assert_eq!(m[2].target.as_deref(), Some(Path::new("a b c")));
         assert!(parse_manifest(b"").unwrap().is_empty());
-        assert!(parse_manifest(b"f 644 1 1 x\0").is_err());
+        assert!(parse_manifest(b"f 644 1 1 x").is_err());
+        assert!(parse_manifest(b"f 644 1\0\0").is_err());
     }
 
     #[test]

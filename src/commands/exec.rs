@@ -12,18 +12,18 @@
 //! command and everything it started are killed, TERM first, KILL 2 s later.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use crate::cli::{ExecArgs, Global};
-use crate::commands::Cluster;
+use crate::commands::for_each_node;
 use crate::exit::Exit;
 use crate::gather;
+use crate::inventory::Inventory;
 use crate::lines::LineSplitter;
 use crate::shell;
 use crate::transport::{BoxRead, NodeSession};
@@ -304,8 +304,11 @@ async fn run_on(session: &NodeSession, opts: &RunOpts<'_>, printer: &Printer) ->
                     run.code = code;
                     match (code, opts.timeout) {
                         (Some(0), _) => Outcome::Ok,
-                        // timeout(1) exits 124 after TERM, 137 after KILL.
-                        (Some(124 | 137), Some(t)) if elapsed >= t => Outcome::TimedOut(Dur(t)),
+                        // timeout(1) exits 124 after TERM; after KILL it
+                        // kills itself the same way (no exit code).
+                        (Some(124 | 137) | None, Some(t)) if elapsed >= t => {
+                            Outcome::TimedOut(Dur(t))
+                        }
                         (Some(c), _) => Outcome::Failed(c),
                         (None, _) => Outcome::Killed,
                     }
@@ -370,31 +373,28 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
         outdir: args.outdir.as_deref(),
     };
 
-    let cluster = Cluster::connect(g).await?;
+    let nodes = Inventory::load(g)?.select(g)?;
     let printer = Printer::start();
-    let gate = Arc::new(Semaphore::new(g.fanout.max(1)));
-    let runs: Vec<NodeRun> = futures::future::join_all(cluster.nodes.iter().map(|(node, conn)| {
-        let (gate, opts, printer) = (gate.clone(), &opts, &printer);
-        async move {
-            match conn {
-                Err(e) => NodeRun {
-                    node: node.name.clone(),
-                    outcome: Outcome::Unreachable(e.reason.clone()),
-                    code: None,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    duration: None,
-                },
-                Ok(session) => {
-                    let _permit = gate.acquire().await.expect("semaphore closed");
-                    run_on(session, opts, printer).await
-                }
+    let (opts_ref, printer_ref) = (&opts, &printer);
+    let runs: Vec<NodeRun> = for_each_node(g, &nodes, |node, conn| async move {
+        match conn {
+            Err(e) => NodeRun {
+                node: node.name.clone(),
+                outcome: Outcome::Unreachable(e.reason),
+                code: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                duration: None,
+            },
+            Ok(session) => {
+                let run = run_on(&session, opts_ref, printer_ref).await;
+                session.close().await;
+                run
             }
         }
-    }))
-    .await;
+    })
+    .await?;
     printer.finish();
-    cluster.close().await;
 
     match mode {
         Mode::Json => {

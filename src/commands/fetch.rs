@@ -5,17 +5,15 @@
 //! complete, replacing the copy of an earlier fetch.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
 
 use crate::cli::{FetchArgs, Global};
-use crate::commands::Cluster;
+use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::inventory::Node;
+use crate::inventory::{Inventory, Node};
 use crate::shell::quote;
 use crate::transport::NodeSession;
 use crate::units::human_bytes;
@@ -75,26 +73,23 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
     std::fs::create_dir_all(&args.to)
         .with_context(|| format!("cannot create {}", args.to.display()))?;
 
-    let cluster = Cluster::connect(g).await?;
-    let gate = Arc::new(Semaphore::new(g.fanout.max(1)));
-    let rows: Vec<NodeFetch> =
-        futures::future::join_all(cluster.nodes.iter().map(|(node, conn)| {
-            let gate = gate.clone();
-            let name = Path::new(&name);
-            async move {
-                match conn {
-                    Err(e) => NodeFetch::failed(node, "unreachable", e.reason.clone()),
-                    Ok(session) => {
-                        let _permit = gate.acquire().await.expect("semaphore closed");
-                        fetch_node(session, path, name, &args.to)
-                            .await
-                            .unwrap_or_else(|e| NodeFetch::failed(node, "failed", format!("{e:#}")))
-                    }
+    let nodes = Inventory::load(g)?.select(g)?;
+    let rows: Vec<NodeFetch> = for_each_node(g, &nodes, |node, conn| {
+        let name = Path::new(&name);
+        async move {
+            match conn {
+                Err(e) => NodeFetch::failed(node, "unreachable", e.reason),
+                Ok(session) => {
+                    let row = fetch_node(&session, path, name, &args.to)
+                        .await
+                        .unwrap_or_else(|e| NodeFetch::failed(node, "failed", format!("{e:#}")));
+                    session.close().await;
+                    row
                 }
             }
-        }))
-        .await;
-    cluster.close().await;
+        }
+    })
+    .await?;
 
     if g.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -14,12 +14,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use crate::cli::{Global, SyncArgs, SyncMethod};
-use crate::commands::Cluster;
+use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::inventory::Node;
+use crate::inventory::{Inventory, Node};
 use crate::shell::quote;
 use crate::transport::NodeSession;
 use crate::tree::{self, Tree};
@@ -173,25 +172,23 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
         time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     });
 
-    let cluster = Cluster::connect(g).await?;
-    let gate = Arc::new(Semaphore::new(g.fanout.max(1)));
-    let rows: Vec<NodeSync> =
-        futures::future::join_all(cluster.nodes.iter().map(|(node, conn)| {
-            let (gate, job) = (gate.clone(), job.clone());
-            async move {
-                match conn {
-                    Err(e) => NodeSync::failed(node, "unreachable", e.reason.clone()),
-                    Ok(session) => {
-                        let _permit = gate.acquire().await.expect("semaphore closed");
-                        sync_node(session, &job)
-                            .await
-                            .unwrap_or_else(|e| NodeSync::failed(node, "failed", format!("{e:#}")))
-                    }
+    let nodes = Inventory::load(g)?.select(g)?;
+    let rows: Vec<NodeSync> = for_each_node(g, &nodes, |node, conn| {
+        let job = job.clone();
+        async move {
+            match conn {
+                Err(e) => NodeSync::failed(node, "unreachable", e.reason),
+                Ok(session) => {
+                    let row = sync_node(&session, &job)
+                        .await
+                        .unwrap_or_else(|e| NodeSync::failed(node, "failed", format!("{e:#}")));
+                    session.close().await;
+                    row
                 }
             }
-        }))
-        .await;
-    cluster.close().await;
+        }
+    })
+    .await?;
 
     if g.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -1,0 +1,318 @@
+//! `distctl exec` against real sshd nodes on loopback: streaming, gathering,
+//! JSON, files, stdin, awkward arguments, timeouts and exit codes.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TestCluster;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn exec(cluster: &TestCluster, args: &[&str]) -> Output {
+    cluster
+        .distctl()
+        .arg("exec")
+        .args(args)
+        .output()
+        .expect("cannot run distctl")
+}
+
+/// A shell snippet that is true on the node listening on `port` (sshd puts
+/// the server port last in SSH_CONNECTION).
+fn on_port(port: u16) -> String {
+    format!("[ \"${{SSH_CONNECTION##* }}\" = {port} ]")
+}
+
+#[test]
+fn streams_prefixed_lines_and_summarises_failed_and_unreachable_nodes() {
+    let mut cluster = TestCluster::start(4);
+    cluster.stop_node(3);
+    let cmd = format!(
+        "printf 'line one\\nline two\\n'; printf 'no newline'; if {}; then echo bad >&2; exit 3; fi",
+        on_port(cluster.port(1))
+    );
+    let out = exec(&cluster, &["--", &cmd]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    // Exit 4 (a command failed) wins over 1 (a node unreachable).
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    for n in ["node1", "node2", "node3"] {
+        let mine: Vec<&str> = stdout.lines().filter(|l| l.starts_with(n)).collect();
+        assert_eq!(
+            mine,
+            [
+                format!("{n}: line one"),
+                format!("{n}: line two"),
+                format!("{n}: no newline")
+            ],
+            "{stdout}"
+        );
+    }
+    assert!(!stdout.contains("node4"));
+    assert!(stderr.contains("node2: bad\n"), "{stderr}");
+    assert!(stderr.contains("distctl: node2: exit 3\n"), "{stderr}");
+    assert!(
+        stderr.contains("distctl: node4: unreachable: connection refused"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 of 4 node(s) failed; rerun on them with --nodes 'node[2,4]'"),
+        "{stderr}"
+    );
+
+    // The printed set is what --nodes takes: rerun there only.
+    let out = exec(&cluster, &["--nodes", "node[2,4]", "--", "echo again"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "only the unreachable one fails now"
+    );
+    assert_eq!(text(&out.stdout), "node2: again\n");
+}
+
+#[test]
+fn output_streams_while_slow_nodes_still_run_and_lines_never_mix() {
+    let cluster = TestCluster::start(3);
+    // node1 is slow; the others print 300 long lines each, in many writes.
+    let cmd = format!(
+        "if {}; then sleep 4; fi; i=0; while [ $i -lt 300 ]; do printf '%s' {a}; printf '%s\\n' {a}; i=$((i+1)); done",
+        on_port(cluster.port(0)),
+        a = "a".repeat(500),
+    );
+    let start = Instant::now();
+    let mut child = cluster
+        .distctl()
+        .args(["exec", "--", &cmd])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let first_after = start.elapsed();
+    let mut all = vec![first];
+    all.extend(lines.map(Result::unwrap));
+    assert!(child.wait().unwrap().success());
+    assert!(
+        first_after < Duration::from_secs(3),
+        "first line only after {first_after:?}: output is not streamed"
+    );
+    assert!(all[0].starts_with("node2: ") || all[0].starts_with("node3: "));
+    assert_eq!(all.len(), 900);
+    let whole = "a".repeat(1000);
+    for l in &all {
+        let (node, rest) = l.split_once(": ").unwrap();
+        assert!(["node1", "node2", "node3"].contains(&node), "{l}");
+        assert_eq!(rest, whole, "a line holds bytes of two nodes");
+    }
+}
+
+#[test]
+fn gather_folds_identical_output_with_equal_exit_codes() {
+    let mut cluster = TestCluster::start(4);
+    cluster.stop_node(3);
+    let cmd = format!(
+        "echo hello; echo note >&2; if {}; then exit 3; fi",
+        on_port(cluster.port(1))
+    );
+    let out = exec(&cluster, &["--gather", "--", &cmd]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(
+        text(&out.stdout),
+        "---------------\nnode[1,3]\n---------------\nhello\n\
+         ---------------\nnode2 (exit 3)\n---------------\nhello\n"
+    );
+    let stderr = text(&out.stderr);
+    for n in ["node1", "node2", "node3"] {
+        assert!(stderr.contains(&format!("{n}: note\n")), "{stderr}");
+    }
+    assert!(stderr.contains("node4: unreachable"), "{stderr}");
+}
+
+#[test]
+fn awkward_arguments_arrive_unchanged() {
+    let cluster = TestCluster::start(2);
+    let words = [
+        "a b",
+        "it's",
+        "$HOME",
+        "a;b",
+        "*",
+        "\"q\"",
+        "x  y",
+        "`id`",
+        "$(echo no)",
+        "back\\slash",
+        "",
+    ];
+    let mut args = vec!["--", "printf", "<%s>\\n"];
+    args.extend(words);
+    let out = exec(&cluster, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expect: String = words.iter().map(|w| format!("node1: <{w}>\n")).collect();
+    let got: String = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("node1: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(got, expect);
+
+    // One argument is a command line for the node's shell, as with ssh.
+    let out = exec(
+        &cluster,
+        &[
+            "--",
+            "x='two words'; echo \"$x\" | tr o 0; echo $((6*7)); echo 'a;b'",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("node2"))
+            .collect::<Vec<_>>(),
+        ["node2: tw0 w0rds", "node2: 42", "node2: a;b"]
+    );
+}
+
+#[test]
+fn json_outdir_and_stdin() {
+    let mut cluster = TestCluster::start(3);
+    cluster.stop_node(2);
+    let mut child = cluster
+        .distctl()
+        .args([
+            "--json",
+            "exec",
+            "--stdin",
+            "--",
+            "tr a-z A-Z; echo err >&2; exit 5",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello nodes\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in &rows[..2] {
+        assert_eq!(row["status"], "failed");
+        assert_eq!(row["exit_code"], 5);
+        assert_eq!(row["stdout"], "HELLO NODES\n");
+        assert_eq!(row["stderr"], "err\n");
+        assert!(row["duration_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(rows[2]["status"], "unreachable");
+    assert!(rows[2]["error"].as_str().unwrap().contains("refused"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("out");
+    let out = exec(
+        &cluster,
+        &[
+            "--nodes",
+            "node[1-2]",
+            "--outdir",
+            outdir.to_str().unwrap(),
+            "--",
+            "echo out; echo err >&2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for n in ["node1", "node2"] {
+        assert_eq!(
+            std::fs::read_to_string(outdir.join(format!("{n}.out"))).unwrap(),
+            "out\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outdir.join(format!("{n}.err"))).unwrap(),
+            "err\n"
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["node1.err", "node1.out", "node2.err", "node2.out"]);
+}
+
+/// PIDs of our processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains(marker) && !c.contains("distctl")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn timeout_kills_the_command_and_everything_it_started() {
+    let cluster = TestCluster::start(2);
+    // A background child, a foreground child, and on node2 a shell that
+    // ignores TERM (its children inherit that): only KILL ends those.
+    let cmd = format!(
+        "if {}; then trap '' TERM; fi; sleep 4242.17 & sleep 4243.17; echo never",
+        on_port(cluster.port(1))
+    );
+    let start = Instant::now();
+    let out = cluster
+        .distctl()
+        .args(["--json", "exec", "--timeout", "1s", "--", &cmd])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["status"], "timed_out", "{row}");
+        assert_eq!(row["stdout"], "");
+    }
+    assert!(text(&out.stderr).contains("node[1-2]: timed out after 1s"));
+    // Nothing of it is left running on either node.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with("4242.17")
+            .into_iter()
+            .chain(processes_with("4243.17"))
+            .collect::<Vec<_>>();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left running after the timeout: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A command that finishes in time is not affected.
+    let out = exec(&cluster, &["--timeout", "5s", "--", "echo", "quick"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+}
