@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nodeset;
 pub mod schedule;
 pub mod shell;
+pub mod syncstamp;
 pub mod table;
 pub mod tarstream;
 pub mod transport;

@@ -33,7 +33,8 @@ pub struct NodeStatus {
     pub disk_total_gib: Option<f64>,
     /// Installed worker-agent version, or "none".
     pub agent: Option<String>,
-    /// Whether the last `distctl sync` stamp on the node matches (when there is one).
+    /// `in sync`, `out of sync` or `never synced` against the newest
+    /// `distctl sync` stamp of all nodes (None when no node has one).
     pub sync: Option<String>,
 }
 
@@ -171,6 +172,19 @@ pub async fn run(g: &Global) -> Result<Exit> {
     })
     .await?;
 
+    let mut rows = rows;
+    let stamps: Vec<_> = rows
+        .iter()
+        .map(|r| r.sync.as_deref().and_then(crate::syncstamp::Stamp::parse))
+        .collect();
+    for (row, state) in rows.iter_mut().zip(crate::syncstamp::states(&stamps)) {
+        row.sync = if row.reachable {
+            state.map(str::to_string)
+        } else {
+            None
+        };
+    }
+
     let exit = if rows.iter().all(|r| r.reachable) {
         Exit::Ok
     } else {
@@ -225,22 +239,34 @@ fn render(rows: &[NodeStatus]) -> String {
                     _ => "-".into(),
                 },
                 r.agent.clone().unwrap_or_else(|| "-".into()),
+                r.sync.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table::render(
-        &[
-            "NODE",
-            "STATUS",
-            "LATENCY",
-            "UPTIME",
-            "LOAD 1/5/15",
-            "MEM USED/TOTAL",
-            "DISK USED/TOTAL",
-            "AGENT",
-        ],
-        &cells,
-    )
+    let mut header = vec![
+        "NODE",
+        "STATUS",
+        "LATENCY",
+        "UPTIME",
+        "LOAD 1/5/15",
+        "MEM USED/TOTAL",
+        "DISK USED/TOTAL",
+        "AGENT",
+    ];
+    // The SYNC column only once some node has been synced.
+    let cells = if rows.iter().any(|r| r.sync.is_some()) {
+        header.push("SYNC");
+        cells
+    } else {
+        cells
+            .into_iter()
+            .map(|mut c| {
+                c.truncate(header.len());
+                c
+            })
+            .collect()
+    };
+    table::render(&header, &cells)
 }
 
 fn human_uptime(s: u64) -> String {

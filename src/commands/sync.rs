@@ -338,7 +338,8 @@ fn parse_rsync(out: &str) -> Transfer {
         {
             // `.` first: no content change; count it only for new permissions.
             let attrs = &line[2..11];
-            if !line.starts_with('.') || attrs.contains('p') {
+            // The destination itself (`./`) is not an entry of the tree.
+            if (!line.starts_with('.') || attrs.contains('p')) && &line[12..] != "./" {
                 t.changed += 1;
             }
         }
@@ -414,10 +415,13 @@ async fn tar(s: &NodeSession, job: &Job, dest: &str, keep: &[String]) -> Result<
 async fn write_stamp(s: &NodeSession, job: &Job, dest: &str) -> Result<()> {
     let stamp = workdir::sync_stamp(&s.node);
     let tmp = format!("{stamp}.tmp");
-    let text = format!(
-        "time={}\nsource={}\ndest={dest}\nchecksum={}\n",
-        job.time, job.source, job.checksum
-    );
+    let text = crate::syncstamp::Stamp {
+        time: job.time.clone(),
+        checksum: job.checksum.clone(),
+        dest: dest.to_string(),
+        source: job.source.clone(),
+    }
+    .render();
     let out = s
         .run(
             &format!(
