@@ -226,11 +226,17 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
     }
     // Time ticks.
     let span = t1 - t0;
-    for i in 0..=5 {
-        let t = t0 + (t1 - t0) * f64::from(i) / 5.0;
+    // Date-and-time labels are wide: fewer of them.
+    let ticks = if (86400.0..3.0 * 86400.0).contains(&span) {
+        3
+    } else {
+        5
+    };
+    for i in 0..=ticks {
+        let t = t0 + (t1 - t0) * f64::from(i) / f64::from(ticks);
         let anchor = match i {
             0 => "start",
-            5 => "end",
+            i if i == ticks => "end",
             _ => "middle",
         };
         let _ = write!(
@@ -250,44 +256,43 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
         let mut d = String::new();
         let mut pen_down = false;
         let mut dots = String::new();
-        for s in samples.iter() {
-            match (chart.value)(&s.sample) {
+        let points = chart_points(samples, chart.value);
+        for p in &points {
+            match p.value {
                 Some(v) => {
                     let _ = write!(
                         d,
                         "{}{:.1} {:.1} ",
                         if pen_down { "L" } else { "M" },
-                        x(s.t),
+                        x(p.t),
                         y(v)
                     );
                     pen_down = true;
-                    if samples.len() <= 60 {
+                    if points.len() <= 60 {
                         let _ = write!(
                             dots,
                             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"><title>{} {} {}</title></circle>",
-                            x(s.t),
+                            x(p.t),
                             y(v),
                             color(i),
                             esc(node),
-                            esc(&s.sample.timestamp_utc),
+                            esc(p.label),
                             number(v)
                         );
                     }
                 }
-                None => {
-                    pen_down = false;
-                    if s.sample.status != SampleStatus::Ok {
-                        let _ = write!(
-                            dots,
-                            "<rect class=\"down\" x=\"{:.1}\" y=\"{:.1}\" width=\"4\" height=\"4\"><title>{} {} {}</title></rect>",
-                            x(s.t) - 2.0,
-                            TOP + ph - 4.0,
-                            esc(node),
-                            esc(&s.sample.timestamp_utc),
-                            status_word(s.sample.status)
-                        );
-                    }
-                }
+                None => pen_down = false,
+            }
+            if let Some(status) = p.down {
+                let _ = write!(
+                    dots,
+                    "<rect class=\"down\" x=\"{:.1}\" y=\"{:.1}\" width=\"4\" height=\"4\"><title>{} {} {}</title></rect>",
+                    x(p.t) - 2.0,
+                    TOP + ph - 4.0,
+                    esc(node),
+                    esc(p.label),
+                    status_word(status)
+                );
             }
         }
         let _ = write!(
@@ -302,6 +307,43 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
     }
     svg.push_str("</svg></section>\n");
     svg
+}
+
+/// Past this many samples a node's line is drawn from averages of
+/// consecutive samples: a month of 5-minute cron rows stays a light page.
+const MAX_POINTS: usize = 720;
+
+/// One drawn point: a sample, or the average of a run of samples.
+struct Point<'a> {
+    t: f64,
+    value: Option<f64>,
+    /// Set when a sample here was not `ok` (drawn as a red mark on the axis).
+    down: Option<SampleStatus>,
+    /// The (first) sample's timestamp, for the tooltip.
+    label: &'a str,
+}
+
+fn chart_points<'a>(
+    samples: &[&'a TimedSample],
+    value: fn(&MetricsSample) -> Option<f64>,
+) -> Vec<Point<'a>> {
+    let per_point = samples.len().div_ceil(MAX_POINTS).max(1);
+    samples
+        .chunks(per_point)
+        .map(|run| {
+            let values: Vec<f64> = run.iter().filter_map(|s| value(&s.sample)).collect();
+            Point {
+                t: run.iter().map(|s| s.t).sum::<f64>() / run.len() as f64,
+                value: (!values.is_empty())
+                    .then(|| values.iter().sum::<f64>() / values.len() as f64),
+                down: run
+                    .iter()
+                    .map(|s| s.sample.status)
+                    .find(|st| *st != SampleStatus::Ok),
+                label: &run[0].sample.timestamp_utc,
+            }
+        })
+        .collect()
 }
 
 /// A tick step of 1, 2 or 5 × 10^k giving about five ticks, and the axis top.
@@ -337,10 +379,12 @@ fn rfc3339(t: f64) -> String {
 }
 
 /// A time-axis label as precise as the chart's `span` (seconds) needs:
-/// `12:34:56`, `12:34`, or `11-23 12:34` past a day.
+/// `12:34:56`, `12:34`, `11-23 12:34` past a day, `11-23` past three.
 fn clock(t: f64, span: f64) -> String {
     let full = rfc3339(t); // 2026-11-23T12:34:56Z
-    if span > 86400.0 {
+    if span >= 3.0 * 86400.0 {
+        full[5..10].to_string()
+    } else if span >= 86400.0 {
         format!("{} {}", &full[5..10], &full[11..16])
     } else if span > 600.0 {
         full[11..16].to_string()
@@ -465,6 +509,17 @@ mod tests {
         assert_eq!(path.matches('M').count(), 2, "{path}");
         assert!(!path.contains('L'));
         assert!(cpu.contains("class=\"down\""));
+    }
+
+    #[test]
+    fn long_series_are_averaged_down() {
+        let samples: Vec<TimedSample> = (0..MAX_POINTS * 3)
+            .map(|i| at(i as f64, "n", Some((i % 3) as f64)))
+            .collect();
+        let refs: Vec<&TimedSample> = samples.iter().collect();
+        let points = chart_points(&refs, |s| s.cpu_pct);
+        assert_eq!(points.len(), MAX_POINTS);
+        assert!(points.iter().all(|p| p.value == Some(1.0)));
     }
 
     #[test]
