@@ -83,7 +83,13 @@ fn collect_writes_one_sane_row_per_node() {
         .distctl()
         .args(["collect", "--sample-interval", "500ms", "-o"])
         .arg(&csv));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stderr),
+        fs::read_to_string(&csv).unwrap_or_default()
+    );
     let rows = read_rows(&csv);
     assert_eq!(rows.len(), 3);
     for (i, row) in rows.iter().enumerate() {
