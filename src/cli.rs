@@ -184,8 +184,9 @@ pub struct CollectArgs {
     /// Append to FILE (header only when new or empty; locked against overlapping runs)
     #[arg(long, requires = "output")]
     pub append: bool,
-    #[arg(long, value_enum, default_value = "csv")]
-    pub format: MetricsFormat,
+    /// Output format (default csv; the global --json means json: one object per line)
+    #[arg(long, value_enum)]
+    pub format: Option<MetricsFormat>,
     /// Interval over which CPU, disk IO and network rates are measured
     #[arg(long, default_value = "1s", value_name = "DURATION")]
     pub sample_interval: Dur,

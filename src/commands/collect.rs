@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{CollectArgs, Global};
+use crate::cli::{CollectArgs, Global, MetricsFormat};
 use crate::commands::Cluster;
 use crate::exit::Exit;
 use crate::inventory::{Inventory, Node};
@@ -36,7 +36,12 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
         return Err(usage!("--count must be at least 1"));
     }
     let nodes = Inventory::load(g)?.select(g)?;
-    let mut output = MetricsOutput::open(args.output.clone(), args.format, args.append)?;
+    let format = match (args.format, g.json) {
+        (Some(f), _) => f,
+        (None, true) => MetricsFormat::Json,
+        (None, false) => MetricsFormat::Csv,
+    };
+    let mut output = MetricsOutput::open(args.output.clone(), format, args.append)?;
     let rounds = match args.every {
         Some(_) => args.count,
         None => Some(1),
