@@ -47,10 +47,10 @@ fn man_page(cmd: clap::Command, out: &mut Vec<u8>) -> Result<()> {
         for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
             let mut head = Vec::new();
             if let Some(s) = arg.get_short() {
-                head.push(format!("\\fB-{s}\\fR"));
+                head.push(format!("\\fB\\-{s}\\fR"));
             }
             if let Some(l) = arg.get_long() {
-                head.push(format!("\\fB--{}\\fR", roff(l)));
+                head.push(format!("\\fB\\-\\-{}\\fR", roff(l)));
             }
             let value = arg
                 .get_value_names()
