@@ -418,16 +418,15 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         Mode::Gather => {
-            let labels: Vec<(String, String)> = runs
+            let reached: Vec<(&NodeRun, String)> = runs
                 .iter()
                 .filter(|r| !matches!(r.outcome, Outcome::Unreachable(_)))
-                .map(|r| (r.node.clone(), r.outcome.label()))
+                .map(|r| (r, r.outcome.label()))
                 .collect();
             let groups = gather::group(
-                runs.iter()
-                    .filter(|r| !matches!(r.outcome, Outcome::Unreachable(_)))
-                    .zip(&labels)
-                    .map(|(r, (node, label))| (node.as_str(), label.as_str(), &r.stdout[..])),
+                reached
+                    .iter()
+                    .map(|(r, label)| (r.node.as_str(), label.as_str(), &r.stdout[..])),
             );
             use std::io::Write;
             let mut out = std::io::stdout().lock();

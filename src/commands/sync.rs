@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 
 use crate::cli::{Global, SyncArgs, SyncMethod};
@@ -27,8 +28,9 @@ use crate::{table, usage, workdir};
 
 /// What every node gets: the scanned tree and where it goes.
 struct Job {
-    tree: Tree,
-    checksum: String,
+    tree: Arc<Tree>,
+    /// Computed while the nodes connect and transfer; needed for the stamp.
+    checksum: Shared<BoxFuture<'static, Result<String, String>>>,
     subdir: Option<String>,
     delete: bool,
     method: SyncMethod,
@@ -147,13 +149,21 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
         ));
     }
     let scan_root = root.clone();
-    let (tree, checksum) = tokio::task::spawn_blocking(move || -> Result<(Tree, String)> {
-        let tree = Tree::scan(&scan_root)
-            .with_context(|| format!("cannot read {}", scan_root.display()))?;
-        let sum = tree.checksum().context("checksumming the local tree")?;
-        Ok((tree, sum))
+    let tree = tokio::task::spawn_blocking(move || {
+        Tree::scan(&scan_root).with_context(|| format!("cannot read {}", scan_root.display()))
     })
     .await??;
+    let tree = Arc::new(tree);
+    let for_sum = tree.clone();
+    let summing = tokio::task::spawn_blocking(move || for_sum.checksum());
+    let checksum = async move {
+        summing
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("checksumming the local tree: {e}"))
+    }
+    .boxed()
+    .shared();
     if !tree.skipped.is_empty() && !g.quiet {
         eprintln!(
             "distctl: skipping {} special file(s) (sockets, FIFOs, devices), e.g. {}",
@@ -248,7 +258,7 @@ async fn sync_node(s: &NodeSession, job: &Job) -> Result<NodeSync> {
     } else {
         ("tar", tar(s, job, &dest, &keep).await?)
     };
-    write_stamp(s, job, &dest).await?;
+    let checksum = write_stamp(s, job, &dest).await?;
     Ok(NodeSync {
         node: node.name.clone(),
         status: if t.changed == 0 && t.deleted == 0 {
@@ -261,7 +271,7 @@ async fn sync_node(s: &NodeSession, job: &Job) -> Result<NodeSync> {
         changed: t.changed,
         deleted: t.deleted,
         bytes_sent: t.bytes_sent,
-        checksum: Some(job.checksum.clone()),
+        checksum: Some(checksum),
         error: None,
     })
 }
@@ -411,13 +421,15 @@ async fn tar(s: &NodeSession, job: &Job, dest: &str, keep: &[String]) -> Result<
     Ok(t)
 }
 
-/// The stamp is written to a temporary file and renamed into place.
-async fn write_stamp(s: &NodeSession, job: &Job, dest: &str) -> Result<()> {
+/// The stamp is written to a temporary file and renamed into place. Returns
+/// the checksum it records.
+async fn write_stamp(s: &NodeSession, job: &Job, dest: &str) -> Result<String> {
+    let checksum = job.checksum.clone().await.map_err(anyhow::Error::msg)?;
     let stamp = workdir::sync_stamp(&s.node);
     let tmp = format!("{stamp}.tmp");
     let text = crate::syncstamp::Stamp {
         time: job.time.clone(),
-        checksum: job.checksum.clone(),
+        checksum: checksum.clone(),
         dest: dest.to_string(),
         source: job.source.clone(),
     }
@@ -435,7 +447,7 @@ async fn write_stamp(s: &NodeSession, job: &Job, dest: &str) -> Result<()> {
     if !out.success() {
         anyhow::bail!("cannot write the sync stamp: {}", out.stderr_line());
     }
-    Ok(())
+    Ok(checksum)
 }
 
 fn render(rows: &[NodeSync]) -> String {
