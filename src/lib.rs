@@ -3,6 +3,7 @@
 //! Data flows one way: inventory → plan → transport → results → merge/report.
 //! The binary (`main.rs`) only parses the command line and maps errors to exit codes.
 
+pub mod agent;
 pub mod chunk;
 pub mod cli;
 pub mod commands;

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod fetch;
 pub mod nodes;
 pub mod report;
+pub mod setup;
 pub mod split;
 pub mod status;
 pub mod summary;
@@ -29,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Sync(ref a) => sync::run(g, a).await,
         Command::Fetch(ref a) => fetch::run(g, a).await,
         Command::Completions(ref a) => completions::run(a),
+        Command::Setup(ref a) => setup::run(g, a).await,
         other => Err(anyhow::anyhow!(
             "{} is not available in this build yet",
             command_name(&other)

@@ -1,0 +1,309 @@
+//! The worker-agent binary distctl pushes to nodes, and installing it.
+//!
+//! distctl carries a static copy of the agent inside its own executable
+//! (built by `build.rs`), so a plain `cargo build` or `cargo install` gives a
+//! pushable agent; `--agent PATH` pushes another build instead. A node gets
+//! it at `<workdir>/bin/worker-agent` ([`crate::workdir::agent_path`]).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::shell::quote;
+use crate::transport::NodeSession;
+use crate::workdir;
+
+/// The static agent built for this distctl.
+pub static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/worker-agent"));
+
+/// One agent executable, ready to push.
+pub struct AgentBinary {
+    pub bytes: Cow<'static, [u8]>,
+    /// Lower-case hex.
+    pub sha256: String,
+    /// `uname -m` names of the machines it runs on (e.g. `x86_64`).
+    pub machine: Machine,
+    /// Where it came from, for messages: "embedded" or the path.
+    pub source: String,
+}
+
+/// The instruction set of an ELF executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine(pub u16);
+
+impl Machine {
+    /// `uname -m` values of this machine type.
+    fn uname_names(self) -> &'static [&'static str] {
+        match self.0 {
+            62 => &["x86_64", "amd64"],
+            183 => &["aarch64", "arm64"],
+            3 => &["i386", "i486", "i586", "i686", "x86"],
+            40 => &["armv6l", "armv7l", "armv7", "arm"],
+            243 => &["riscv64"],
+            21 => &["ppc64le", "ppc64"],
+            22 => &["s390x"],
+            _ => &[],
+        }
+    }
+
+    pub fn name(self) -> String {
+        self.uname_names()
+            .first()
+            .map_or_else(|| format!("ELF machine {}", self.0), |n| n.to_string())
+    }
+
+    /// Whether a node whose `uname -m` says `uname` runs this machine code.
+    pub fn runs_on(self, uname: &str) -> bool {
+        self.uname_names().contains(&uname)
+    }
+}
+
+/// What a look at an ELF header tells us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub machine: Machine,
+    /// No program interpreter (no dynamic loader, no libc needed on the node).
+    pub is_static: bool,
+}
+
+/// Parse the parts of a 64-bit little-endian ELF header we need.
+pub fn elf_info(bytes: &[u8]) -> Option<ElfInfo> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?));
+    // Magic, ELFCLASS64, little-endian.
+    if bytes.get(..4)? != b"\x7fELF" || *bytes.get(4)? != 2 || *bytes.get(5)? != 1 {
+        return None;
+    }
+    let machine = Machine(u16_at(18)?);
+    let phoff = usize::try_from(u64_at(32)?).ok()?;
+    let phentsize = u16_at(54)? as usize;
+    let phnum = u16_at(56)? as usize;
+    const PT_INTERP: u32 = 3;
+    let mut is_static = true;
+    for i in 0..phnum {
+        if u32_at(phoff + i * phentsize)? == PT_INTERP {
+            is_static = false;
+        }
+    }
+    Some(ElfInfo { machine, is_static })
+}
+
+impl AgentBinary {
+    /// The embedded agent.
+    pub fn embedded() -> AgentBinary {
+        let info = elf_info(EMBEDDED).expect("the embedded agent is an ELF executable");
+        AgentBinary {
+            bytes: Cow::Borrowed(EMBEDDED),
+            sha256: sha256_hex(EMBEDDED),
+            machine: info.machine,
+            source: "embedded".into(),
+        }
+    }
+
+    /// `--agent PATH`.
+    pub fn from_file(path: &Path) -> Result<AgentBinary> {
+        let bytes =
+            std::fs::read(path).map_err(|e| crate::usage!("--agent {}: {e}", path.display()))?;
+        let Some(info) = elf_info(&bytes) else {
+            return Err(crate::usage!(
+                "--agent {}: not a 64-bit Linux executable (ELF)",
+                path.display()
+            ));
+        };
+        Ok(AgentBinary {
+            sha256: sha256_hex(&bytes),
+            bytes: Cow::Owned(bytes),
+            machine: info.machine,
+            source: path.display().to_string(),
+        })
+    }
+
+    /// `--agent PATH` when given, else the embedded agent.
+    pub fn choose(path: Option<&Path>) -> Result<AgentBinary> {
+        path.map_or_else(|| Ok(AgentBinary::embedded()), AgentBinary::from_file)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What [`ensure_agent`] did on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstallAction {
+    /// The agent was copied over.
+    Pushed,
+    /// The node already had exactly this agent.
+    UpToDate,
+}
+
+/// The agent as installed on one node.
+#[derive(Debug, Clone)]
+pub struct AgentInstall {
+    /// Remote path of the agent (for the remote shell; quote it).
+    pub path: String,
+    pub action: InstallAction,
+    /// The node's `uname -m`.
+    pub machine: String,
+}
+
+/// What the probe found on the node.
+struct Probe {
+    machine: String,
+    /// sha256 of the installed agent, when there is one and the node can hash.
+    installed: Option<String>,
+    can_hash: bool,
+}
+
+/// A shell function `h FILE` printing FILE's sha256 with whichever tool the
+/// node has; it fails when it has none.
+const HASH_FN: &str = r#"h() { if command -v sha256sum >/dev/null 2>&1; then sha256sum < "$1" | cut -c1-64; elif command -v shasum >/dev/null 2>&1; then shasum -a 256 < "$1" | cut -c1-64; else return 3; fi; }"#;
+
+/// Make sure the node has `agent` at its agent path: create the workdir
+/// (`bin/`, `runs/`), skip the push when the installed copy has the same
+/// sha256, refuse when the node's `uname -m` does not run the binary, else
+/// push it atomically (temporary name in the same directory, checked, then
+/// renamed). One remote command when up to date, two when pushing: each
+/// command costs a login-shell start on the node.
+pub async fn ensure_agent(session: &NodeSession, agent: &AgentBinary) -> Result<AgentInstall> {
+    let node = &session.node;
+    let path = workdir::agent_path(node);
+    let probe = probe(session).await?;
+    if !agent.machine.runs_on(&probe.machine) {
+        bail!(
+            "the node is {} but the agent ({}) is built for {}: build worker-agent for {} and pass --agent PATH",
+            probe.machine,
+            agent.source,
+            agent.machine.name(),
+            probe.machine
+        );
+    }
+    let install = |action| AgentInstall {
+        path: path.clone(),
+        action,
+        machine: probe.machine.clone(),
+    };
+    if probe.installed.as_deref() == Some(agent.sha256.as_str()) {
+        return Ok(install(InstallAction::UpToDate));
+    }
+    push(session, agent, probe.can_hash).await?;
+    Ok(install(InstallAction::Pushed))
+}
+
+async fn probe(session: &NodeSession) -> Result<Probe> {
+    let node = &session.node;
+    let root = quote(&workdir::root(node));
+    let agent = quote(&workdir::agent_path(node));
+    let script = format!(
+        r#"{HASH_FN}
+mkdir -p -- {root}/bin {root}/runs || exit 1
+echo "machine $(uname -m)"
+if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/null >/dev/null && echo "can-hash"; fi"#
+    );
+    let out = session.run(&script, None).await?;
+    if !out.success() {
+        bail!(
+            "cannot create the workdir {}: {}",
+            workdir::root(node),
+            out.stderr_line()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut probe = Probe {
+        machine: String::new(),
+        installed: None,
+        can_hash: false,
+    };
+    for line in text.lines() {
+        match line.split_once(' ').unwrap_or((line, "")) {
+            ("machine", m) => probe.machine = m.trim().to_string(),
+            ("installed", "none") => probe.can_hash = false,
+            ("installed", sha) => {
+                probe.installed = Some(sha.trim().to_string());
+                probe.can_hash = true;
+            }
+            ("can-hash", _) => probe.can_hash = true,
+            _ => {}
+        }
+    }
+    if probe.machine.is_empty() {
+        bail!(
+            "unexpected answer from the node: {}",
+            text.lines().next().unwrap_or("")
+        );
+    }
+    Ok(probe)
+}
+
+/// Upload through one piped command: write a temporary file beside the
+/// agent, check its size (and sha256 where the node can hash), make sure it
+/// runs, then rename it over the old one.
+async fn push(session: &NodeSession, agent: &AgentBinary, can_hash: bool) -> Result<()> {
+    let node = &session.node;
+    let path = workdir::agent_path(node);
+    let tmp = format!("{}/bin/.worker-agent.tmp", workdir::root(node));
+    let (q_tmp, q_path) = (quote(&tmp), quote(&path));
+    let hash_check = if can_hash {
+        format!(
+            r#"[ "$(h "$t")" = {} ] || fail "checksum mismatch after upload""#,
+            agent.sha256
+        )
+    } else {
+        "true".to_string()
+    };
+    let script = format!(
+        r#"{HASH_FN}
+t={q_tmp}.$$
+fail() {{ rm -f -- "$t"; echo "$1" >&2; exit 1; }}
+cat > "$t" || fail "cannot write $t"
+[ "$(wc -c < "$t" | tr -d ' ')" = {len} ] || fail "upload cut short"
+{hash_check}
+chmod 755 "$t" || fail "cannot make $t executable"
+"$t" version >/dev/null 2>&1 || fail "the agent does not run on this node (noexec mount?)"
+mv -f -- "$t" {q_path} || fail "cannot rename $t"
+"#,
+        len = agent.bytes.len()
+    );
+    let out = session
+        .run(&script, Some(&agent.bytes))
+        .await
+        .context("pushing the agent")?;
+    if !out.success() {
+        bail!("push failed: {}", out.stderr_line());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_agent_is_static_x86_64() {
+        let info = elf_info(EMBEDDED).expect("ELF");
+        assert!(info.is_static, "the embedded agent needs a dynamic loader");
+        assert!(info.machine.runs_on("x86_64"));
+        assert!(!info.machine.runs_on("aarch64"));
+    }
+
+    #[test]
+    fn not_elf() {
+        assert_eq!(elf_info(b"#!/bin/sh\necho hi\n"), None);
+        assert_eq!(elf_info(b""), None);
+    }
+
+    #[test]
+    fn dynamic_binaries_have_an_interpreter() {
+        let sh = std::fs::read("/bin/sh").unwrap();
+        let info = elf_info(&sh).unwrap();
+        assert!(!info.is_static);
+    }
+}

@@ -1,0 +1,198 @@
+//! `distctl setup` against real sshd nodes on loopback: pushes the embedded
+//! static agent, skips nodes that already have it, refuses the wrong machine
+//! type, and the installed agent runs on the node.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::{current_user, ClusterOptions, TestCluster};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `distctl setup --json [extra]`: exit code and one row per node.
+fn setup(cluster: &TestCluster, extra: &[&str]) -> (i32, Vec<Value>) {
+    let out: Output = cluster
+        .distctl()
+        .args(["setup", "--json"])
+        .args(extra)
+        .output()
+        .expect("cannot run distctl");
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}{}", text(&out.stdout), text(&out.stderr)));
+    (out.status.code().unwrap(), rows.as_array().unwrap().clone())
+}
+
+fn results(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["result"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Plain `ssh` to node `i` (the cluster's own keys, strict host keys).
+fn ssh(cluster: &TestCluster, i: usize, remote_cmd: &str) -> Output {
+    Command::new("ssh")
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            cluster.known_hosts.display()
+        ))
+        .arg("-i")
+        .arg(&cluster.client_key)
+        .arg("-p")
+        .arg(cluster.port(i).to_string())
+        .arg(format!("{}@127.0.0.1", current_user()))
+        .arg(remote_cmd)
+        .output()
+        .expect("ssh")
+}
+
+/// POSIX shell quoting for the remote command line.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn agent_on(cluster: &TestCluster, i: usize) -> std::path::PathBuf {
+    cluster.workdir(i).join("bin").join("worker-agent")
+}
+
+#[test]
+fn setup_twice_second_time_up_to_date_and_the_agent_runs() {
+    let cluster = TestCluster::start(2);
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(results(&rows), ["pushed", "pushed"]);
+    for i in 0..2 {
+        assert!(cluster.workdir(i).join("runs").is_dir());
+        let agent = agent_on(&cluster, i);
+        let out = ssh(
+            &cluster,
+            i,
+            &format!("{} version", sh_quote(&agent.display().to_string())),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), distctl_proto::AGENT_VERSION);
+        // No temporaries left beside it.
+        let names: Vec<_> = std::fs::read_dir(agent.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["worker-agent"]);
+    }
+
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(results(&rows), ["up-to-date", "up-to-date"]);
+
+    // A changed copy on one node is replaced, the other stays.
+    std::fs::write(agent_on(&cluster, 1), b"stale").unwrap();
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(results(&rows), ["up-to-date", "pushed"]);
+
+    // The table says the same for people.
+    let out = cluster.distctl().arg("setup").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = text(&out.stdout);
+    assert!(table.starts_with("NODE"), "{table}");
+    assert_eq!(table.matches("up to date").count(), 2, "{table}");
+}
+
+#[test]
+fn workdirs_with_spaces_and_quotes() {
+    let opts = ClusterOptions {
+        workdir: Some(|dir: &Path, i: usize| dir.join(format!("work dir 'it''s' \"q\" $HOME {i}"))),
+        ..ClusterOptions::default()
+    };
+    let cluster = TestCluster::start_with(2, opts);
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(results(&rows), ["pushed", "pushed"]);
+    for i in 0..2 {
+        let agent = agent_on(&cluster, i);
+        assert!(agent.is_file(), "{} missing", agent.display());
+        let out = ssh(
+            &cluster,
+            i,
+            &format!("{} version", sh_quote(&agent.display().to_string())),
+        );
+        assert_eq!(
+            text(&out.stdout).trim(),
+            distctl_proto::AGENT_VERSION,
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let (_, rows) = setup(&cluster, &[]);
+    assert_eq!(results(&rows), ["up-to-date", "up-to-date"]);
+}
+
+#[test]
+fn wrong_machine_is_refused_and_unreachable_nodes_exit_1() {
+    let mut cluster = TestCluster::start(2);
+    let (code, _) = setup(&cluster, &[]);
+    assert_eq!(code, 0);
+
+    // The same agent claiming to be aarch64 code (ELF e_machine = 183).
+    let mut bytes = std::fs::read(agent_on(&cluster, 0)).unwrap();
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let fake = cluster.dir.path().join("aarch64-agent");
+    std::fs::write(&fake, &bytes).unwrap();
+    let (code, rows) = setup(&cluster, &["--agent", fake.to_str().unwrap()]);
+    assert_eq!(code, 4, "a refused push exits 4: {rows:?}");
+    for row in &rows {
+        assert_eq!(row["result"], "failed");
+        let err = row["error"].as_str().unwrap();
+        assert!(err.contains("x86_64") && err.contains("aarch64"), "{err}");
+    }
+    // The installed agent is untouched.
+    let out = ssh(
+        &cluster,
+        0,
+        &format!(
+            "{} version",
+            sh_quote(&agent_on(&cluster, 0).display().to_string())
+        ),
+    );
+    assert!(out.status.success());
+
+    // Not an executable at all: a usage error before any node is touched.
+    let script = cluster.dir.path().join("not-elf");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let out = cluster
+        .distctl()
+        .args(["setup", "--agent"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a 64-bit Linux executable"), "{stderr}");
+
+    cluster.stop_node(1);
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 1, "{rows:?}");
+    assert_eq!(results(&rows), ["up-to-date", "unreachable"]);
+    assert!(rows[1]["error"].as_str().is_some());
+}
+
+#[test]
+fn embedded_agent_is_static() {
+    // `file` is the independent witness; the ELF check lives in distctl's unit tests.
+    let cluster = TestCluster::start(1);
+    let (code, _) = setup(&cluster, &[]);
+    assert_eq!(code, 0);
+    let out = Command::new("file").arg(agent_on(&cluster, 0)).output();
+    if let Ok(out) = out {
+        let desc = text(&out.stdout);
+        assert!(
+            desc.contains("statically linked") || desc.contains("static-pie"),
+            "{desc}"
+        );
+    }
+}
