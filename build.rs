@@ -12,6 +12,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::Digest;
+
 const AGENT_TARGET: &str = "x86_64-unknown-linux-gnu";
 const AGENT_PROFILE: &str = "agent-static";
 
@@ -105,16 +107,23 @@ fn main() {
         .join(AGENT_PROFILE)
         .join("worker-agent");
     let dest = out_dir.join("worker-agent");
-    copy_if_changed(&built, &dest);
+    let bytes = copy_if_changed(&built, &dest);
+    // Hashed here once rather than at every start of a debug distctl.
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("cargo:rustc-env=DISTCTL_AGENT_SHA256={sha}");
 }
 
 /// Copy only when the bytes differ, so an unchanged agent does not make
-/// cargo rebuild distctl.
-fn copy_if_changed(from: &Path, to: &Path) {
+/// cargo rebuild distctl. Returns the bytes.
+fn copy_if_changed(from: &Path, to: &Path) -> Vec<u8> {
     let new = std::fs::read(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
     if std::fs::read(to).ok().as_deref() != Some(&new[..]) {
         let tmp = to.with_extension("tmp");
         std::fs::write(&tmp, &new).expect("writing the embedded agent");
         std::fs::rename(&tmp, to).expect("renaming the embedded agent");
     }
+    new
 }

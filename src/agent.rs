@@ -19,6 +19,9 @@ use crate::workdir;
 /// The static agent built for this distctl.
 pub static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/worker-agent"));
 
+/// sha256 of [`EMBEDDED`] (lower-case hex), computed when it was built.
+pub const EMBEDDED_SHA256: &str = env!("DISTCTL_AGENT_SHA256");
+
 /// One agent executable, ready to push.
 pub struct AgentBinary {
     pub bytes: Cow<'static, [u8]>,
@@ -98,7 +101,7 @@ impl AgentBinary {
         let info = elf_info(EMBEDDED).expect("the embedded agent is an ELF executable");
         AgentBinary {
             bytes: Cow::Borrowed(EMBEDDED),
-            sha256: sha256_hex(EMBEDDED),
+            sha256: EMBEDDED_SHA256.to_string(),
             machine: info.machine,
             source: "embedded".into(),
         }
@@ -123,7 +126,7 @@ impl AgentBinary {
     }
 
     /// `--agent PATH` when given, else the embedded agent.
-    pub fn choose(path: Option<&Path>) -> Result<AgentBinary> {
+    pub fn from_option(path: Option<&Path>) -> Result<AgentBinary> {
         path.map_or_else(|| Ok(AgentBinary::embedded()), AgentBinary::from_file)
     }
 }
@@ -153,11 +156,15 @@ pub struct AgentInstall {
     pub action: InstallAction,
     /// The node's `uname -m`.
     pub machine: String,
+    /// The node's online CPU count, when it could tell (learned on the way,
+    /// so `run` needs no extra command for its default slots).
+    pub cores: Option<usize>,
 }
 
 /// What the probe found on the node.
 struct Probe {
     machine: String,
+    cores: Option<usize>,
     /// sha256 of the installed agent, when there is one and the node can hash.
     installed: Option<String>,
     can_hash: bool,
@@ -190,6 +197,7 @@ pub async fn ensure_agent(session: &NodeSession, agent: &AgentBinary) -> Result<
         path: path.clone(),
         action,
         machine: probe.machine.clone(),
+        cores: probe.cores,
     };
     if probe.installed.as_deref() == Some(agent.sha256.as_str()) {
         return Ok(install(InstallAction::UpToDate));
@@ -206,6 +214,7 @@ async fn probe(session: &NodeSession) -> Result<Probe> {
         r#"{HASH_FN}
 mkdir -p -- {root}/bin {root}/runs || exit 1
 echo "machine $(uname -m)"
+echo "cores $(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)"
 if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/null >/dev/null && echo "can-hash"; fi"#
     );
     let out = session.run(&script, None).await?;
@@ -219,12 +228,14 @@ if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/
     let text = String::from_utf8_lossy(&out.stdout);
     let mut probe = Probe {
         machine: String::new(),
+        cores: None,
         installed: None,
         can_hash: false,
     };
     for line in text.lines() {
         match line.split_once(' ').unwrap_or((line, "")) {
             ("machine", m) => probe.machine = m.trim().to_string(),
+            ("cores", n) => probe.cores = n.trim().parse().ok().filter(|&n| n > 0),
             ("installed", "none") => probe.can_hash = false,
             ("installed", sha) => {
                 probe.installed = Some(sha.trim().to_string());
@@ -292,6 +303,11 @@ mod tests {
         assert!(info.is_static, "the embedded agent needs a dynamic loader");
         assert!(info.machine.runs_on("x86_64"));
         assert!(!info.machine.runs_on("aarch64"));
+    }
+
+    #[test]
+    fn embedded_hash_matches_the_bytes() {
+        assert_eq!(sha256_hex(EMBEDDED), EMBEDDED_SHA256);
     }
 
     #[test]

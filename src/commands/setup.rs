@@ -24,7 +24,7 @@ pub struct SetupRow {
 }
 
 pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
-    let agent = AgentBinary::choose(a.agent.as_deref())?;
+    let agent = AgentBinary::from_option(a.agent.as_deref())?;
     let nodes = Inventory::load(g)?.select(g)?;
     let agent = &agent;
     let rows = for_each_node(g, &nodes, |node, conn| async move {
