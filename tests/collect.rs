@@ -291,6 +291,37 @@ fn prometheus_textfile_parses_and_is_replaced_whole() {
 }
 
 #[test]
+fn agent_and_agentless_agree_on_what_does_not_drift() {
+    let cluster = TestCluster::start(2);
+    let out = run(cluster.distctl().arg("setup"));
+    assert_eq!(out.status.code(), Some(0), "setup: {}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, ssh) = (dir.path().join("agent.csv"), dir.path().join("ssh.csv"));
+    for (path, extra) in [(&agent, None), (&ssh, Some("--agentless"))] {
+        let out = run(cluster
+            .distctl()
+            .args(["collect", "--sample-interval", "300ms"])
+            .args(extra)
+            .arg("-o")
+            .arg(path));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let (a, s) = (read_rows(&agent), read_rows(&ssh));
+    for (a, s) in a.iter().zip(&s) {
+        assert_sane(a);
+        assert_sane(s);
+        assert_eq!(a["sampler"], "agent");
+        assert_eq!(s["sampler"], "ssh");
+        for exact in ["cores", "mem_total_mib", "disk_total_gib"] {
+            assert_eq!(a[exact], s[exact], "{exact}");
+        }
+        // Shared machine: uptime moves by the seconds between the runs, disk use a little.
+        assert!((num(a, "uptime_s") - num(s, "uptime_s")).abs() <= 30.0);
+        assert!((num(a, "disk_used_gib") - num(s, "disk_used_gib")).abs() <= 1.0);
+    }
+}
+
+#[test]
 fn report_has_a_chart_line_for_every_node() {
     let mut cluster = TestCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
