@@ -16,6 +16,7 @@ pub mod lines;
 pub mod merge;
 pub mod metrics;
 pub mod nodeset;
+pub mod progress;
 pub mod schedule;
 pub mod shell;
 pub mod syncstamp;

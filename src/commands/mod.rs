@@ -12,6 +12,7 @@ pub mod exec;
 pub mod fetch;
 pub mod nodes;
 pub mod report;
+pub mod run;
 pub mod setup;
 pub mod split;
 pub mod status;
@@ -31,26 +32,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Fetch(ref a) => fetch::run(g, a).await,
         Command::Completions(ref a) => completions::run(a),
         Command::Setup(ref a) => setup::run(g, a).await,
-        other => Err(anyhow::anyhow!(
-            "{} is not available in this build yet",
-            command_name(&other)
-        )),
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Setup(_) => "setup",
-        Command::Split(_) => "split",
-        Command::Run(_) => "run",
-        Command::Collect(_) => "collect",
-        Command::Status(_) => "status",
-        Command::Exec(_) => "exec",
-        Command::Sync(_) => "sync",
-        Command::Fetch(_) => "fetch",
-        Command::Nodes(_) => "nodes",
-        Command::Report(_) => "report",
-        Command::Completions(_) => "completions",
+        Command::Run(ref a) => run::run(g, a).await,
     }
 }
 

@@ -1,0 +1,417 @@
+//! `cargo bench --bench run`: `distctl run` on 3 real sshd nodes (loopback)
+//! against the seed's bash approach, GNU parallel and the raw ssh limit, on
+//! generated 100 MiB and 1 GiB text inputs; prints a Markdown table.
+//!
+//! - seed: `split -l` into one chunk per node, `scp` each chunk, `ssh node
+//!   worker.sh` in the background, `wait`, `scp` the results back, `cat`
+//!   (with the seed's bugs fixed: ceil division, results in input order).
+//! - parallel: `parallel --pipepart --block B -S node1,node2,node3 -j 2
+//!   --keep-order 'tr a-z A-Z'`, master connections already open (warm).
+//! - raw: the same bytes through `ssh node cat` up and back (to /dev/null),
+//!   one third per node, all three at once: no processing at all.
+//!
+//! Each tool runs with its own default cipher (OpenSSH's chacha20-poly1305;
+//! distctl prefers aes128-gcm) and again all on aes128-gcm. CPU is measured
+//! per side from /proc and rusage: distctl itself (wait4), the local ssh/scp
+//! clients and helpers (everything else this process started), and the
+//! nodes (each sshd listener's process tree: sessions, shells, agents, tr).
+//! `RUN_BENCH_SIZES=100M` runs only the small input.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use support::TestCluster;
+
+const MIB: u64 = 1 << 20;
+
+struct Measure {
+    wall: f64,
+    /// CPU seconds of the distctl process (distctl rows only).
+    distctl_cpu: Option<f64>,
+    /// Peak RSS of distctl in KiB.
+    distctl_rss_kib: Option<u64>,
+    /// All other local processes (ssh clients and masters, scp, split, perl, shells).
+    client_cpu: f64,
+    /// sshd, agents, shells and commands on the nodes.
+    node_cpu: f64,
+    out_bytes: u64,
+}
+
+fn ticks() -> f64 {
+    // SAFETY: sysconf with a constant.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// CPU seconds of `root` and every live descendant, each with its reaped
+/// children (utime + stime + cutime + cstime).
+fn tree_cpu(root: u32) -> f64 {
+    let mut total = 0u64;
+    for pid in support::process_tree(root) {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                let f: Vec<&str> = rest.split(' ').collect();
+                // Fields 14-17 of stat; `rest` starts at field 3.
+                for i in 11..15 {
+                    total += f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    total as f64 / ticks()
+}
+
+fn reap_orphans() {
+    loop {
+        // SAFETY: non-blocking waitpid on any child.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+    }
+}
+
+struct Cpu {
+    me: f64,
+    nodes: f64,
+}
+
+fn cpu_now(cluster: &TestCluster) -> Cpu {
+    reap_orphans();
+    let nodes: f64 = (0..cluster.nodes.len())
+        .map(|i| cluster.node_pids(i).first().map_or(0.0, |&p| tree_cpu(p)))
+        .sum();
+    Cpu {
+        me: tree_cpu(std::process::id()) - nodes,
+        nodes,
+    }
+}
+
+/// Run `cmd` (stdout to `out`, or /dev/null), measuring wall time and CPU.
+/// `distctl`: wait for it with wait4 to get its own CPU and peak RSS.
+fn measure(cluster: &TestCluster, mut cmd: Command, out: Option<&Path>, distctl: bool) -> Measure {
+    match out {
+        Some(p) => cmd.stdout(std::fs::File::create(p).unwrap()),
+        None => cmd.stdout(Stdio::null()),
+    };
+    cmd.stdin(Stdio::null());
+    let before = cpu_now(cluster);
+    let t0 = Instant::now();
+    let child = cmd.spawn().expect("cannot start the benchmarked command");
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by wait4 for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let wall = t0.elapsed().as_secs_f64();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "benchmarked command failed: {cmd:?}"
+    );
+    std::mem::forget(child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = cpu_now(cluster);
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let own = tv(ru.ru_utime) + tv(ru.ru_stime);
+    let local = after.me - before.me;
+    Measure {
+        wall,
+        distctl_cpu: distctl.then_some(own),
+        distctl_rss_kib: distctl.then_some(ru.ru_maxrss as u64),
+        client_cpu: if distctl {
+            (local - own).max(0.0)
+        } else {
+            local
+        },
+        node_cpu: after.nodes - before.nodes,
+        out_bytes: out.map_or(0, |p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)),
+    }
+}
+
+/// Text lines of mixed-case words, `size` bytes (a 4 MiB block repeated).
+fn make_input(path: &Path, size: u64) {
+    let mut block = Vec::with_capacity(4 << 20);
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    while block.len() < (4 << 20) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = (x >> 32) as u8;
+        block.push(match b % 12 {
+            0 => b'\n',
+            1 | 2 => b' ',
+            3 => b'A' + b % 26,
+            _ => b'a' + b % 26,
+        });
+    }
+    *block.last_mut().unwrap() = b'\n';
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        std::io::Write::write_all(&mut f, &block[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+/// An ssh config naming the nodes node1..3 (for seed, parallel and raw).
+fn ssh_config(cluster: &TestCluster, dir: &Path, aes: bool, warm: bool) -> PathBuf {
+    let mut s = String::new();
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "Host node{}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes",
+            i + 1,
+            n.port,
+            support::current_user(),
+            cluster.client_key.display(),
+            cluster.known_hosts.display()
+        );
+        if aes {
+            s.push_str("  Ciphers aes128-gcm@openssh.com\n");
+        }
+        if warm {
+            let _ = writeln!(
+                s,
+                "  ControlMaster auto\n  ControlPath {}/cm-{}-%n\n  ControlPersist 300",
+                dir.display(),
+                if aes { "aes" } else { "def" }
+            );
+        }
+    }
+    let path = dir.join(format!("ssh-{}-{}.conf", aes as u8, warm as u8));
+    std::fs::write(&path, s).unwrap();
+    path
+}
+
+fn sh(script: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.args(["-c", script]);
+    c
+}
+
+const SEED: &str = r#"set -e
+cd "$WORK"; rm -f chunk_* result_*
+lines=$(wc -l < "$IN")
+split -l $(( (lines + 2) / 3 )) -d "$IN" chunk_
+for i in 0 1 2; do scp -q -F "$CFG" chunk_0$i "node$((i+1)):$R/node$((i+1))/work/"; done
+for i in 0 1 2; do
+  D="$R/node$((i+1))/work"
+  ssh -F "$CFG" node$((i+1)) "sh $D/worker.sh < $D/chunk_0$i > $D/result_$i" &
+done
+wait
+for i in 0 1 2; do scp -q -F "$CFG" "node$((i+1)):$R/node$((i+1))/work/result_$i" .; done
+cat result_0 result_1 result_2
+"#;
+
+const RAW: &str = r#"set -e
+for i in 1 2 3; do ssh -F "$CFG" node$i cat < "$WORK/part$i" > /dev/null & done
+wait
+"#;
+
+struct Row {
+    tool: String,
+    cipher: &'static str,
+    size: u64,
+    m: Measure,
+}
+
+fn main() {
+    // SAFETY: prctl with constant arguments: orphaned ssh masters come to us.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let sizes: Vec<u64> = std::env::var("RUN_BENCH_SIZES")
+        .unwrap_or_else(|_| "100M,1G".into())
+        .split(',')
+        .map(|s| distctl::units::parse_size(s).expect("size like 100M"))
+        .collect();
+    let cluster = TestCluster::start(3);
+    let work = tempfile::Builder::new()
+        .prefix("dctl-bench")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let w = work.path();
+    // The seed's worker on every node; workdirs as absolute prefixes R1..R3.
+    for i in 0..3 {
+        std::fs::create_dir_all(cluster.workdir(i)).unwrap();
+        std::fs::write(cluster.workdir(i).join("worker.sh"), "tr a-z A-Z\n").unwrap();
+    }
+    // Node workdirs are <cluster dir>/node<i>/work.
+    let r_prefix = cluster.dir.path().to_path_buf();
+    let cfgs = [
+        (
+            false,
+            ssh_config(&cluster, w, false, false),
+            ssh_config(&cluster, w, false, true),
+        ),
+        (
+            true,
+            ssh_config(&cluster, w, true, false),
+            ssh_config(&cluster, w, true, true),
+        ),
+    ];
+    let distctl = support::distctl_bin();
+    // Install the agent once, outside the timings.
+    let st = cluster
+        .distctl()
+        .args(["setup", "--quiet"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "distctl setup failed");
+
+    let mut rows: Vec<Row> = Vec::new();
+    for &size in &sizes {
+        let input = w.join("input.txt");
+        make_input(&input, size);
+        let third = size / 3;
+        for (i, off) in [(1, 0), (2, third), (3, 2 * third)] {
+            let len = if i == 3 { size - 2 * third } else { third };
+            let st = sh(&format!(
+                "tail -c +{} '{}' | head -c {len} > '{}/part{i}'",
+                off + 1,
+                input.display(),
+                w.display()
+            ))
+            .status()
+            .unwrap();
+            assert!(st.success());
+        }
+        let out = w.join("out.txt");
+        let mut add = |tool: &str, cipher: &'static str, m: Measure| {
+            eprintln!(
+                "{tool} {cipher} {}: {:.2}s",
+                distctl::units::human_bytes(size),
+                m.wall
+            );
+            rows.push(Row {
+                tool: tool.into(),
+                cipher,
+                size,
+                m,
+            })
+        };
+        // distctl: its default (aes128-gcm preferred).
+        for (tool, args) in [
+            ("distctl run --op upper", vec!["--op", "upper"]),
+            (
+                "distctl run --exec 'tr a-z A-Z'",
+                vec!["--exec", "tr a-z A-Z"],
+            ),
+        ] {
+            let mut c = Command::new(&distctl);
+            c.arg("--inventory")
+                .arg(cluster.inventory())
+                .args(["run", "--quiet"]);
+            c.arg(&input).args(&args).arg("-o").arg(&out);
+            let m = measure(&cluster, c, None, true);
+            let m = Measure {
+                out_bytes: std::fs::metadata(&out).unwrap().len(),
+                ..m
+            };
+            assert_eq!(m.out_bytes, size, "{tool}: output size");
+            add(tool, "aes128-gcm", m);
+        }
+        if size <= 128 * MIB {
+            let st = sh(&format!(
+                "tr a-z A-Z < '{}' | cmp - '{}'",
+                input.display(),
+                out.display()
+            ))
+            .status()
+            .unwrap();
+            assert!(st.success(), "distctl output differs from tr");
+        }
+        for (aes, cold, warm) in &cfgs {
+            let cipher = if *aes {
+                "aes128-gcm"
+            } else {
+                "default (chacha20)"
+            };
+            let env = |c: &mut Command, cfg: &Path| {
+                c.env("WORK", w)
+                    .env("IN", &input)
+                    .env("CFG", cfg)
+                    .env("R", &r_prefix);
+            };
+            let mut c = sh(SEED);
+            env(&mut c, cold);
+            let m = measure(&cluster, c, Some(&out), false);
+            assert_eq!(m.out_bytes, size, "seed: output size");
+            add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
+
+            // Warm parallel's master connections first.
+            let mut c = sh(&format!(
+                "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
+                warm.display()
+            ));
+            assert!(c.status().unwrap().success());
+            let block = if size > 256 * MIB { "64M" } else { "16M" };
+            let mut c = Command::new("parallel");
+            c.args(["--will-cite", "--ssh"])
+                .arg(format!("ssh -F {}", warm.display()))
+                .args([
+                    "-S",
+                    "node1,node2,node3",
+                    "-j",
+                    "2",
+                    "--pipepart",
+                    "--block",
+                    block,
+                    "--keep-order",
+                    "-a",
+                ])
+                .arg(&input)
+                .arg("tr a-z A-Z");
+            let m = measure(&cluster, c, Some(&out), false);
+            assert_eq!(m.out_bytes, size, "parallel: output size");
+            add(
+                &format!("GNU parallel --pipepart --block {block} (warm)"),
+                cipher,
+                m,
+            );
+
+            let mut c = sh(RAW);
+            env(&mut c, cold);
+            let m = measure(&cluster, c, None, false);
+            add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+        }
+        let _ = std::fs::remove_file(&out);
+    }
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| input | tool | cipher | wall s | MiB/s | × seed (default) | × parallel (aes) | × raw (aes) | CPU s/GiB distctl | CPU s/GiB ssh+local | CPU s/GiB nodes | distctl peak RSS |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let same = |tool: &str, cipher: &str| {
+            rows.iter()
+                .find(|o| {
+                    o.size == r.size && o.tool.starts_with(tool) && o.cipher.starts_with(cipher)
+                })
+                .map(|o| o.m.wall)
+        };
+        let gib = r.size as f64 / (1u64 << 30) as f64;
+        let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", b / r.m.wall));
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            distctl::units::human_bytes(r.size),
+            r.tool,
+            r.cipher,
+            r.m.wall,
+            r.size as f64 / MIB as f64 / r.m.wall,
+            ratio(same("seed", "default")),
+            ratio(same("GNU parallel", "aes")),
+            ratio(same("raw", "aes")),
+            r.m.distctl_cpu
+                .map_or("-".into(), |c| format!("{:.2}", c / gib)),
+            r.m.client_cpu / gib,
+            r.m.node_cpu / gib,
+            r.m.distctl_rss_kib
+                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        );
+    }
+}

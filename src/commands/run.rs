@@ -1,0 +1,1449 @@
+//! `distctl run INPUT (--op OP | --exec CMD) [-o OUTPUT]`: cut the input into
+//! line-aligned chunks, stream each through `worker-agent --framed` on a
+//! node (the chunk goes straight to the agent's stdin, so no file is ever
+//! written on a node), verify every result, and merge in input order.
+//!
+//! Pipeline: plan ([`crate::chunk`]) → schedule ([`crate::schedule`]) →
+//! attempts (here) → ordered merge ([`crate::merge`]) with a resume journal
+//! ([`crate::journal`]); progress and summary ([`crate::progress`]) only
+//! listen.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use distctl_proto::{End, FrameDecoder, Op, Partial, Tag};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinSet;
+
+use crate::chunk::{Chunk, ChunkPlan, ConcatReader, Cut, InputFile, InputStream, StreamChunker};
+use crate::cli::{Global, RunArgs};
+use crate::commands::Cluster;
+use crate::exit::Exit;
+use crate::journal::{checksum_hex, DoneEntry, JobKey, Journal, Place};
+use crate::merge::{AtomicFile, MemoryBudget, OrderedWriter, ResultBuf};
+use crate::progress::RunProgress;
+use crate::schedule::{Fault, Scheduler};
+use crate::transport::{BoxRead, BoxWrite, NodeSession, CHANNELS_PER_NODE};
+use crate::units::human_bytes;
+use crate::usage;
+
+/// Results waiting for an earlier chunk are held in memory up to this many
+/// bytes in total; beyond it they spill to unlinked temp files.
+const RESULT_MEMORY: usize = 24 << 20;
+/// Chunks cut from standard input are held until verified (for retries): at
+/// most this many bytes of them at once (but always at least one chunk).
+const STDIN_MEMORY: u64 = 32 << 20;
+/// Bytes per read from the input and per write to a channel.
+const SEND_BLOCK: usize = 256 << 10;
+/// Tail of a failed command's stderr kept for the error message.
+const STDERR_TAIL: usize = 2048;
+
+/// What runs on each chunk.
+pub struct Job {
+    pub op: Option<Op>,
+    pub pattern: Option<String>,
+    pub exec: Option<String>,
+    pub skip_invalid: bool,
+}
+
+impl Job {
+    fn from_args(args: &RunArgs) -> Result<Job> {
+        let op = args.op.map(|o| {
+            let name = clap::ValueEnum::to_possible_value(&o).expect("every op has a name");
+            Op::from_name(name.get_name()).expect("the CLI and the agent name ops alike")
+        });
+        if op.is_none() && args.exec.is_none() {
+            return Err(usage!("give --op OP or --exec CMD"));
+        }
+        if let Some(p) = &args.pattern {
+            if op != Some(Op::Grep) {
+                return Err(usage!("--pattern is for --op grep"));
+            }
+            regex_check(p)?;
+        }
+        Ok(Job {
+            op,
+            pattern: args.pattern.clone(),
+            exec: args.exec.clone(),
+            skip_invalid: args.skip_invalid,
+        })
+    }
+
+    fn name(&self) -> String {
+        self.op
+            .map_or_else(|| "exec".to_string(), |o| o.name().to_string())
+    }
+
+    fn aggregate(&self) -> bool {
+        self.op.is_some_and(Op::is_aggregate)
+    }
+
+    fn numeric(&self) -> bool {
+        self.op.is_some_and(Op::is_numeric)
+    }
+
+    /// The agent's command line for one chunk of `len` bytes.
+    fn command_line(&self, agent: &str, len: u64, line_offset: Option<u64>) -> String {
+        let mut argv: Vec<String> = vec![agent.to_string()];
+        match (self.op, &self.exec) {
+            (Some(op), _) => {
+                argv.extend(["op".into(), op.name().into()]);
+                if let Some(p) = &self.pattern {
+                    argv.extend(["--pattern".into(), p.clone()]);
+                }
+                if self.skip_invalid {
+                    argv.push("--skip-invalid".into());
+                }
+                if let Some(l) = line_offset {
+                    argv.extend(["--line-offset".into(), l.to_string()]);
+                }
+            }
+            (None, Some(_)) => argv.push("exec".into()),
+            (None, None) => unreachable!("checked in from_args"),
+        }
+        argv.extend(["--framed".into(), "--expect-bytes".into(), len.to_string()]);
+        if let (None, Some(cmd)) = (self.op, &self.exec) {
+            argv.extend(["--".into(), "sh".into(), "-c".into(), cmd.clone()]);
+        }
+        crate::shell::join(&argv)
+    }
+}
+
+/// A bad `--pattern` is the user's to fix before anything runs (the agent
+/// compiles it with the same `regex::bytes`).
+fn regex_check(p: &str) -> Result<()> {
+    regex::bytes::Regex::new(p).map_err(|e| usage!("bad --pattern: {e}"))?;
+    Ok(())
+}
+
+/// The bytes of one chunk: a range of the planned input, or owned (stdin).
+enum ChunkData {
+    Range(Arc<InputStream>),
+    Owned(Vec<u8>),
+}
+
+struct ChunkSpec {
+    index: usize,
+    start: u64,
+    len: u64,
+    /// 0-based index of the chunk's first line (numeric ops name bad lines).
+    line_offset: Option<u64>,
+    data: ChunkData,
+}
+
+/// A node taking part in the run.
+struct RunNode {
+    name: String,
+    session: Arc<NodeSession>,
+    agent: String,
+}
+
+/// A verified result.
+struct Verified {
+    data: ResultBuf,
+    partial: Option<Partial>,
+    checksum: Option<u128>,
+    lines: u64,
+}
+
+struct AttemptError {
+    fault: Fault,
+    message: String,
+    /// The data itself is bad: no retry can help.
+    input_error: bool,
+}
+
+impl AttemptError {
+    fn new(fault: Fault, message: impl Into<String>) -> AttemptError {
+        AttemptError {
+            fault,
+            message: message.into(),
+            input_error: false,
+        }
+    }
+}
+
+struct AttemptReport {
+    chunk: usize,
+    len: u64,
+    node: usize,
+    elapsed: Duration,
+    outcome: Result<Verified, AttemptError>,
+}
+
+/// Per-node figures for the summary.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct NodeSummary {
+    pub node: String,
+    pub slots: usize,
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Sum of the node's chunk times (chunks overlap, so this exceeds wall time).
+    pub busy_seconds: f64,
+    pub faults: u64,
+    /// Taken out of the run after repeated faults.
+    pub removed: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub op: String,
+    pub chunks: usize,
+    /// Chunks processed by this invocation.
+    pub chunks_run: usize,
+    /// Chunks taken from the journal of an interrupted run (`--resume`).
+    pub chunks_resumed: usize,
+    pub bytes: u64,
+    pub lines: u64,
+    pub output_bytes: u64,
+    pub seconds: f64,
+    pub retries: u64,
+    pub nodes: Vec<NodeSummary>,
+    pub unreachable: Vec<String>,
+}
+
+enum Input {
+    /// Regular files: chunks planned up front, read (and re-read) by range.
+    Planned {
+        stream: Arc<InputStream>,
+        chunks: Vec<Chunk>,
+    },
+    /// Standard input or pipes among the inputs: cut on the fly.
+    Streamed(Vec<PathBuf>),
+}
+
+pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
+    // Installed first thing, so Ctrl-C at any point stops the run cleanly.
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot catch Ctrl-C")?;
+    let job = Arc::new(Job::from_args(args)?);
+    for p in &args.inputs {
+        if p.as_os_str() != "-" && !p.exists() {
+            return Err(usage!("input {} does not exist", p.display()));
+        }
+    }
+    let planned = args
+        .inputs
+        .iter()
+        .all(|p| p.as_os_str() != "-" && InputFile::is_regular(p));
+    let input = if planned {
+        let stream = InputStream::open(&args.inputs).map_err(|e| usage!("{e:#}"))?;
+        let mut plan = ChunkPlan::new(stream, &Cut::Size(args.chunk_size.0))?;
+        if job.numeric() || args.dry_run {
+            plan.count_lines().context("reading the input")?;
+        }
+        Input::Planned {
+            stream: Arc::new(plan.input),
+            chunks: plan.chunks,
+        }
+    } else {
+        if args.resume {
+            return Err(usage!(
+                "--resume needs regular input files (standard input and pipes cannot be read again)"
+            ));
+        }
+        Input::Streamed(args.inputs.clone())
+    };
+    if args.resume && args.output.is_none() {
+        return Err(usage!(
+            "--resume needs -o FILE (the journal lives beside the output)"
+        ));
+    }
+    if args.dry_run {
+        return dry_run(g, args, input);
+    }
+    let inventory = crate::inventory::Inventory::load(g)?;
+    let selected = inventory.select(g)?;
+    Runner::start(g, args, job, input, selected, interrupt)
+        .await?
+        .go()
+        .await
+}
+
+/// `--dry-run`: the plan and the node each chunk would go to first, assuming
+/// equal chunk times; no node is contacted (a node without `slots` in the
+/// inventory counts as one slot, since its cores are unknown).
+fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
+    let inventory = crate::inventory::Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let slots: Vec<usize> = nodes
+        .iter()
+        .map(|n| {
+            n.slots
+                .map_or(1, |s| (s as usize).clamp(1, CHANNELS_PER_NODE))
+        })
+        .collect();
+    let chunks: Vec<(usize, u64, u64, u64)> = match input {
+        Input::Planned { chunks, .. } => chunks
+            .iter()
+            .map(|c| (c.index, c.start, c.len, c.lines.unwrap_or(0)))
+            .collect(),
+        Input::Streamed(paths) => {
+            let mut s = StreamChunker::new(ConcatReader::open(&paths)?, args.chunk_size.0);
+            let mut v = Vec::new();
+            while let Some(c) = s.next_chunk().context("reading the input")? {
+                v.push((c.index, c.start, c.data.len() as u64, c.lines));
+            }
+            v
+        }
+    };
+    let mut sched = Scheduler::new(chunks.len(), &slots, 0);
+    let mut first = vec![0usize; chunks.len()];
+    let mut running = std::collections::VecDeque::new();
+    loop {
+        let mut any = false;
+        for n in 0..nodes.len() {
+            if let Some(c) = sched.next_for(n) {
+                first[c] = n;
+                running.push_back((c, n));
+                any = true;
+            }
+        }
+        if !any {
+            match running.pop_front() {
+                Some((c, n)) => sched.done(c, n),
+                None => break,
+            }
+        }
+    }
+    if g.json {
+        let v = serde_json::json!({
+            "chunks": chunks.iter().map(|&(i, off, len, lines)| serde_json::json!({
+                "index": i, "offset": off, "bytes": len, "lines": lines, "node": nodes[first[i]].name,
+            })).collect::<Vec<_>>(),
+            "nodes": nodes.iter().zip(&slots).map(|(n, s)| serde_json::json!({
+                "node": n.name, "slots": s, "slots_known": n.slots.is_some(),
+            })).collect::<Vec<_>>(),
+            "chunk_size": args.chunk_size.0,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let rows: Vec<Vec<String>> = chunks
+            .iter()
+            .map(|&(i, off, len, lines)| {
+                vec![
+                    i.to_string(),
+                    format!("{off}-{}", off + len),
+                    len.to_string(),
+                    lines.to_string(),
+                    nodes[first[i]].name.clone(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            crate::table::render(
+                &["CHUNK", "BYTES FROM-TO", "BYTES", "LINES", "FIRST NODE"],
+                &rows
+            )
+        );
+        let total: u64 = chunks.iter().map(|c| c.2).sum();
+        println!(
+            "{} chunk(s), {} over {} node(s); nothing was run",
+            chunks.len(),
+            human_bytes(total),
+            nodes.len()
+        );
+        if nodes.iter().any(|n| n.slots.is_none()) {
+            println!("(nodes without `slots` in the inventory counted as 1 slot: their cores are read only when running)");
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+impl Input {
+    /// The planned chunks (none for a streamed input).
+    fn chunks(&self) -> &[Chunk] {
+        match self {
+            Input::Planned { chunks, .. } => chunks,
+            Input::Streamed(_) => &[],
+        }
+    }
+}
+
+/// Where results go.
+enum Sink {
+    Stdout,
+    /// `-o FILE`, through `temp` (the journal's `output.part` when journaled).
+    File {
+        temp: PathBuf,
+        dest: PathBuf,
+    },
+}
+
+struct Runner<'a> {
+    g: &'a Global,
+    args: &'a RunArgs,
+    job: Arc<Job>,
+    cluster: Option<Cluster>,
+    nodes: Vec<Arc<RunNode>>,
+    sched: Scheduler,
+    progress: RunProgress,
+    summary: RunSummary,
+    exit: Exit,
+    input: Input,
+    journal: Option<Journal>,
+    sink: Sink,
+    writer: Option<OrderedWriter<Box<dyn Write + Send>>>,
+    partials: Vec<Option<Partial>>,
+    checksums: HashMap<usize, u128>,
+    budget: Arc<MemoryBudget>,
+    interrupt: tokio::signal::unix::Signal,
+    started: Instant,
+}
+
+impl<'a> Runner<'a> {
+    /// Connect, install the agent where needed, read core counts, open the
+    /// journal and the output. Nodes that fail here are skipped with a warning.
+    async fn start(
+        g: &'a Global,
+        args: &'a RunArgs,
+        job: Arc<Job>,
+        input: Input,
+        selected: Vec<crate::inventory::Node>,
+        mut interrupt: tokio::signal::unix::Signal,
+    ) -> Result<Runner<'a>> {
+        let started = Instant::now();
+        let cluster = tokio::select! {
+            c = Cluster::connect_nodes(g, selected) => c?,
+            _ = interrupt.recv() => anyhow::bail!("interrupted"),
+        };
+        let mut exit = Exit::Ok;
+        let mut summary = RunSummary {
+            op: job.name(),
+            ..RunSummary::default()
+        };
+        for e in cluster.unreachable() {
+            eprintln!("distctl: warning: skipping unreachable node {e}");
+            summary.unreachable.push(e.node.clone());
+            exit = Exit::Partial;
+        }
+        let binary = crate::agent::AgentBinary::from_option(args.agent.as_deref())?;
+        let preparing = futures::future::join_all(cluster.sessions().into_iter().map(|s| {
+            let binary = &binary;
+            async move {
+                let install = crate::agent::ensure_agent(&s, binary).await;
+                let slots = match (s.node.slots, &install) {
+                    (Some(n), _) => Ok(n as usize),
+                    (None, Ok(i)) if i.cores.is_some() => Ok(i.cores.unwrap_or(1)),
+                    (None, _) => super::split::core_count(&s).await,
+                };
+                let agent = install.map(|i| i.path);
+                (s, agent, slots)
+            }
+        }));
+        let prepared = tokio::select! {
+            p = preparing => p,
+            _ = interrupt.recv() => {
+                cluster.close().await;
+                anyhow::bail!("interrupted");
+            }
+        };
+        let mut nodes = Vec::new();
+        let mut slots = Vec::new();
+        for (session, agent, cores) in prepared {
+            let name = session.node.name.clone();
+            match (agent, cores) {
+                (Ok(agent), Ok(cores)) => {
+                    let s = cores.clamp(1, CHANNELS_PER_NODE);
+                    summary.nodes.push(NodeSummary {
+                        node: name.clone(),
+                        slots: s,
+                        ..NodeSummary::default()
+                    });
+                    slots.push(s);
+                    nodes.push(Arc::new(RunNode {
+                        name,
+                        session,
+                        agent,
+                    }));
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("distctl: warning: skipping {name}: {e:#}");
+                    summary.unreachable.push(name);
+                    exit = Exit::Partial;
+                }
+            }
+        }
+        if nodes.is_empty() {
+            cluster.close().await;
+            anyhow::bail!("no node is available to run on");
+        }
+        let (n_chunks, total) = match &input {
+            Input::Planned { stream, chunks } => (chunks.len(), Some(stream.total)),
+            Input::Streamed(_) => (0, None),
+        };
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let mut runner = Runner {
+            g,
+            args,
+            job,
+            cluster: Some(cluster),
+            nodes,
+            sched: Scheduler::new(n_chunks, &slots, args.retries),
+            progress: RunProgress::new(total, &names, g.quiet),
+            summary,
+            exit,
+            input,
+            journal: None,
+            sink: Sink::Stdout,
+            writer: None,
+            partials: vec![None; n_chunks],
+            checksums: HashMap::new(),
+            interrupt,
+            budget: MemoryBudget::new(RESULT_MEMORY),
+            started,
+        };
+        if let Err(e) = runner.open_output().await {
+            runner.close().await;
+            return Err(e);
+        }
+        Ok(runner)
+    }
+
+    async fn close(&mut self) {
+        if let Some(c) = self.cluster.take() {
+            c.close().await;
+        }
+    }
+
+    /// Open the journal (fresh or resumed) and the output.
+    async fn open_output(&mut self) -> Result<()> {
+        let mut first = 0;
+        let mut written = 0;
+        let mut resumed_files = Vec::new();
+        if let (Some(dest), Input::Planned { stream, chunks }) = (&self.args.output, &self.input) {
+            let key = JobKey {
+                inputs: stream.files.clone(),
+                chunk_size: self.args.chunk_size.0,
+                op: self.job.name(),
+                pattern: self.job.pattern.clone(),
+                exec: self.job.exec.clone(),
+                skip_invalid: self.job.skip_invalid,
+            };
+            let journal = if self.args.resume {
+                let (journal, entries) = Journal::resume(dest, &key)?;
+                let kept = check_entries(stream, chunks, &journal, entries)?;
+                for e in &kept.entries {
+                    self.sched.mark_done(e.index);
+                    self.summary.chunks_resumed += 1;
+                    self.progress.advance(e.len, 0);
+                    if let Some(p) = &e.partial {
+                        self.partials[e.index] = Some(serde_json::from_value(p.clone())?);
+                    }
+                    if e.place == Place::File {
+                        resumed_files.push((e.index, e.out_len));
+                    }
+                    self.checksums
+                        .insert(e.index, u128::from_str_radix(&e.checksum, 16).unwrap_or(0));
+                }
+                first = kept.prefix_chunks;
+                written = kept.prefix_bytes;
+                journal
+            } else {
+                Journal::create(dest, &key)?
+            };
+            self.sink = Sink::File {
+                temp: journal.part_path(),
+                dest: dest.clone(),
+            };
+            self.journal = Some(journal);
+        } else if let Some(dest) = &self.args.output {
+            let dir = match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}.distctl-"))
+                .tempfile_in(&dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?
+                .into_temp_path()
+                .keep()?;
+            self.sink = Sink::File {
+                temp,
+                dest: dest.clone(),
+            };
+        }
+        if !self.job.aggregate() {
+            let out: Box<dyn Write + Send> = match &self.sink {
+                Sink::Stdout => Box::new(std::io::stdout()),
+                Sink::File { temp, .. } => {
+                    let f = OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(false)
+                        .open(temp)
+                        .with_context(|| format!("cannot write {}", temp.display()))?;
+                    f.set_len(written)?;
+                    let mut f = f;
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(written))?;
+                    Box::new(f)
+                }
+            };
+            let mut writer = OrderedWriter::new(out, first, written);
+            for (index, len) in resumed_files {
+                let journal = self.journal.as_mut().expect("resume has a journal");
+                let f = File::open(journal.chunk_path(index))?;
+                let buf = ResultBuf::from_file(f, len, self.budget.clone());
+                let done = tokio::task::block_in_place(|| writer.insert(index, buf))?;
+                record_prefix(journal, &self.checksums, self.input.chunks(), &done)?;
+            }
+            self.writer = Some(writer);
+        }
+        Ok(())
+    }
+
+    /// Run every chunk; then write the result and the summary.
+    async fn go(mut self) -> Result<Exit> {
+        let outcome = self.drive().await;
+        self.progress.finish();
+        match outcome {
+            Ok(()) => {
+                let result = self.finish_output();
+                self.close().await;
+                result?;
+                self.print_summary()?;
+                Ok(self.exit)
+            }
+            Err(e) => {
+                let kept = self.keep_journal();
+                let done = self.summary.chunks_run + self.summary.chunks_resumed;
+                let total = self.sched.chunk_count();
+                self.close().await;
+                // Said even under --quiet: it is how to get the work back.
+                {
+                    let mut msg = format!("distctl: {done} of {total} chunk(s) finished");
+                    match kept {
+                        Ok(Some(dir)) => msg.push_str(&format!(
+                            "; journal kept in {} (run again with --resume to redo only the rest)",
+                            dir.display()
+                        )),
+                        Ok(None) => {}
+                        Err(je) => msg.push_str(&format!("; cannot keep the journal: {je:#}")),
+                    }
+                    eprintln!("{msg}");
+                }
+                if let Sink::File { temp, .. } = &self.sink {
+                    if self.journal.is_none() {
+                        let _ = std::fs::remove_file(temp);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn drive(&mut self) -> Result<()> {
+        let mut tasks: JoinSet<AttemptReport> = JoinSet::new();
+        let mut specs: HashMap<usize, Arc<ChunkSpec>> = HashMap::new();
+        let mut held_input = 0u64;
+        let mut rx = match &self.input {
+            Input::Streamed(paths) => Some(spawn_stream_reader(paths, self.args.chunk_size.0)?),
+            Input::Planned { .. } => None,
+        };
+        let mut line_offsets: Vec<u64> = Vec::new();
+        if let Input::Planned { chunks, .. } = &self.input {
+            let mut acc = 0;
+            for c in chunks {
+                line_offsets.push(acc);
+                acc += c.lines.unwrap_or(0);
+            }
+        }
+        loop {
+            // Streamed input: take chunks while slots are free and memory allows.
+            while let Some(r) = rx.as_mut() {
+                let wanted = self.sched.pending() < self.sched.free_slots()
+                    && (held_input < STDIN_MEMORY || held_input == 0);
+                if !wanted {
+                    break;
+                }
+                match r.try_recv() {
+                    Ok(chunk) => {
+                        let chunk = chunk.context("reading the input")?;
+                        held_input += chunk.0.data.len() as u64;
+                        self.add_stream_chunk(chunk, &mut specs);
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => rx = None,
+                }
+            }
+            self.fill(&mut tasks, &mut specs, &line_offsets);
+            if rx.is_none() && self.sched.all_done() {
+                return Ok(());
+            }
+            if tasks.is_empty() && self.sched.pending() > 0 && self.sched.alive_nodes() == 0 {
+                anyhow::bail!("no node is left to run on");
+            }
+            let want_stream = self.sched.pending() < self.sched.free_slots()
+                && (held_input < STDIN_MEMORY || held_input == 0);
+            tokio::select! {
+                _ = self.interrupt.recv() => {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    anyhow::bail!("interrupted");
+                }
+                Some(joined) = tasks.join_next() => {
+                    let report = joined.context("a chunk task panicked")?;
+                    if let Some(spec) = specs.get(&report.chunk) {
+                        if report.outcome.is_ok() {
+                            if let ChunkData::Owned(d) = &spec.data {
+                                held_input -= d.len() as u64;
+                            }
+                            specs.remove(&report.chunk);
+                        }
+                    }
+                    if let Err(e) = self.handle(report) {
+                        tasks.abort_all();
+                        while tasks.join_next().await.is_some() {}
+                        return Err(e);
+                    }
+                }
+                got = async { rx.as_mut().expect("guarded").recv().await }, if rx.is_some() && want_stream => {
+                    match got {
+                        Some(chunk) => {
+                            let chunk = chunk.context("reading the input")?;
+                            held_input += chunk.0.data.len() as u64;
+                            self.add_stream_chunk(chunk, &mut specs);
+                        }
+                        None => rx = None,
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_stream_chunk(
+        &mut self,
+        chunk: (crate::chunk::StreamChunk, u64),
+        specs: &mut HashMap<usize, Arc<ChunkSpec>>,
+    ) {
+        let (c, line_offset) = chunk;
+        let index = self.sched.add_chunk();
+        debug_assert_eq!(index, c.index);
+        self.partials.push(None);
+        specs.insert(
+            index,
+            Arc::new(ChunkSpec {
+                index,
+                start: c.start,
+                len: c.data.len() as u64,
+                line_offset: Some(line_offset),
+                data: ChunkData::Owned(c.data),
+            }),
+        );
+    }
+
+    /// Start a chunk on every free slot, one node after another.
+    fn fill(
+        &mut self,
+        tasks: &mut JoinSet<AttemptReport>,
+        specs: &mut HashMap<usize, Arc<ChunkSpec>>,
+        line_offsets: &[u64],
+    ) {
+        loop {
+            let mut any = false;
+            for n in 0..self.nodes.len() {
+                let Some(c) = self.sched.next_for(n) else {
+                    continue;
+                };
+                any = true;
+                let spec = specs
+                    .entry(c)
+                    .or_insert_with(|| {
+                        let Input::Planned { stream, chunks } = &self.input else {
+                            unreachable!("streamed chunks are added before they are scheduled")
+                        };
+                        let ch = &chunks[c];
+                        Arc::new(ChunkSpec {
+                            index: c,
+                            start: ch.start,
+                            len: ch.len,
+                            line_offset: line_offsets
+                                .get(c)
+                                .copied()
+                                .filter(|_| self.job.numeric()),
+                            data: ChunkData::Range(stream.clone()),
+                        })
+                    })
+                    .clone();
+                self.progress.started(n);
+                let node = self.nodes[n].clone();
+                let job = self.job.clone();
+                let budget = self.budget.clone();
+                let timeout = self.args.timeout.0;
+                let want_checksum = self.journal.is_some();
+                tasks.spawn(async move {
+                    let t0 = Instant::now();
+                    let outcome = attempt(&node, &spec, &job, timeout, budget, want_checksum).await;
+                    AttemptReport {
+                        chunk: spec.index,
+                        len: spec.len,
+                        node: n,
+                        elapsed: t0.elapsed(),
+                        outcome,
+                    }
+                });
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    /// Account for one finished attempt.
+    fn handle(&mut self, r: AttemptReport) -> Result<()> {
+        let name = self.nodes[r.node].name.clone();
+        let ns = &mut self.summary.nodes[r.node];
+        ns.busy_seconds += r.elapsed.as_secs_f64();
+        match r.outcome {
+            Ok(v) => {
+                self.sched.done(r.chunk, r.node);
+                let len = r.len;
+                let ns = &mut self.summary.nodes[r.node];
+                ns.chunks += 1;
+                ns.bytes += len;
+                self.summary.chunks_run += 1;
+                self.summary.lines += v.lines;
+                self.progress.finished(r.node, len, v.lines);
+                if let Some(c) = v.checksum {
+                    self.checksums.insert(r.chunk, c);
+                }
+                if self.job.aggregate() {
+                    let partial = v.partial.context("no partial")?;
+                    if let Some(j) = self.journal.as_mut() {
+                        j.record(&DoneEntry {
+                            index: r.chunk,
+                            start: self.input.chunks()[r.chunk].start,
+                            len,
+                            checksum: checksum_hex(v.checksum.unwrap_or(0)),
+                            out_len: 0,
+                            place: Place::Partial,
+                            partial: Some(serde_json::to_value(&partial)?),
+                        })?;
+                    }
+                    self.partials[r.chunk] = Some(partial);
+                } else {
+                    let writer = self.writer.as_mut().expect("byte ops have a writer");
+                    let done = tokio::task::block_in_place(|| writer.insert(r.chunk, v.data))
+                        .context("writing the output")?;
+                    if let Some(j) = self.journal.as_mut() {
+                        record_prefix(j, &self.checksums, self.input.chunks(), &done)?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.input_error => Err(usage!("{}", e.message)),
+            Err(e) => {
+                self.progress.failed(r.node);
+                let out = self.sched.fault(r.chunk, r.node, e.fault);
+                self.summary.nodes[r.node].faults += 1;
+                self.summary.retries = self.sched.retried;
+                if !self.g.quiet || !out.requeued {
+                    self.progress.warn(&format!(
+                        "chunk {} on {name}: {}{}",
+                        r.chunk,
+                        e.message,
+                        if out.requeued {
+                            " (will run again)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                if out.node_removed {
+                    self.summary.nodes[r.node].removed = true;
+                    self.exit = self.exit.max(Exit::Partial);
+                    self.progress.warn(&format!(
+                        "taking {name} out of the run after repeated failures"
+                    ));
+                }
+                if !out.requeued {
+                    anyhow::bail!(
+                        "chunk {} failed {} time(s), last on {name}: {}",
+                        r.chunk,
+                        self.args.retries + 1,
+                        e.message
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every chunk is done: write the output and rename it into place.
+    fn finish_output(&mut self) -> Result<()> {
+        self.summary.chunks = self.sched.chunk_count();
+        self.summary.seconds = self.started.elapsed().as_secs_f64();
+        self.summary.retries = self.sched.retried;
+        self.summary.bytes = match &self.input {
+            Input::Planned { stream, .. } => stream.total,
+            Input::Streamed(_) => self.summary.nodes.iter().map(|n| n.bytes).sum(),
+        };
+        if self.job.aggregate() {
+            let op = self.job.op.expect("aggregates are ops");
+            let mut total = Partial {
+                skip_invalid: self.job.skip_invalid,
+                ..Partial::default()
+            };
+            for p in self.partials.iter().flatten() {
+                total.merge(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let text = if self.g.json {
+                let v = total.to_json(op).map_err(|e| anyhow::anyhow!("{e}"))?;
+                serde_json::to_string(&v)? + "\n"
+            } else {
+                total.render_text(op).map_err(|e| anyhow::anyhow!("{e}"))?
+            };
+            self.summary.output_bytes = text.len() as u64;
+            match &self.sink {
+                Sink::Stdout => {
+                    print!("{text}");
+                    std::io::stdout().flush()?;
+                }
+                Sink::File { temp, dest } => {
+                    let _ = std::fs::remove_file(temp);
+                    AtomicFile::write_whole(dest, text.as_bytes())
+                        .with_context(|| format!("cannot write {}", dest.display()))?;
+                }
+            }
+        } else {
+            let writer = self.writer.take().expect("byte ops have a writer");
+            anyhow::ensure!(
+                writer.next() == self.summary.chunks,
+                "internal error: {} of {} results written",
+                writer.next(),
+                self.summary.chunks
+            );
+            self.summary.output_bytes = writer.bytes_written();
+            let mut out = writer.into_inner();
+            out.flush()?;
+            drop(out);
+            if let Sink::File { temp, dest } = &self.sink {
+                let f = OpenOptions::new().write(true).open(temp)?;
+                AtomicFile {
+                    temp: temp.clone(),
+                    dest: dest.clone(),
+                }
+                .commit(f)
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+            }
+        }
+        if let Some(j) = self.journal.take() {
+            j.remove();
+        }
+        Ok(())
+    }
+
+    /// After a failure or Ctrl-C: put finished results that were waiting for
+    /// an earlier chunk into the journal, so `--resume` keeps them.
+    fn keep_journal(&mut self) -> Result<Option<PathBuf>> {
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(w) = self.writer.as_mut() {
+            w.flush_output()?;
+            for (index, mut buf) in w.take_waiting() {
+                let path = j.chunk_path(index);
+                let mut f = File::create(&path)?;
+                buf.write_to(&mut f)?;
+                f.sync_all()?;
+                let Some(c) = self.input.chunks().get(index) else {
+                    continue;
+                };
+                let (start, len) = (c.start, c.len);
+                j.record(&DoneEntry {
+                    index,
+                    start,
+                    len,
+                    checksum: checksum_hex(self.checksums.get(&index).copied().unwrap_or(0)),
+                    out_len: buf.len(),
+                    place: Place::File,
+                    partial: None,
+                })?;
+            }
+        }
+        Ok(Some(j.dir.clone()))
+    }
+
+    fn print_summary(&self) -> Result<()> {
+        let s = &self.summary;
+        if self.g.json {
+            let line = serde_json::to_string(s)?;
+            if self.args.output.is_some() {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            return Ok(());
+        }
+        if self.g.quiet {
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = s
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.node.clone(),
+                    n.slots.to_string(),
+                    n.chunks.to_string(),
+                    human_bytes(n.bytes),
+                    format!("{:.1}s", n.busy_seconds),
+                    n.faults.to_string(),
+                    if n.removed {
+                        "removed".into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+            .collect();
+        eprint!(
+            "{}",
+            crate::table::render(
+                &["NODE", "SLOTS", "CHUNKS", "BYTES", "BUSY", "FAULTS", ""],
+                &rows
+            )
+        );
+        let rate = s.bytes as f64 / s.seconds.max(0.001);
+        let mut line = format!(
+            "{} chunk(s), {} in {:.2}s ({}/s), {} retried",
+            s.chunks,
+            human_bytes(s.bytes),
+            s.seconds,
+            human_bytes(rate as u64),
+            s.retries
+        );
+        if s.chunks_resumed > 0 {
+            line.push_str(&format!(", {} taken from the journal", s.chunks_resumed));
+        }
+        if !s.unreachable.is_empty() {
+            line.push_str(&format!("; skipped: {}", s.unreachable.join(", ")));
+        }
+        eprintln!("{line}");
+        Ok(())
+    }
+}
+
+/// Journal the chunks just written to `output.part`.
+fn record_prefix(
+    journal: &mut Journal,
+    checksums: &HashMap<usize, u128>,
+    chunks: &[Chunk],
+    written: &[(usize, u64)],
+) -> Result<()> {
+    for &(index, out_len) in written {
+        let c = &chunks[index];
+        journal.record(&DoneEntry {
+            index,
+            start: c.start,
+            len: c.len,
+            checksum: checksum_hex(checksums.get(&index).copied().unwrap_or(0)),
+            out_len,
+            place: Place::Prefix,
+            partial: None,
+        })?;
+        let _ = std::fs::remove_file(journal.chunk_path(index));
+    }
+    Ok(())
+}
+
+struct KeptEntries {
+    entries: Vec<DoneEntry>,
+    prefix_chunks: usize,
+    prefix_bytes: u64,
+}
+
+/// Which journal entries still hold: the chunk is the same and its input
+/// bytes still hash the same, the result is where the entry says.
+fn check_entries(
+    input: &InputStream,
+    chunks: &[Chunk],
+    journal: &Journal,
+    entries: Vec<DoneEntry>,
+) -> Result<KeptEntries> {
+    let mut last: HashMap<usize, DoneEntry> = HashMap::new();
+    for e in entries {
+        last.insert(e.index, e);
+    }
+    let mut sorted: Vec<DoneEntry> = last.into_values().collect();
+    sorted.sort_by_key(|e| e.index);
+    let part_len = std::fs::metadata(journal.part_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut kept = KeptEntries {
+        entries: Vec::new(),
+        prefix_chunks: 0,
+        prefix_bytes: 0,
+    };
+    for e in sorted {
+        let Some(c) = chunks
+            .get(e.index)
+            .filter(|c| c.start == e.start && c.len == e.len)
+        else {
+            continue;
+        };
+        let sum = hash_range(input, c.start, c.len)?;
+        if checksum_hex(sum) != e.checksum {
+            return Err(usage!(
+                "--resume refused: the input bytes of chunk {} changed since the interrupted run (remove {} to start over)",
+                e.index,
+                journal.dir.display()
+            ));
+        }
+        match e.place {
+            Place::Prefix => {
+                if e.index != kept.prefix_chunks || kept.prefix_bytes + e.out_len > part_len {
+                    continue;
+                }
+                kept.prefix_chunks += 1;
+                kept.prefix_bytes += e.out_len;
+            }
+            Place::File => {
+                let ok = std::fs::metadata(journal.chunk_path(e.index))
+                    .is_ok_and(|m| m.len() == e.out_len);
+                if !ok || e.index < kept.prefix_chunks {
+                    continue;
+                }
+            }
+            Place::Partial => {}
+        }
+        kept.entries.push(e);
+    }
+    Ok(kept)
+}
+
+fn hash_range(input: &InputStream, start: u64, len: u64) -> Result<u128> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; crate::chunk::READ_BLOCK];
+    let mut pos = start;
+    while pos < start + len {
+        let want = ((start + len - pos) as usize).min(buf.len());
+        input.read_exact_at(pos, &mut buf[..want])?;
+        h.update(&buf[..want]);
+        pos += want as u64;
+    }
+    Ok(h.digest128())
+}
+
+type StreamItem = std::io::Result<(crate::chunk::StreamChunk, u64)>;
+
+/// Cut a stream into chunks on a blocking thread; the channel holds one
+/// chunk, so reading stays just ahead of sending.
+fn spawn_stream_reader(
+    paths: &[PathBuf],
+    chunk_size: u64,
+) -> Result<tokio::sync::mpsc::Receiver<StreamItem>> {
+    let reader = ConcatReader::open(paths).map_err(|e| usage!("{e:#}"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    std::thread::spawn(move || {
+        let mut chunker = StreamChunker::new(reader, chunk_size);
+        let mut lines = 0u64;
+        loop {
+            match chunker.next_chunk() {
+                Ok(Some(c)) => {
+                    let offset = lines;
+                    lines += c.lines;
+                    if tx.blocking_send(Ok((c, offset))).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// What went up the channel.
+struct Sent {
+    bytes: u64,
+    lines: u64,
+    checksum: Option<u128>,
+}
+
+/// Stream the chunk into the agent's stdin, then close it.
+async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std::io::Result<Sent> {
+    let mut sent = Sent {
+        bytes: 0,
+        lines: 0,
+        checksum: None,
+    };
+    let mut last = b'\n';
+    match &spec.data {
+        ChunkData::Owned(data) => {
+            stdin.write_all(data).await?;
+            sent.bytes = data.len() as u64;
+            sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
+            last = data.last().copied().unwrap_or(b'\n');
+        }
+        ChunkData::Range(input) => {
+            let mut hasher = want_checksum.then(xxhash_rust::xxh3::Xxh3::new);
+            let mut buf = vec![0u8; SEND_BLOCK];
+            let end = spec.start + spec.len;
+            let mut pos = spec.start;
+            while pos < end {
+                let want = ((end - pos) as usize).min(SEND_BLOCK);
+                let input = input.clone();
+                let (b, h, nl) = tokio::task::spawn_blocking(move || {
+                    let mut buf = buf;
+                    let mut hasher = hasher;
+                    input.read_exact_at(pos, &mut buf[..want])?;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&buf[..want]);
+                    }
+                    let nl = memchr::memchr_iter(b'\n', &buf[..want]).count() as u64;
+                    Ok::<_, std::io::Error>((buf, hasher, nl))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                buf = b;
+                hasher = h;
+                stdin.write_all(&buf[..want]).await?;
+                sent.lines += nl;
+                last = buf[want - 1];
+                pos += want as u64;
+                sent.bytes += want as u64;
+            }
+            sent.checksum = hasher.map(|h| h.digest128());
+        }
+    }
+    sent.lines += u64::from(sent.bytes > 0 && last != b'\n');
+    stdin.shutdown().await?;
+    Ok(sent)
+}
+
+/// What came back down the channel, frame by frame, up to the `X` frame.
+struct Received {
+    data: ResultBuf,
+    partial: Option<Partial>,
+    end: Option<End>,
+    stderr_tail: Vec<u8>,
+}
+
+async fn receive(
+    stdout: &mut BoxRead,
+    timeout: Duration,
+    budget: Arc<MemoryBudget>,
+) -> Result<Received, AttemptError> {
+    let mut got = Received {
+        data: ResultBuf::new(budget),
+        partial: None,
+        end: None,
+        stderr_tail: Vec::new(),
+    };
+    let mut dec = FrameDecoder::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match tokio::time::timeout(timeout, stdout.read(&mut buf)).await {
+            Err(_) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    format!("no word from the node for {}", crate::units::Dur(timeout)),
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    format!("connection lost: {e}"),
+                ))
+            }
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            if dec.pending() > 0 {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    "the result stream was cut short",
+                ));
+            }
+            return Ok(got);
+        }
+        dec.feed(&buf[..n]);
+        while let Some(frame) = dec
+            .next_frame()
+            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
+        {
+            match frame.tag {
+                Tag::Data => got.data.push(&frame.payload).map_err(|e| {
+                    AttemptError::new(Fault::Failed, format!("cannot buffer the result: {e}"))
+                })?,
+                Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
+                Tag::Heartbeat => {}
+                Tag::Partial => {
+                    got.partial = Some(
+                        frame
+                            .json()
+                            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
+                    )
+                }
+                Tag::End => {
+                    got.end = Some(
+                        frame
+                            .json()
+                            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(more);
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    crate::transport::CommandOutput {
+        code: None,
+        stdout: Vec::new(),
+        stderr: bytes.to_vec(),
+    }
+    .stderr_line()
+}
+
+/// Run one chunk on one node and verify the result: an `X` frame saying ok,
+/// with the byte counts of what was sent and received.
+async fn attempt(
+    node: &RunNode,
+    spec: &ChunkSpec,
+    job: &Job,
+    timeout: Duration,
+    budget: Arc<MemoryBudget>,
+    want_checksum: bool,
+) -> Result<Verified, AttemptError> {
+    let cmd = job.command_line(&node.agent, spec.len, spec.line_offset);
+    let mut proc = match tokio::time::timeout(timeout, node.session.spawn(&cmd)).await {
+        Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
+        Ok(Err(e)) => return Err(AttemptError::new(Fault::Refused, format!("{e:#}"))),
+        Ok(Ok(p)) => p,
+    };
+    let stdin = proc.stdin.take().expect("stdin is piped");
+    let mut stdout: BoxRead = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    let mut stderr: BoxRead = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
+    let errors = tokio::spawn(async move {
+        let mut tail = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            keep_tail(&mut tail, &buf[..n]);
+        }
+        tail
+    });
+    let writer = send(stdin, spec, want_checksum);
+    let reader = receive(&mut stdout, timeout, budget);
+    tokio::pin!(writer, reader);
+    let mut sent = None;
+    let received = loop {
+        tokio::select! {
+            r = &mut reader => break r,
+            w = &mut writer, if sent.is_none() => sent = Some(w),
+        }
+    };
+    if sent.is_none()
+        && received
+            .as_ref()
+            .is_ok_and(|r| r.end.as_ref().is_some_and(|e| e.ok))
+    {
+        sent = tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .ok();
+    }
+    let channel_err = match tokio::time::timeout(Duration::from_secs(1), errors).await {
+        Ok(Ok(t)) => t,
+        _ => Vec::new(),
+    };
+    // The result is read to its end; the exit status adds nothing once the
+    // End frame is verified, but is waited for so the channel closes cleanly.
+    let status = tokio::time::timeout(Duration::from_secs(5), proc.wait()).await;
+    let received = received?;
+    let Some(end) = received.end else {
+        let why = match last_line(&channel_err) {
+            l if l.is_empty() => match status {
+                Ok(Ok(Some(c))) => format!("the agent exited with code {c} before finishing"),
+                _ => "the connection closed before the chunk finished".to_string(),
+            },
+            l => l,
+        };
+        return Err(AttemptError::new(Fault::Lost, why));
+    };
+    if !end.ok {
+        let mut msg = end.error.clone().unwrap_or_else(|| "failed".into());
+        if let Some(c) = end.exit_code {
+            msg = format!("command exited with code {c}");
+        } else if let Some(s) = end.signal {
+            msg = format!("command killed by signal {s}");
+        }
+        let tail = last_line(&received.stderr_tail);
+        if !tail.is_empty() && !msg.contains(&tail) {
+            msg.push_str(&format!(": {tail}"));
+        }
+        return Err(AttemptError {
+            fault: Fault::Failed,
+            message: msg,
+            input_error: end.input_error,
+        });
+    }
+    let sent = match sent {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            return Err(AttemptError::new(
+                Fault::Lost,
+                format!("sending the chunk: {e}"),
+            ))
+        }
+        None => {
+            return Err(AttemptError::new(
+                Fault::Lost,
+                "the chunk was not fully sent",
+            ))
+        }
+    };
+    if end.input_bytes != sent.bytes || sent.bytes != spec.len {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!("the agent read {} of {} bytes", end.input_bytes, spec.len),
+        ));
+    }
+    if end.data_bytes != received.data.len() {
+        return Err(AttemptError::new(
+            Fault::Lost,
+            format!(
+                "short result: {} of {} bytes arrived",
+                received.data.len(),
+                end.data_bytes
+            ),
+        ));
+    }
+    if job.aggregate() && received.partial.is_none() {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            "the agent sent no partial",
+        ));
+    }
+    Ok(Verified {
+        data: received.data,
+        partial: received.partial,
+        checksum: sent.checksum,
+        lines: sent.lines,
+    })
+}

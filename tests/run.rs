@@ -1,0 +1,542 @@
+//! `distctl run` on real sshd nodes: byte-identical to the local result for
+//! every op on awkward inputs, through a node killed mid-run, after Ctrl-C
+//! and `--resume`, with spaces and quotes in every path.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::{ClusterOptions, TestCluster};
+
+/// The worker-agent binary of this build: the local reference.
+fn agent_bin() -> &'static Path {
+    static AGENT: OnceLock<PathBuf> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        let path = support::distctl_bin().with_file_name("worker-agent");
+        if !path.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "-p", "worker-agent"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "cannot build worker-agent");
+        }
+        path
+    })
+}
+
+/// What running `args` on the whole input locally gives.
+fn local(args: &[&str], input: &Path) -> Output {
+    Command::new(agent_bin())
+        .args(args)
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .unwrap()
+}
+
+fn local_sh(cmd: &str, input: &Path) -> Vec<u8> {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Workdirs with a space and a quote in them.
+fn awkward_workdir(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("node {i} it's/work dir"))
+}
+
+fn cluster(n: usize) -> TestCluster {
+    TestCluster::start_with(
+        n,
+        ClusterOptions {
+            workdir: Some(awkward_workdir),
+            ..ClusterOptions::default()
+        },
+    )
+}
+
+fn run(cluster: &TestCluster, args: &[&str], input: &Path) -> Output {
+    cluster
+        .distctl()
+        .args(["run", "--quiet"])
+        .arg(input)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn numbers(lines: &[&str]) -> Vec<u8> {
+    lines.join("\n").into_bytes()
+}
+
+/// Inputs every op must survive.
+fn awkward_inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut big = Vec::with_capacity(50_000_000);
+    // 50 MB of random bytes shaped as text lines (invalid UTF-8 included).
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while big.len() < 50_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = (x >> 24) as u8;
+        big.push(match b % 16 {
+            0 => b'\n',
+            1 => b' ',
+            2..=9 => b'a' + (b % 26),
+            10 | 11 => b'A' + (b % 26),
+            _ => b,
+        });
+    }
+    let texts: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("no newline at end", b"alpha\nBeta gamma".to_vec()),
+        ("crlf", b"one two\r\nThree\r\n\r\nfour\r\n".to_vec()),
+        ("one line", b"a single line of text\n".to_vec()),
+        (
+            "huge line",
+            [vec![b'q'; 3 << 20], b"\nend\n".to_vec()].concat(),
+        ),
+        (
+            "invalid utf8",
+            b"\xff\xfe caf\xc3\xa9 \xc3\x28\n\xe2\x82\n".to_vec(),
+        ),
+        (
+            "numbers int",
+            numbers(&["1", " 2 ", "-3", "", "40\r", "12345678901234567890"]),
+        ),
+        (
+            "numbers float",
+            numbers(&["1.5", "2", "-0.25", "1e3", "0.1", "0.2"]),
+        ),
+        ("random 50MB", big),
+    ];
+    texts
+        .into_iter()
+        .map(|(name, data)| {
+            let p = dir.join(format!("in {name} 'q'.txt"));
+            std::fs::write(&p, data).unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn every_op_on_every_awkward_input_equals_the_local_result() {
+    let cluster = cluster(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = awkward_inputs(tmp.path());
+    let ops: &[&[&str]] = &[
+        &["upper"],
+        &["lower"],
+        &["count-lines"],
+        &["count-words"],
+        &["count-chars"],
+        &["grep", "--pattern", "a[b-d]|^$|\\xff"],
+        &["sum"],
+        &["avg"],
+        &["min"],
+        &["max"],
+    ];
+    for input in &inputs {
+        let name = input.file_name().unwrap().to_string_lossy().into_owned();
+        let is_big = name.contains("50MB");
+        let numeric_input = name.contains("numbers");
+        // Small inputs in tiny chunks (many per node), the big one in 2 MiB.
+        let size = if is_big { "2M" } else { "8" };
+        for op in ops {
+            let numeric = matches!(op[0], "sum" | "avg" | "min" | "max");
+            if numeric != numeric_input && !(numeric && name == "empty") {
+                continue;
+            }
+            let mut local_args = vec!["op"];
+            local_args.extend_from_slice(op);
+            let want = local(&local_args, input);
+            assert!(want.status.success(), "local {op:?} on {name}");
+            let mut args = vec!["--op"];
+            args.extend_from_slice(op);
+            args.extend(["--chunk-size", size]);
+            let got = run(&cluster, &args, input);
+            assert_eq!(
+                got.status.code(),
+                Some(0),
+                "{op:?} on {name}: {}",
+                String::from_utf8_lossy(&got.stderr)
+            );
+            assert!(
+                got.stdout == want.stdout,
+                "{op:?} on {name}: output differs"
+            );
+        }
+        if !numeric_input {
+            let out = tmp.path().join(format!("out {name}"));
+            let got = run(
+                &cluster,
+                &[
+                    "--exec",
+                    "tr a-z A-Z",
+                    "--chunk-size",
+                    size,
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+                input,
+            );
+            assert_eq!(
+                got.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&got.stderr)
+            );
+            assert!(
+                std::fs::read(&out).unwrap() == local_sh("tr a-z A-Z", input),
+                "exec on {name}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        inputs.len() + 7,
+        "outputs only, no journal or temp file left"
+    );
+}
+
+#[test]
+fn aggregates_as_json_and_bad_numbers() {
+    let cluster = cluster(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("n.txt");
+    std::fs::write(&input, "1\n2\n\n3\nfour\n5\n").unwrap();
+    let got = run(&cluster, &["--op", "avg", "--chunk-size", "4"], &input);
+    assert_eq!(got.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.contains("line 5: not a number"), "{err}");
+    assert!(got.stdout.is_empty());
+
+    let got = cluster
+        .distctl()
+        .args([
+            "--json",
+            "run",
+            "--quiet",
+            "--op",
+            "avg",
+            "--skip-invalid",
+            "--chunk-size",
+            "4",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(got.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(v["op"], "avg");
+    assert_eq!(v["count"], 4);
+    assert_eq!(v["avg"], 2.75);
+    assert_eq!(v["skipped"], 1);
+}
+
+#[test]
+fn stdin_and_several_files_are_one_stream() {
+    let cluster = cluster(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.txt");
+    let b = tmp.path().join("b.txt");
+    std::fs::write(&a, "one\ntwo words").unwrap();
+    std::fs::write(&b, " joined\nthree\n").unwrap();
+    let got = cluster
+        .distctl()
+        .args(["run", "--quiet", "--op", "count-lines", "--chunk-size", "3"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "lines 3\n");
+    let mut child = cluster
+        .distctl()
+        .args(["run", "--quiet", "--op", "upper", "--chunk-size", "5", "-"])
+        .arg(&b)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\nno newline")
+        .unwrap();
+    let got = child.wait_with_output().unwrap();
+    assert!(got.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "FROM STDIN\nNO NEWLINE JOINED\nTHREE\n"
+    );
+}
+
+/// Processes whose command line mentions `needle` (the cluster's unique temp dir).
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && cmd.contains("worker-agent") && !cmd.contains("sshd") {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Wait until `cond` holds (at most 60 s).
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn no_agents_left(cluster: &TestCluster) {
+    let needle = cluster.dir.path().to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with(&needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "agent processes left: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 4 MiB of text in 256 KiB chunks, each taking ~0.3 s on its node: long
+/// enough to kill a node or interrupt the run in the middle.
+fn slow_job(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let input = dir.join("slow in.txt");
+    let data: String = (0..200_000).map(|i| format!("line {i} abc\n")).collect();
+    std::fs::write(&input, &data).unwrap();
+    (input.clone(), data.to_uppercase().into_bytes())
+}
+
+const SLOW: &[&str] = &["--exec", "sleep 0.3; tr a-z A-Z", "--chunk-size", "128K"];
+
+#[test]
+fn a_node_killed_mid_run_loses_nothing() {
+    let mut cluster = cluster(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, want) = slow_job(tmp.path());
+    let out = tmp.path().join("out.txt");
+    let child = cluster
+        .distctl()
+        .args(["--json", "run", "--quiet"])
+        .arg(&input)
+        .args(SLOW)
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill node2 once it is working on chunks.
+    let node2 = cluster.workdir(1).to_string_lossy().into_owned();
+    wait_for("node2 to run a chunk", || {
+        !processes_with(&node2).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    cluster.stop_node(1);
+    let got = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert_eq!(
+        got.status.code(),
+        Some(1),
+        "node dropped, output complete: {err}"
+    );
+    assert!(std::fs::read(&out).unwrap() == want, "output differs");
+    let summary: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(summary["nodes"][1]["removed"], true, "{summary}");
+    assert!(summary["retries"].as_u64().unwrap() >= 1);
+    no_agents_left(&cluster);
+}
+
+#[test]
+fn interrupted_run_resumes_with_only_the_missing_chunks() {
+    let cluster = cluster(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, want) = slow_job(tmp.path());
+    let out = tmp.path().join("out 'x'.txt");
+    let child = cluster
+        .distctl()
+        .args(["run", "--quiet"])
+        .arg(&input)
+        .args(SLOW)
+        .arg("-o")
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = tmp.path().join(".out 'x'.txt.distctl-run/journal.jsonl");
+    wait_for("a finished chunk", || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= 3)
+    });
+    // Ctrl-C.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let got = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert_eq!(got.status.code(), Some(3), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(!out.exists(), "no output from an interrupted run");
+    no_agents_left(&cluster);
+
+    let mut done: Vec<u64> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    done.sort();
+    done.dedup();
+    assert!(!done.is_empty(), "some chunks finished before Ctrl-C");
+
+    let got = cluster
+        .distctl()
+        .args(["--json", "run", "--quiet", "--resume"])
+        .arg(&input)
+        .args(SLOW)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        got.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let total = s["chunks"].as_u64().unwrap();
+    assert_eq!(s["chunks_resumed"].as_u64().unwrap(), done.len() as u64);
+    assert_eq!(s["chunks_run"].as_u64().unwrap(), total - done.len() as u64);
+    assert!(std::fs::read(&out).unwrap() == want);
+    assert!(
+        !journal.exists(),
+        "the journal goes once the output is complete"
+    );
+}
+
+#[test]
+fn resume_refuses_a_changed_input() {
+    let cluster = cluster(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let out = tmp.path().join("out.txt");
+    // A journal as an interrupted run leaves it, then a changed input.
+    let journal_dir = tmp.path().join(".out.txt.distctl-run");
+    std::fs::create_dir(&journal_dir).unwrap();
+    let got = run(
+        &cluster,
+        &["--op", "upper", "--resume", "-o", out.to_str().unwrap()],
+        &input,
+    );
+    assert_eq!(got.status.code(), Some(2), "no journal: usage error");
+    let ok = run(
+        &cluster,
+        &["--op", "upper", "-o", out.to_str().unwrap()],
+        &input,
+    );
+    assert!(ok.status.success());
+    let key = serde_json::json!({
+        "inputs": [{"path": input, "size": 4, "mtime_ns": 1}],
+        "chunk_size": 16 << 20, "op": "upper", "pattern": null, "exec": null, "skip_invalid": false,
+    });
+    std::fs::create_dir_all(&journal_dir).unwrap();
+    std::fs::write(journal_dir.join("journal.jsonl"), format!("{key}\n")).unwrap();
+    let got = run(
+        &cluster,
+        &["--op", "upper", "--resume", "-o", out.to_str().unwrap()],
+        &input,
+    );
+    assert_eq!(got.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&got.stderr).contains("changed"));
+}
+
+#[test]
+fn unreachable_node_is_skipped_and_dry_run_touches_nothing() {
+    let mut cluster = cluster(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "x\ny\nz\n").unwrap();
+    let dry = cluster
+        .distctl()
+        .args([
+            "--json",
+            "run",
+            "--dry-run",
+            "--op",
+            "upper",
+            "--chunk-size",
+            "2",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(dry.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let nodes: Vec<&str> = plan["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node1", "node2", "node3"]);
+    for i in 0..3 {
+        assert!(
+            !cluster.workdir(i).exists(),
+            "dry run touched node{}",
+            i + 1
+        );
+    }
+
+    cluster.stop_node(2);
+    let got = cluster
+        .distctl()
+        .args(["run", "--op", "upper", "--chunk-size", "2"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(got.status.code(), Some(1));
+    assert_eq!(got.stdout, b"X\nY\nZ\n");
+    assert!(String::from_utf8_lossy(&got.stderr).contains("node3"));
+
+    let failing = cluster
+        .distctl()
+        .args([
+            "run",
+            "--quiet",
+            "--exec",
+            "echo boom >&2; exit 7",
+            "--retries",
+            "1",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&failing.stderr);
+    assert!(err.contains("code 7") && err.contains("boom"), "{err}");
+}
