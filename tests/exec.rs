@@ -320,3 +320,41 @@ fn timeout_kills_the_command_and_everything_it_started() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout).lines().count(), 2);
 }
+
+#[test]
+fn interrupting_exec_kills_what_it_started_on_every_node() {
+    let cluster = TestCluster::start(2);
+    // A background child, one in a session of its own, a foreground child.
+    let child = cluster
+        .distctl()
+        .args([
+            "exec",
+            "--",
+            "sleep 4262.17 & setsid sleep 4263.17 & sleep 4264.17",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let markers = ["4262.17", "4263.17", "4264.17"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while markers.iter().any(|m| processes_with(m).len() < 2) {
+        assert!(Instant::now() < deadline, "the commands did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on the distctl child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("node[1-2]: interrupted"), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = markers.iter().flat_map(|m| processes_with(m)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

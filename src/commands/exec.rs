@@ -35,8 +35,18 @@ const KILL_AFTER: Duration = Duration::from_secs(2);
 /// process that escaped the group may still hold the output open).
 const GRACE: Duration = Duration::from_secs(3);
 
-/// The command line a node runs for what the user typed after `--`.
-pub fn remote_command(argv: &[String], timeout: Option<Duration>) -> String {
+/// The command line a node runs for what the user typed after `--`. It
+/// exports `DISTCTL_EXEC_ID=<tag>`, which every process it starts inherits,
+/// so that an interrupted exec can find and kill them all ([`kill_command`]).
+pub fn remote_command(argv: &[String], timeout: Option<Duration>, tag: &str) -> String {
+    format!(
+        "DISTCTL_EXEC_ID={}; export DISTCTL_EXEC_ID; {}",
+        shell::quote(tag),
+        user_command(argv, timeout)
+    )
+}
+
+fn user_command(argv: &[String], timeout: Option<Duration>) -> String {
     let Some(t) = timeout else {
         return if argv.len() == 1 {
             argv[0].clone()
@@ -59,6 +69,20 @@ pub fn remote_command(argv: &[String], timeout: Option<Duration>) -> String {
     )
 }
 
+/// Kills, on a node, every process carrying `DISTCTL_EXEC_ID=<tag>` in its
+/// environment (Linux /proc): TERM, then KILL a second later. Unlike a
+/// process group, this also reaches children that started sessions of their own.
+pub fn kill_command(tag: &str) -> String {
+    format!(
+        r#"want={}
+sweep() {{ for p in /proc/[0-9]*; do
+  if tr '\000' '\n' < "$p/environ" 2>/dev/null | grep -qx "$want"; then kill -"$1" "${{p#/proc/}}" 2>/dev/null; fi
+done; }}
+sweep TERM; sleep 1; sweep KILL; true"#,
+        shell::quote(&format!("DISTCTL_EXEC_ID={tag}"))
+    )
+}
+
 /// How a node's run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -68,6 +92,8 @@ pub enum Outcome {
     /// Ended without an exit status (killed by a signal).
     Killed,
     TimedOut(Dur),
+    /// distctl was interrupted (Ctrl-C, SIGTERM); the command was killed.
+    Interrupted,
     /// The connection dropped while the command ran, or no channel opened.
     Lost(String),
     Unreachable(String),
@@ -82,6 +108,7 @@ impl Outcome {
             Outcome::TimedOut(_) => "timed_out",
             Outcome::Lost(_) => "lost",
             Outcome::Unreachable(_) => "unreachable",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
@@ -94,6 +121,7 @@ impl Outcome {
             Outcome::TimedOut(t) => format!("timed out after {t}"),
             Outcome::Lost(why) => format!("connection lost: {why}"),
             Outcome::Unreachable(why) => format!("unreachable: {why}"),
+            Outcome::Interrupted => "interrupted".into(),
         }
     }
 
@@ -102,6 +130,7 @@ impl Outcome {
             Outcome::Ok => Exit::Ok,
             Outcome::Failed(_) | Outcome::Killed | Outcome::TimedOut(_) => Exit::RemoteFailed,
             Outcome::Lost(_) | Outcome::Unreachable(_) => Exit::Partial,
+            Outcome::Interrupted => Exit::Failed,
         }
     }
 }
@@ -209,6 +238,9 @@ struct RunOpts<'a> {
     input: Option<&'a [u8]>,
     timeout: Option<Duration>,
     mode: Mode,
+    tag: &'a str,
+    /// Turns true on Ctrl-C / SIGTERM.
+    stop: tokio::sync::watch::Receiver<bool>,
     outdir: Option<&'a Path>,
 }
 
@@ -243,6 +275,11 @@ async fn run_on(session: &NodeSession, opts: &RunOpts<'_>, printer: &Printer) ->
                 }
             }
         }
+    }
+    let mut stop = opts.stop.clone();
+    if *stop.borrow() {
+        run.outcome = Outcome::Interrupted;
+        return run;
     }
     let start = Instant::now();
     let mut proc = match session.spawn(opts.cmdline).await {
@@ -285,11 +322,29 @@ async fn run_on(session: &NodeSession, opts: &RunOpts<'_>, printer: &Printer) ->
         );
         (out, err, proc.wait().await)
     };
-    let finished = match opts.timeout {
-        Some(t) => tokio::time::timeout(t + KILL_AFTER + GRACE, work)
-            .await
-            .ok(),
-        None => Some(work.await),
+    let bounded = async {
+        match opts.timeout {
+            Some(t) => tokio::time::timeout(t + KILL_AFTER + GRACE, work)
+                .await
+                .ok(),
+            None => Some(work.await),
+        }
+    };
+    let finished = tokio::select! {
+        f = bounded => f,
+        _ = stop.wait_for(|s| *s) => {
+            // The channel is closed now; the processes may live on: kill them.
+            let kill = kill_command(opts.tag);
+            let _ = tokio::time::timeout(Duration::from_secs(10), session.run(&kill, None)).await;
+            if let Some(dir) = opts.outdir {
+                for ext in ["out", "err"] {
+                    let _ = std::fs::remove_file(out_paths(dir, &node, ext).0);
+                }
+            }
+            run.duration = Some(start.elapsed());
+            run.outcome = Outcome::Interrupted;
+            return run;
+        }
     };
     let elapsed = start.elapsed();
     run.duration = Some(elapsed);
@@ -364,13 +419,33 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     } else {
         None
     };
-    let cmdline = remote_command(&args.command, args.timeout.map(|t| t.0));
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let cmdline = remote_command(&args.command, args.timeout.map(|t| t.0), &tag);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let on_signal = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("cannot handle SIGTERM");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
     let opts = RunOpts {
         cmdline: &cmdline,
         input: input.as_deref(),
         timeout: args.timeout.map(|t| t.0),
         mode,
         outdir: args.outdir.as_deref(),
+        tag: &tag,
+        stop,
     };
 
     let nodes = Inventory::load(g)?.select(g)?;
@@ -395,6 +470,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     })
     .await?;
     printer.finish();
+    on_signal.abort();
 
     match mode {
         Mode::Json => {
@@ -475,17 +551,17 @@ mod tests {
     #[test]
     fn one_argument_is_a_command_line_several_are_an_argv() {
         assert_eq!(
-            remote_command(&["ls *.txt; echo $HOME".into()], None),
-            "ls *.txt; echo $HOME"
+            remote_command(&["ls *.txt; echo $HOME".into()], None, "t1"),
+            "DISTCTL_EXEC_ID=t1; export DISTCTL_EXEC_ID; ls *.txt; echo $HOME"
         );
         assert_eq!(
-            remote_command(
+            user_command(
                 &["printf".into(), "%s\n".into(), "a b".into(), "$x".into()],
                 None
             ),
             "printf '%s\n' 'a b' '$x'"
         );
-        let t = remote_command(
+        let t = user_command(
             &["sleep".into(), "9".into()],
             Some(Duration::from_millis(1500)),
         );
