@@ -220,6 +220,33 @@ fn sync_into_the_workdir_root_never_deletes_distctl_files_and_status_shows_it() 
 }
 
 #[test]
+fn without_rsync_here_auto_takes_the_tar_path() {
+    let cluster = TestCluster::start(2);
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("app");
+    make_tree(&src);
+    // A PATH with ssh but no rsync.
+    let bin = local.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    symlink("/usr/bin/ssh", bin.join("ssh")).unwrap();
+    let out = cluster
+        .distctl()
+        .env("PATH", &bin)
+        .args(["--json", "sync"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, row) in rows.as_array().unwrap().iter().enumerate() {
+        assert_eq!(row["method"], "tar", "{row}");
+        let mut got = snapshot(cluster.workdir(i));
+        got.remove("sync_status");
+        assert_eq!(got, snapshot(&src));
+    }
+}
+
+#[test]
 fn sync_errors() {
     let cluster = TestCluster::start(1);
     let out = cluster

@@ -73,19 +73,28 @@ impl NodeSync {
     }
 }
 
-/// `--to` must stay inside the workdir.
+/// `--to` must stay inside the workdir: a relative path without `..`
+/// (`./app/` is `app`).
 fn check_subdir(sub: &str) -> Result<String> {
-    let p = Path::new(sub);
-    let bad = sub.is_empty()
-        || p.is_absolute()
-        || p.components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)));
-    if bad {
+    use std::path::Component;
+    let mut parts = Vec::new();
+    for c in Path::new(sub).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            _ => {
+                return Err(usage!(
+                    "--to '{sub}' must be a relative path inside the workdir (no '..')"
+                ))
+            }
+        }
+    }
+    if parts.is_empty() {
         return Err(usage!(
-            "--to '{sub}' must be a relative path inside the workdir (no '..')"
+            "--to '{sub}' must name a folder inside the workdir (relative, no '..')"
         ));
     }
-    Ok(sub.trim_end_matches('/').to_string())
+    Ok(parts.join("/"))
 }
 
 fn dest(node: &Node, subdir: Option<&str>) -> String {
@@ -505,6 +514,8 @@ Total bytes received: 99
     #[test]
     fn subdir_stays_inside_the_workdir() {
         assert_eq!(check_subdir("app/").unwrap(), "app");
+        assert_eq!(check_subdir("./a b/./c").unwrap(), "a b/c");
+        assert!(check_subdir(".").is_err());
         assert!(check_subdir("../x").is_err());
         assert!(check_subdir("/etc").is_err());
         assert!(check_subdir("a/../b").is_err());
