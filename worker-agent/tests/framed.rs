@@ -1,0 +1,275 @@
+//! The agent binary as distctl drives it: framed streams, exit statuses,
+//! short input, and cleanup when the reader goes away.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use distctl_proto::{End, Frame, FrameDecoder, Partial, Tag};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_worker-agent");
+
+/// Run the agent with `input` on stdin; returns (exit code, stdout).
+fn agent(args: &[&str], input: &[u8]) -> (i32, Vec<u8>) {
+    let mut child = Command::new(AGENT)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+fn frames(stream: &[u8]) -> Vec<Frame> {
+    let mut dec = FrameDecoder::new();
+    dec.feed(stream);
+    let mut out = Vec::new();
+    while let Some(f) = dec.next_frame().unwrap() {
+        out.push(f);
+    }
+    assert_eq!(dec.pending(), 0, "stream ends inside a frame");
+    out
+}
+
+/// Data bytes, stderr bytes, partial and end of a framed stream; checks
+/// that X comes last and its byte count matches the D frames.
+fn decode(stream: &[u8]) -> (Vec<u8>, Vec<u8>, Option<Partial>, End) {
+    let fs = frames(stream);
+    let (last, rest) = fs.split_last().expect("no frames");
+    assert_eq!(last.tag, Tag::End, "X is not last");
+    let end: End = last.json().unwrap();
+    let (mut data, mut err, mut partial) = (Vec::new(), Vec::new(), None);
+    for f in rest {
+        match f.tag {
+            Tag::Data => {
+                assert!(f.payload.len() <= distctl_proto::frame::MAX_DATA);
+                data.extend_from_slice(&f.payload)
+            }
+            Tag::Stderr => err.extend_from_slice(&f.payload),
+            Tag::Partial => partial = Some(f.json().unwrap()),
+            Tag::Heartbeat => assert!(f.payload.is_empty()),
+            Tag::End => panic!("two X frames"),
+        }
+    }
+    assert_eq!(end.data_bytes, data.len() as u64);
+    (data, err, partial, end)
+}
+
+#[test]
+fn framed_byte_op_equals_plain_output() {
+    let input: Vec<u8> = (0..3_000_000u32)
+        .map(|i| b"ab\xffZ\n"[(i % 5) as usize])
+        .collect();
+    let (code, plain) = agent(&["op", "upper"], &input);
+    assert_eq!(code, 0);
+    let (code, stream) = agent(
+        &[
+            "op",
+            "upper",
+            "--framed",
+            "--expect-bytes",
+            &input.len().to_string(),
+        ],
+        &input,
+    );
+    assert_eq!(code, 0);
+    let (data, _, partial, end) = decode(&stream);
+    assert_eq!(data, plain);
+    assert_eq!(data, input.to_ascii_uppercase());
+    assert!(partial.is_none());
+    assert!(end.ok);
+    assert_eq!(end.input_bytes, input.len() as u64);
+}
+
+#[test]
+fn framed_aggregate_sends_a_partial_that_renders_like_plain() {
+    let input = b"1\n2.5\n\n-4\n";
+    let (_, plain) = agent(&["op", "avg"], input);
+    let (code, stream) = agent(&["op", "avg", "--framed"], input);
+    assert_eq!(code, 0);
+    let (data, _, partial, end) = decode(&stream);
+    assert!(data.is_empty() && end.ok);
+    let partial = partial.expect("P frame");
+    assert_eq!(
+        partial
+            .render_text(distctl_proto::Op::Avg)
+            .unwrap()
+            .as_bytes(),
+        plain
+    );
+    assert_eq!(
+        String::from_utf8(plain).unwrap(),
+        "count 3\navg -0.16666666666666666\n"
+    );
+}
+
+#[test]
+fn bad_number_is_an_input_error_with_the_global_line_number() {
+    let (code, stream) = agent(
+        &["op", "sum", "--framed", "--line-offset", "1000"],
+        b"1\n2\nthree\n",
+    );
+    assert_eq!(code, 1);
+    let (_, _, partial, end) = decode(&stream);
+    assert!(partial.is_none());
+    assert!(!end.ok && end.input_error);
+    assert_eq!(
+        end.error.as_deref(),
+        Some("line 1003: not a number: 'three'")
+    );
+    assert_eq!(end.input_bytes, 10, "the whole chunk is still read");
+}
+
+#[test]
+fn short_input_is_a_retryable_failure() {
+    let (_, stream) = agent(
+        &["op", "lower", "--framed", "--expect-bytes", "100"],
+        b"abc\n",
+    );
+    let (_, _, _, end) = decode(&stream);
+    assert!(!end.ok && !end.input_error);
+    assert!(end.error.unwrap().contains("expected 100"));
+}
+
+#[test]
+fn exec_reports_stdout_stderr_and_status() {
+    let (code, stream) = agent(
+        &[
+            "exec",
+            "--framed",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo oops >&2; exit 3",
+        ],
+        b"hello\n",
+    );
+    assert_eq!(code, 1);
+    let (data, err, _, end) = decode(&stream);
+    assert_eq!(data, b"HELLO\n");
+    assert_eq!(err, b"oops\n");
+    assert_eq!(end.exit_code, Some(3));
+    assert!(!end.ok && !end.input_error);
+    assert_eq!(end.input_bytes, 6);
+
+    // A command that stops reading early is fine; all input is still counted.
+    let big = vec![b'x'; 5 << 20];
+    let (code, stream) = agent(
+        &[
+            "exec",
+            "--framed",
+            "--expect-bytes",
+            &big.len().to_string(),
+            "--",
+            "head",
+            "-c",
+            "3",
+        ],
+        &big,
+    );
+    assert_eq!(code, 0);
+    let (data, _, _, end) = decode(&stream);
+    assert_eq!(data, b"xxx");
+    assert!(end.ok, "{:?}", end.error);
+    assert_eq!(end.input_bytes, big.len() as u64);
+}
+
+#[test]
+fn silent_command_gets_heartbeats() {
+    let start = Instant::now();
+    let (_, stream) = agent(&["exec", "--framed", "--", "sleep", "1.5"], b"");
+    let beats = frames(&stream)
+        .iter()
+        .filter(|f| f.tag == Tag::Heartbeat)
+        .count();
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    assert!(beats >= 2, "{beats} heartbeats in 1.5 s");
+}
+
+/// Is `pid` still alive (and not a zombie)?
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn reader_gone_kills_the_whole_process_group() {
+    let dir = std::env::temp_dir().join(format!("wa-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pids");
+    let script = format!(
+        "sleep 60 & echo $! > '{p}'; sh -c 'echo $$ >> \"{p}\"; sleep 60' & wait",
+        p = pidfile.display()
+    );
+    let mut child = Command::new(AGENT)
+        .args(["exec", "--framed", "--", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read the first heartbeat, then go away like a dropped connection.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 5];
+    stdout.read_exact(&mut head).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pids: Vec<u32> = loop {
+        let text = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() == 2 || Instant::now() > deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pids.len(), 2, "the command did not start its children");
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && (pids.iter().any(|&p| alive(p)) || child.try_wait().unwrap().is_none())
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        child.try_wait().unwrap().is_some(),
+        "the agent did not exit"
+    );
+    for p in pids {
+        assert!(!alive(p), "process {p} of the command survived");
+    }
+}
+
+#[test]
+fn output_file_appears_only_when_complete() {
+    let dir = std::env::temp_dir().join(format!("wa-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("result.txt");
+    let (code, _) = agent(
+        &["op", "upper", "--output", out.to_str().unwrap()],
+        b"abc\n",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read(&out).unwrap(), b"ABC\n");
+    let bad = dir.join("bad.txt");
+    let (code, _) = agent(&["op", "sum", "--output", bad.to_str().unwrap()], b"x\n");
+    assert_eq!(code, 1);
+    assert!(!bad.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
