@@ -14,7 +14,6 @@ use std::process::Command;
 
 use sha2::Digest;
 
-const AGENT_TARGET: &str = "x86_64-unknown-linux-gnu";
 const AGENT_PROFILE: &str = "agent-static";
 
 fn main() {
@@ -42,6 +41,14 @@ fn main() {
                 .map(|t| t.join("worker-agent-static"))
         })
         .unwrap_or_else(|| out_dir.join("worker-agent-static"));
+
+    // The agent runs where distctl's own target runs (x86_64 unless built
+    // for another Linux): static on gnu via crt-static, on musl by default.
+    let agent_target = env::var("TARGET")
+        .ok()
+        .filter(|t| t.contains("-linux-"))
+        .unwrap_or_else(|| "x86_64-unknown-linux-gnu".into());
+    let agent_target = agent_target.as_str();
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -74,7 +81,7 @@ fn main() {
             "--package",
             "worker-agent",
             "--target",
-            AGENT_TARGET,
+            agent_target,
         ])
         .args(["--profile", AGENT_PROFILE])
         .arg("--manifest-path")
@@ -90,7 +97,7 @@ fn main() {
         profile("strip", "true"),
         profile("debug", "false"),
         profile("incremental", "false"),
-        format!("target.{AGENT_TARGET}.rustflags=[\"-C\", \"target-feature=+crt-static\"]"),
+        format!("target.{agent_target}.rustflags=[\"-C\", \"target-feature=+crt-static\"]"),
     ] {
         cmd.arg("--config").arg(setting);
     }
@@ -103,7 +110,7 @@ fn main() {
         panic!("building the static worker-agent failed ({status}); see the errors above");
     }
     let built = target_dir
-        .join(AGENT_TARGET)
+        .join(agent_target)
         .join(AGENT_PROFILE)
         .join("worker-agent");
     let dest = out_dir.join("worker-agent");

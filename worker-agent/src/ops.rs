@@ -246,9 +246,16 @@ impl State {
 /// The lines of a region, without their newlines (no empty line after a
 /// final newline).
 fn lines(region: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let body = region.strip_suffix(b"\n").unwrap_or(region);
-    let empty = region.is_empty();
-    body.split(|&b| b == b'\n').filter(move |_| !empty)
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', region);
+    std::iter::from_fn(move || {
+        let end = ends
+            .next()
+            .or((start < region.len()).then_some(region.len()))?;
+        let line = &region[start..end];
+        start = end + 1;
+        Some(line)
+    })
 }
 
 /// A bad line as it appears in an error message: lossy UTF-8, at most 60 chars.
