@@ -358,3 +358,43 @@ fn interrupting_exec_kills_what_it_started_on_every_node() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
+    let mut cluster = TestCluster::start(3);
+    let cmd = format!(
+        "echo started; if {}; then sleep 30; fi; sleep 2; echo done",
+        on_port(cluster.port(1))
+    );
+    let child = cluster
+        .distctl()
+        .args(["--json", "exec", "--", &cmd])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_with("sleep 30").is_empty() {
+        assert!(Instant::now() < deadline, "node2 did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.stop_node(1);
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["stdout"], "started\ndone\n");
+    assert_eq!(rows[2]["stdout"], "started\ndone\n");
+    assert_eq!(rows[1]["status"], "lost", "{}", rows[1]);
+
+    // A command killed by a signal on a live connection is not a lost node.
+    let out = cluster
+        .distctl()
+        .args(["--nodes", "node1", "--json", "exec", "--", "kill -9 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "killed", "{}", rows[0]);
+}

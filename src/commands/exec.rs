@@ -371,6 +371,15 @@ async fn run_on(session: &NodeSession, opts: &RunOpts<'_>, printer: &Printer) ->
             }
         }
     };
+    // No exit status: killed by a signal, or the connection went away (the
+    // mux reports both alike). A dead master refuses the next channel at once.
+    if run.outcome == Outcome::Killed
+        && tokio::time::timeout(Duration::from_secs(5), session.ping())
+            .await
+            .map_or(true, |r| r.is_err())
+    {
+        run.outcome = Outcome::Lost("the connection to the node dropped".into());
+    }
     if let Some(dir) = opts.outdir {
         for ext in ["out", "err"] {
             let (tmp, done) = out_paths(dir, &node, ext);
