@@ -3,6 +3,8 @@
 //! blocking thread and the bytes cross to the async side over a bounded
 //! channel (backpressure: a slow node slows the reader of the local disk).
 
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -125,10 +127,14 @@ pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
         archive.set_preserve_mtime(true);
         archive.set_overwrite(true);
         let mut files = 0;
+        // Directories stay writable until the end, so that a read-only one
+        // can still receive its contents; their modes are set last.
+        let mut dirs = Vec::new();
         for entry in archive.entries().context("reading the archive")? {
             let mut entry = entry.context("reading the archive")?;
             let path = entry.path()?.into_owned();
-            if entry.header().entry_type().is_file() {
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
                 files += 1;
             }
             if !entry
@@ -140,6 +146,16 @@ pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
                     path.display()
                 );
             }
+            if kind.is_dir() {
+                if let Ok(mode) = entry.header().mode() {
+                    let p = dir.join(&path);
+                    std::fs::set_permissions(&p, Permissions::from_mode(mode | 0o700))?;
+                    dirs.push((p, mode));
+                }
+            }
+        }
+        for (p, mode) in dirs.iter().rev() {
+            std::fs::set_permissions(p, Permissions::from_mode(mode & 0o7777))?;
         }
         Ok(files)
     });
@@ -174,4 +190,57 @@ pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
         files: files?,
         bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[tokio::test]
+    async fn a_tree_round_trips_with_modes_and_links() {
+        let src = tempfile::tempdir().unwrap();
+        let root = src.path();
+        std::fs::create_dir_all(root.join("ro dir")).unwrap();
+        std::fs::write(root.join("ro dir/f"), "content").unwrap();
+        std::fs::write(root.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(root.join("tool"), Permissions::from_mode(0o750)).unwrap();
+        symlink("ro dir/f", root.join("link")).unwrap();
+        std::fs::set_permissions(root.join("ro dir"), Permissions::from_mode(0o555)).unwrap();
+
+        let (w, r) = tokio::io::duplex(4096);
+        let dst = tempfile::tempdir().unwrap();
+        let paths = ["ro dir", "ro dir/f", "tool", "link"]
+            .map(PathBuf::from)
+            .to_vec();
+        let (sent, got) = tokio::join!(
+            send(root.to_path_buf(), paths, Box::pin(w)),
+            receive(Box::pin(r), dst.path().to_path_buf())
+        );
+        let (sent, got) = (sent.unwrap(), got.unwrap());
+        assert_eq!(sent, got.bytes);
+        assert_eq!(got.files, 2);
+        let d = dst.path();
+        assert_eq!(
+            std::fs::read_to_string(d.join("ro dir/f")).unwrap(),
+            "content"
+        );
+        let mode = |p: &str| {
+            std::fs::symlink_metadata(d.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("ro dir"), 0o555);
+        assert_eq!(mode("tool"), 0o750);
+        assert_eq!(
+            std::fs::read_link(d.join("link")).unwrap(),
+            PathBuf::from("ro dir/f")
+        );
+        // Let the temporary directories clean up.
+        for d in [root, d] {
+            std::fs::set_permissions(d.join("ro dir"), Permissions::from_mode(0o755)).unwrap();
+        }
+    }
 }
