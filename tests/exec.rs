@@ -291,7 +291,7 @@ fn timeout_kills_the_command_and_everything_it_started() {
         .unwrap();
     let took = start.elapsed();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     for row in rows.as_array().unwrap() {
         assert_eq!(row["status"], "timed_out", "{row}");
@@ -363,7 +363,7 @@ fn interrupting_exec_kills_what_it_started_on_every_node() {
 fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
     let mut cluster = TestCluster::start(3);
     let cmd = format!(
-        "echo started; if {}; then sleep 30; fi; sleep 2; echo done",
+        "echo started; if {}; then sleep 30.4417; fi; sleep 2; echo done",
         on_port(cluster.port(1))
     );
     let child = cluster
@@ -374,7 +374,7 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_with("sleep 30").is_empty() {
+    while processes_with("sleep 30.4417").is_empty() {
         assert!(Instant::now() < deadline, "node2 did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
