@@ -173,7 +173,7 @@ struct DockerCluster {
     dir: tempfile::TempDir,
     network: Option<String>,
     nodes: Vec<DockerNode>,
-    paused: Vec<usize>,
+    paused: std::sync::Mutex<Vec<usize>>,
 }
 
 impl DockerCluster {
@@ -249,7 +249,7 @@ impl DockerCluster {
             dir,
             network: None,
             nodes: Vec::new(),
-            paused: Vec::new(),
+            paused: Default::default(),
         };
         let base = if host_mode {
             None
@@ -386,9 +386,9 @@ impl DockerCluster {
     }
 
     /// Freeze every process of the node (a hung machine, connections stay open).
-    fn pause(&mut self, i: usize) {
+    fn pause(&self, i: usize) {
         docker_ok(&["pause", self.container(i)]);
-        self.paused.push(i);
+        self.paused.lock().unwrap().push(i);
     }
 
     /// Give the node a new host key and restart it (known_hosts keeps the old one).
@@ -420,7 +420,7 @@ impl DockerCluster {
 
 impl Drop for DockerCluster {
     fn drop(&mut self) {
-        for &i in &self.paused {
+        for &i in self.paused.lock().unwrap().iter() {
             let _ = docker(&["unpause", self.container(i)]);
         }
         let names: Vec<&str> = self.nodes.iter().map(|n| n.container.as_str()).collect();
@@ -581,32 +581,6 @@ fn collect_rows(cluster: &DockerCluster, extra: &[&str]) -> (i32, Vec<Row>) {
 }
 
 #[test]
-fn status_reaches_every_container() {
-    let Some(cluster) = DockerCluster::start("status", 3) else {
-        return;
-    };
-    let (code, rows) = status_json(&cluster);
-    assert_eq!(code, 0, "{rows:?}");
-    assert_eq!(rows.len(), 3);
-    for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row["node"], format!("node{}", i + 1));
-        assert_eq!(row["reachable"], true, "{row}");
-        assert_eq!(row["agent"], "none", "{row}");
-    }
-    // Agentless metrics: one row per container, each from its own address.
-    let (code, rows) = collect_rows(&cluster, &[]);
-    assert_eq!(code, 0, "{rows:?}");
-    assert_eq!(rows.len(), 3);
-    for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row["node"], format!("node{}", i + 1));
-        assert_eq!(row["host"], cluster.nodes[i].host);
-        assert_eq!(row["status"], "ok", "{row:?}");
-        assert_eq!(row["sampler"], "ssh", "{row:?}");
-        assert!(row["mem_total_mib"].parse::<u64>().unwrap() > 0, "{row:?}");
-    }
-}
-
-#[test]
 fn killed_container_is_unreachable_and_hides_nothing() {
     let Some(cluster) = DockerCluster::start("killed", 3) else {
         return;
@@ -630,7 +604,7 @@ fn killed_container_is_unreachable_and_hides_nothing() {
 
 #[test]
 fn paused_container_does_not_hang_status() {
-    let Some(mut cluster) = DockerCluster::start("paused-status", 2) else {
+    let Some(cluster) = DockerCluster::start("paused-status", 2) else {
         return;
     };
     cluster.pause(0);
@@ -750,4 +724,470 @@ fn compose_file_matches_the_generator() {
         committed,
         "regenerate: docker/cluster compose 3 > docker/compose.yml"
     );
+}
+
+// ---- the data path: setup, run, faults mid-run ----
+
+/// The worker-agent built beside distctl: the local reference for every op.
+fn agent_bin() -> PathBuf {
+    let p = distctl_bin().with_file_name("worker-agent");
+    assert!(
+        p.exists(),
+        "{} is missing: cargo build --workspace",
+        p.display()
+    );
+    p
+}
+
+/// What `worker-agent op ARGS < input` prints on this machine.
+fn local_op(args: &[&str], input: &Path) -> Vec<u8> {
+    let out = run_bounded(
+        Command::new(agent_bin())
+            .arg("op")
+            .args(args)
+            .stdin(fs::File::open(input).unwrap()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "local {args:?}: {}",
+        text(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Deterministic awkward text of about `size` bytes: mixed case, UTF-8, CRLF
+/// lines, invalid bytes, empty lines, long lines, no final newline.
+fn write_text(path: &Path, size: usize) {
+    let words: [&[u8]; 10] = [
+        b"alpha",
+        b"Bravo",
+        b"CHARLIE",
+        b"d\xc3\xa9j\xc3\xa0",
+        b"\xe4\xb8\xad\xe6\x96\x87",
+        b"x\xffy",
+        b"tab\there",
+        b"\r",
+        b"0123",
+        b"mIxEd",
+    ];
+    let mut out = Vec::with_capacity(size + 100);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while out.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = (x % 23) as usize;
+        let n = if x.is_multiple_of(97) { 400 } else { n };
+        for k in 0..n {
+            if k > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(words[((x >> (k % 50)) % 10) as usize]);
+        }
+        out.extend_from_slice(if x.is_multiple_of(5) { b"\r\n" } else { b"\n" });
+    }
+    out.extend_from_slice(b"last line without newline");
+    fs::write(path, out).unwrap();
+}
+
+/// One number per line: integers and decimals, with spaces and CRLF.
+fn write_numbers(path: &Path, lines: usize) {
+    let mut s = String::new();
+    for i in 0..lines {
+        let v = (i as i64 * 7919) % 100_003 - 50_000;
+        match i % 4 {
+            0 => s.push_str(&format!("{v}\n")),
+            1 => s.push_str(&format!("  {v}.25 \n")),
+            2 => s.push_str(&format!("{v}\r\n")),
+            _ => s.push_str(&format!("{}\n", v * 1_000_000_007)),
+        }
+    }
+    fs::write(path, s).unwrap();
+}
+
+/// What one `distctl run` gave.
+struct Job {
+    code: i32,
+    /// The output file, None when none was written.
+    output: Option<Vec<u8>>,
+    /// The `--json` summary (chunks, retries, per-node chunks and faults), else Null.
+    summary: serde_json::Value,
+    stderr: String,
+}
+
+/// `distctl run INPUT ARGS -o OUT`, killed (and the test failed) past `limit`.
+/// With `--json` among ARGS the summary comes on stdout.
+fn run_job(cluster: &DockerCluster, input: &Path, args: &[&str], limit: Duration) -> Job {
+    let out_path = input.with_extension("out");
+    let _ = fs::remove_file(&out_path);
+    let out = run_bounded(
+        cluster
+            .distctl()
+            .arg("run")
+            .arg(input)
+            .args(args)
+            .arg("-o")
+            .arg(&out_path),
+        limit,
+    );
+    let stderr = text(&out.stderr);
+    Job {
+        code: out.status.code().unwrap(),
+        output: fs::read(&out_path).ok(),
+        summary: serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        stderr,
+    }
+}
+
+impl Job {
+    /// Exit 0 and the output equal to `want`.
+    fn assert_ok(&self, want: &[u8], what: &str) {
+        assert_eq!(self.code, 0, "{what}: {}", self.stderr);
+        self.assert_output(want, what);
+    }
+
+    fn assert_output(&self, want: &[u8], what: &str) {
+        let got = self
+            .output
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: no output written; stderr: {}", self.stderr));
+        assert!(
+            got == want,
+            "{what}: output differs from the local result ({} vs {} bytes); stderr: {}\n\
+             got head: {:?}\nwant head: {:?}",
+            got.len(),
+            want.len(),
+            self.stderr,
+            text(&got[..got.len().min(200)]),
+            text(&want[..want.len().min(200)])
+        );
+    }
+
+    fn retries(&self) -> u64 {
+        self.summary["retries"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no --json summary: {} / {}", self.summary, self.stderr))
+    }
+
+    /// (chunks, faults) of one node in the summary.
+    fn node(&self, name: &str) -> (u64, u64) {
+        let n = self.summary["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["node"] == name))
+            .unwrap_or_else(|| panic!("{name} not in the summary: {}", self.summary));
+        (n["chunks"].as_u64().unwrap(), n["faults"].as_u64().unwrap())
+    }
+}
+
+/// Block until a chunk of a [`SLOW_UPPER`] job is in flight on node `i` (its
+/// `sleep` runs there): a fault injected then hits work in progress, not the
+/// run's start-up.
+fn wait_for_chunk(cluster: &DockerCluster, i: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = docker(&[
+            "exec",
+            cluster.container(i),
+            "pgrep",
+            "-u",
+            "distctl",
+            "-x",
+            "sleep",
+        ]);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no chunk ever ran on node{}",
+            i + 1
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn setup(cluster: &DockerCluster) -> (i32, String, String) {
+    let out = run_bounded(cluster.distctl().arg("setup"), Duration::from_secs(180));
+    (
+        out.status.code().unwrap(),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// A slow, fault-exposed job: many chunks, each taking a while on its node, so
+/// a fault can be injected while chunks are in flight on every node.
+const SLOW_UPPER: &str = "sleep 0.3; tr a-z A-Z";
+
+#[test]
+fn setup_status_run_collect_status_on_three_containers() {
+    let Some(cluster) = DockerCluster::start("pipeline", 3) else {
+        return;
+    };
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 0, "{rows:?}");
+    assert!(rows.iter().all(|r| r["agent"] == "none"), "{rows:?}");
+    // Every node is its own container: `hostname` answers differ (the containers
+    // share the host's name only under the host-networking fallback).
+    let out = run_bounded(
+        cluster.distctl().args(["exec", "--json", "--", "hostname"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stdout"].as_str().unwrap().trim().to_string())
+        .collect();
+    if cluster.network.is_some() {
+        assert_eq!(names, ["node1", "node2", "node3"], "{runs}");
+    }
+    // Agentless metrics before setup: one row per container, from its own address.
+    let (code, rows) = collect_rows(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["host"], cluster.nodes[i].host);
+        assert_eq!(row["status"], "ok", "{row:?}");
+        assert_eq!(row["sampler"], "ssh", "{row:?}");
+    }
+
+    let (code, out, err) = setup(&cluster);
+    assert_eq!(code, 0, "setup: {out}{err}");
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 0, "{rows:?}");
+    assert!(rows.iter().all(|r| r["agent"] != "none"), "{rows:?}");
+
+    let dir = cluster.dir.path();
+    let words = dir.join("text.txt");
+    write_text(&words, 1 << 20);
+    let numbers = dir.join("numbers.txt");
+    write_numbers(&numbers, 40_000);
+    let cases: &[(&[&str], &Path)] = &[
+        (&["upper"], &words),
+        (&["lower"], &words),
+        (&["count-lines"], &words),
+        (&["count-words"], &words),
+        (&["count-chars"], &words),
+        (&["grep", "--pattern", "d\u{e9}j|CHAR"], &words),
+        (&["sum"], &numbers),
+        (&["avg"], &numbers),
+        (&["min"], &numbers),
+        (&["max"], &numbers),
+        (&["count-lines"], &numbers),
+    ];
+    for (op, input) in cases {
+        let want = local_op(op, input);
+        let mut args = vec!["--op", op[0], "--chunk-size", "64K"];
+        args.extend(&op[1..]);
+        run_job(&cluster, input, &args, Duration::from_secs(120))
+            .assert_ok(&want, &format!("{op:?}"));
+    }
+    // Any command, like the seed's worker.sh (`upper` is byte-for-byte `tr a-z A-Z`).
+    run_job(
+        &cluster,
+        &words,
+        &["--exec", "tr a-z A-Z", "--chunk-size", "64K"],
+        Duration::from_secs(120),
+    )
+    .assert_ok(&local_op(&["upper"], &words), "--exec");
+
+    // Metrics from the agent on each container.
+    let (code, rows) = collect_rows(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["node"], format!("node{}", i + 1));
+        assert_eq!(row["host"], cluster.nodes[i].host);
+        assert_eq!(row["status"], "ok", "{row:?}");
+        assert_eq!(row["sampler"], "agent", "{row:?}");
+        assert!(row["mem_total_mib"].parse::<u64>().unwrap() > 0, "{row:?}");
+    }
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 0, "{rows:?}");
+}
+
+#[test]
+fn killed_container_mid_run_loses_nothing() {
+    let Some(cluster) = DockerCluster::start("killed-run", 3) else {
+        return;
+    };
+    let (code, out, err) = setup(&cluster);
+    assert_eq!(code, 0, "setup: {out}{err}");
+    let input = cluster.dir.path().join("input.txt");
+    write_text(&input, 3 << 20);
+    let want = local_op(&["upper"], &input);
+    let job = std::thread::scope(|s| {
+        let job = s.spawn(|| {
+            run_job(
+                &cluster,
+                &input,
+                &["--json", "--exec", SLOW_UPPER, "--chunk-size", "64K"],
+                Duration::from_secs(180),
+            )
+        });
+        wait_for_chunk(&cluster, 1, Duration::from_secs(60));
+        cluster.kill(1);
+        job.join().unwrap()
+    });
+    eprintln!("distctl run: {}\n{}", job.summary, job.stderr);
+    job.assert_output(&want, "run with a killed node");
+    assert_eq!(
+        job.code, 1,
+        "a node was lost: exit 1 (output complete); {}",
+        job.stderr
+    );
+    assert!(
+        job.retries() > 0,
+        "node2's chunks in flight ran again elsewhere"
+    );
+    assert!(job.node("node2").1 > 0, "node2's faults are counted");
+
+    let (code, rows) = status_json(&cluster);
+    assert_eq!(code, 1, "{rows:?}");
+    assert_eq!(rows[1]["reachable"], false, "{rows:?}");
+    assert_eq!(rows[0]["reachable"], true, "{rows:?}");
+    assert_eq!(rows[2]["reachable"], true, "{rows:?}");
+}
+
+#[test]
+fn paused_container_mid_run_times_out_and_is_retried() {
+    let Some(cluster) = DockerCluster::start("paused-run", 3) else {
+        return;
+    };
+    let (code, out, err) = setup(&cluster);
+    assert_eq!(code, 0, "setup: {out}{err}");
+    let input = cluster.dir.path().join("input.txt");
+    write_text(&input, 3 << 20);
+    let want = local_op(&["upper"], &input);
+    let started = Instant::now();
+    let job = std::thread::scope(|s| {
+        let job = s.spawn(|| {
+            run_job(
+                &cluster,
+                &input,
+                &[
+                    "--json",
+                    "--exec",
+                    SLOW_UPPER,
+                    "--chunk-size",
+                    "64K",
+                    "--timeout",
+                    "3s",
+                ],
+                Duration::from_secs(120),
+            )
+        });
+        wait_for_chunk(&cluster, 1, Duration::from_secs(60));
+        cluster.pause(1);
+        job.join().unwrap()
+    });
+    let took = started.elapsed();
+    eprintln!("distctl run: {}\n{}", job.summary, job.stderr);
+    job.assert_output(&want, "run with a paused node");
+    // Complete output; whether the silent node counts as dropped (exit 1) or
+    // only as faulty (exit 0) is the scheduler's call.
+    assert!(
+        job.code == 0 || job.code == 1,
+        "exit {}: {}",
+        job.code,
+        job.stderr
+    );
+    assert!(
+        job.stderr.contains("no word from the node"),
+        "the chunk timed out: {}",
+        job.stderr
+    );
+    assert!(job.retries() > 0, "and ran again elsewhere");
+    assert!(job.node("node2").1 > 0, "node2's faults are counted");
+    // The same job takes a few seconds: a hang would show here.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn full_workdir_fails_that_node_and_loses_nothing() {
+    // node3's workdir is a 512 KiB tmpfs: too small for the agent.
+    let Some(cluster) = DockerCluster::start_with("full-disk", 3, |i| {
+        if i == 2 {
+            vec![
+                "--tmpfs".into(),
+                "/home/distctl/.distctl:exec,size=512k,uid=1000,gid=1000,mode=0755".into(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }) else {
+        return;
+    };
+    let (code, out, err) = setup(&cluster);
+    assert_eq!(code, 4, "a push failed: exit 4; {out}{err}");
+    let all = format!("{out}{err}");
+    let line = all
+        .lines()
+        .find(|l| l.contains("node3"))
+        .unwrap_or_else(|| panic!("no line for node3: {all}"));
+    assert!(line.contains("failed"), "node3's push failed: {all}");
+    assert!(
+        line.contains("cannot write"),
+        "node3's error says why: {all}"
+    );
+    for n in ["node1", "node2"] {
+        assert!(
+            all.lines()
+                .any(|l| l.starts_with(n) && l.contains("pushed")),
+            "{n} pushed: {all}"
+        );
+    }
+
+    let input = cluster.dir.path().join("input.txt");
+    write_text(&input, 1 << 20);
+    let want = local_op(&["upper"], &input);
+    let job = run_job(
+        &cluster,
+        &input,
+        &["--json", "--op", "upper", "--chunk-size", "64K"],
+        Duration::from_secs(120),
+    );
+    eprintln!("distctl run: {}\n{}", job.summary, job.stderr);
+    job.assert_output(&want, "run with a full node");
+    assert_eq!(
+        job.code, 1,
+        "node3 was left out: exit 1 (output complete); {}",
+        job.stderr
+    );
+    assert!(
+        job.stderr.contains("node3"),
+        "the run names the failed node: {}",
+        job.stderr
+    );
+}
+
+#[test]
+fn sixteen_containers_run_and_collect() {
+    let Some(cluster) = DockerCluster::start("scale", 16) else {
+        return;
+    };
+    let (code, out, err) = setup(&cluster);
+    assert_eq!(code, 0, "setup: {out}{err}");
+    let input = cluster.dir.path().join("input.txt");
+    write_text(&input, 2 << 20);
+    let want = local_op(&["upper"], &input);
+    let job = run_job(
+        &cluster,
+        &input,
+        &["--json", "--op", "upper", "--chunk-size", "32K"],
+        Duration::from_secs(180),
+    );
+    job.assert_ok(&want, "run on 16 nodes");
+    let busy = (1..=16)
+        .filter(|i| job.node(&format!("node{i}")).0 > 0)
+        .count();
+    assert!(busy >= 8, "work spread over the nodes: {}", job.summary);
+    let (code, rows) = collect_rows(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 16);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
 }
