@@ -341,3 +341,20 @@ fn ssh_options_are_passed_to_ssh() {
         rows[1]
     );
 }
+
+/// The test nodes do not source the local user's `.bashrc` (see tests/support).
+#[test]
+fn test_nodes_skip_the_login_bashrc() {
+    let cluster = TestCluster::start(1);
+    let out = run(cluster.distctl().args([
+        "exec",
+        "--",
+        "echo shlvl=$SHLVL ssh=${SSH_CLIENT:+yes} pyenv=${PYENV_ROOT:-none}",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("shlvl=2 ssh=yes pyenv=none"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -225,12 +225,18 @@ impl Drop for TestCluster {
     }
 }
 
+/// `SetEnv SHLVL=1`: Debian's bash sources `~/.bashrc` for every command sshd
+/// runs, unless it is a nested shell. The test nodes log in as the local user,
+/// whose `.bashrc` may be slow or fragile (pyenv's `rehash`, killed mid-way
+/// with a node, leaves a lock that stalls every later login for 60 s); real
+/// nodes keep their own behaviour.
 fn sshd_config(node: &SshNode, authorized: &Path) -> String {
     format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_ed25519\nPidFile {dir}/sshd.pid\n\
          AuthorizedKeysFile {auth}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-         PrintMotd no\nLogLevel ERROR\nMaxStartups 100:30:200\nSubsystem sftp internal-sftp\n",
+         PrintMotd no\nLogLevel ERROR\nMaxStartups 100:30:200\nSubsystem sftp internal-sftp\n\
+         SetEnv SHLVL=1\n",
         port = node.port,
         dir = node.dir.display(),
         auth = authorized.display(),
