@@ -97,18 +97,21 @@ impl Cluster {
     }
 }
 
-/// Say once, loudly, which nodes are reached without host-key checking.
+/// Say once per process (`collect --every` connects every round), loudly, which nodes are reached without host-key checking.
 pub fn warn_unchecked_host_keys(nodes: &[crate::inventory::Node]) {
     let off: Vec<&str> = nodes
         .iter()
         .filter(|n| n.host_key_checking == crate::inventory::HostKeyChecking::Off && !n.local)
         .map(|n| n.name.as_str())
         .collect();
+    static WARNED: std::sync::Once = std::sync::Once::new();
     if !off.is_empty() {
-        eprintln!(
-            "distctl: warning: host key checking is off for {}: connections can be intercepted",
-            crate::nodeset::fold(&off)
-        );
+        WARNED.call_once(|| {
+            eprintln!(
+                "distctl: warning: host key checking is off for {}: connections can be intercepted",
+                crate::nodeset::fold(&off)
+            )
+        });
     }
 }
 
