@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use distctl_proto::End;
 
@@ -17,6 +18,9 @@ use crate::args::ExecArgs;
 use crate::input::Input;
 use crate::ops::READ_SIZE;
 use crate::output::{kill_child_group, set_child_group};
+
+/// How long the command's leftovers may keep its output open after it exited.
+const LINGER: Duration = Duration::from_secs(2);
 
 pub fn run(a: ExecArgs) -> i32 {
     let (out, input) = match crate::open(&a.io) {
@@ -49,13 +53,36 @@ pub fn run(a: ExecArgs) -> i32 {
     let stdin = child.stdin.take().expect("piped");
     let expect = a.io.expect_bytes;
     let feeder = std::thread::spawn(move || feed(input, stdin, expect));
+    let (done, finished) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().map(|mut err| {
-        let out = Arc::clone(&out);
-        std::thread::spawn(move || pump(&mut err, |b| out.stderr(b)))
+        let (out, done) = (Arc::clone(&out), done.clone());
+        std::thread::spawn(move || {
+            let _ = pump(&mut err, |b| out.stderr(b));
+            let _ = done.send(());
+        })
     });
     let mut stdout = child.stdout.take().expect("piped");
-    let read_out = pump(&mut stdout, |b| out.data(b));
+    let reader = {
+        let out = Arc::clone(&out);
+        std::thread::spawn(move || {
+            let read = pump(&mut stdout, |b| out.data(b));
+            let _ = done.send(());
+            read
+        })
+    };
     let status = child.wait();
+    // Something the command left running in the background may still hold
+    // its stdout or stderr open: give it a moment, then end the group so we
+    // can finish.
+    let deadline = std::time::Instant::now() + LINGER;
+    for _ in 0..1 + stderr.is_some() as usize {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if finished.recv_timeout(left).is_err() {
+            kill_child_group();
+            break;
+        }
+    }
+    let read_out = reader.join().expect("stdout thread");
     let input = feeder.join().expect("stdin thread");
     if let Some(t) = stderr {
         let _ = t.join();

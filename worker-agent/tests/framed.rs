@@ -183,6 +183,23 @@ fn exec_reports_stdout_stderr_and_status() {
 }
 
 #[test]
+fn background_leftovers_do_not_hold_the_result() {
+    // Holding stdout (and stderr), then only stderr.
+    for script in ["sleep 30 & echo done", "sleep 31 >/dev/null & echo done"] {
+        let start = Instant::now();
+        let (code, stream) = agent(&["exec", "--framed", "--", "sh", "-c", script], b"");
+        assert_eq!(code, 0);
+        let (data, _, _, end) = decode(&stream);
+        assert_eq!(data, b"done\n");
+        assert!(end.ok);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{script}: waited for the background sleep"
+        );
+    }
+}
+
+#[test]
 fn silent_command_gets_heartbeats() {
     let start = Instant::now();
     let (_, stream) = agent(&["exec", "--framed", "--", "sleep", "1.5"], b"");
