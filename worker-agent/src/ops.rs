@@ -284,13 +284,62 @@ pub fn to_lower(buf: &mut [u8]) {
 }
 
 fn count_byte(buf: &[u8], needle: u8) -> u64 {
-    count_where(buf, |b| b == needle)
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe {
+            let n = _mm_set1_epi8(needle as i8);
+            count_sse2(buf, |v| _mm_cmpeq_epi8(v, n), |b| b == needle)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    count_pairs_where(buf, buf, |_, b| b == needle)
 }
 
-/// How many bytes satisfy `pred`.
+/// UTF-8 characters of valid UTF-8: the bytes that are not continuation
+/// bytes (0x80..=0xBF, i.e. -64..=-65 as i8 and below).
+fn count_char_starts(buf: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe {
+            let limit = _mm_set1_epi8(-65);
+            count_sse2(buf, |v| _mm_cmpgt_epi8(v, limit), |b| (b as i8) >= -0x40)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    count_pairs_where(buf, buf, |_, b| (b as i8) >= -0x40)
+}
+
+/// Count the bytes whose `mask` lane is all ones, 16 at a time: compare,
+/// subtract the -1 lanes into byte counters, fold them with `psadbw` before
+/// they can overflow. `scalar` does the tail.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn count_where(buf: &[u8], pred: impl Fn(u8) -> bool) -> u64 {
-    count_pairs_where(buf, buf, |_, b| pred(b))
+unsafe fn count_sse2(
+    buf: &[u8],
+    mask: impl Fn(std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i,
+    scalar: impl Fn(u8) -> bool,
+) -> u64 {
+    use std::arch::x86_64::*;
+    let mut total = 0u64;
+    let blocks = buf.chunks_exact(16);
+    let tail = blocks.remainder();
+    let mut acc = _mm_setzero_si128();
+    for (i, block) in blocks.enumerate() {
+        let v = _mm_loadu_si128(block.as_ptr() as *const __m128i);
+        acc = _mm_sub_epi8(acc, mask(v));
+        if i % 255 == 254 {
+            let sums = _mm_sad_epu8(acc, _mm_setzero_si128());
+            total += (_mm_cvtsi128_si64(sums) + _mm_extract_epi16(sums, 4) as i64) as u64;
+            acc = _mm_setzero_si128();
+        }
+    }
+    let sums = _mm_sad_epu8(acc, _mm_setzero_si128());
+    total += (_mm_cvtsi128_si64(sums) + _mm_extract_epi16(sums, 4) as i64) as u64;
+    total + tail.iter().filter(|&&b| scalar(b)).count() as u64
 }
 
 /// How many `i` satisfy `pred(a[i], b[i])` (`a` and `b` of equal length).
@@ -348,7 +397,7 @@ fn count_chars(mut buf: &[u8]) -> u64 {
 
 /// Characters of valid UTF-8: the bytes that are not continuation bytes.
 fn count_utf8_chars(valid: &[u8]) -> u64 {
-    count_where(valid, |b| (b as i8) >= -0x40)
+    count_char_starts(valid)
 }
 
 /// Copy the lines of `region` that match `re` to `sink`, newline kept.
@@ -594,5 +643,25 @@ mod tests {
         assert_eq!(utf8_cut(b"ab\xf0"), 2);
         assert_eq!(utf8_cut(b"ab\x82\x82\x82"), 5);
         assert_eq!(utf8_cut(b""), 0);
+    }
+
+    #[test]
+    fn simd_counts_match_plain_counting() {
+        let data: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in [0, 1, 15, 16, 17, 4079, 4080, 4081, 100_000] {
+            let d = &data[..len];
+            for needle in [b'\n', 0, 255, 7] {
+                assert_eq!(
+                    count_byte(d, needle),
+                    d.iter().filter(|&&b| b == needle).count() as u64
+                );
+            }
+            let starts = d.iter().filter(|&&b| !(0x80..=0xBF).contains(&b)).count() as u64;
+            assert_eq!(count_char_starts(d), starts);
+        }
+        let newlines = vec![b'\n'; 16 * 255 * 3 + 5];
+        assert_eq!(count_byte(&newlines, b'\n'), newlines.len() as u64);
     }
 }
