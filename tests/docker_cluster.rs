@@ -386,6 +386,45 @@ impl DockerCluster {
     }
 
     /// Freeze every process of the node (a hung machine, connections stay open).
+    fn unpause(&self, i: usize) {
+        docker_ok(&["unpause", self.container(i)]);
+        self.paused.lock().unwrap().retain(|&p| p != i);
+    }
+
+    /// Within 20 s no process of user distctl but sshd's own runs on these
+    /// nodes: no agent, shell or command left behind by a run.
+    fn assert_settled(&self, nodes: &[usize]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for &i in nodes {
+            loop {
+                let ps = [
+                    "exec",
+                    self.container(i),
+                    "ps",
+                    "-u",
+                    "distctl",
+                    "-o",
+                    "pid=,args=",
+                ];
+                let left: Vec<String> = text(&docker(&ps).stdout)
+                    .lines()
+                    .filter(|l| !l.contains("sshd:"))
+                    .map(|l| l.trim().to_string())
+                    .collect();
+                if left.is_empty() {
+                    break;
+                }
+                let still = left.join("; ");
+                assert!(
+                    Instant::now() < deadline,
+                    "node{} still runs: {still}",
+                    i + 1
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
     fn pause(&self, i: usize) {
         docker_ok(&["pause", self.container(i)]);
         self.paused.lock().unwrap().push(i);
@@ -1061,6 +1100,7 @@ fn killed_container_mid_run_loses_nothing() {
     assert_eq!(rows[1]["reachable"], false, "{rows:?}");
     assert_eq!(rows[0]["reachable"], true, "{rows:?}");
     assert_eq!(rows[2]["reachable"], true, "{rows:?}");
+    cluster.assert_settled(&[0, 2]);
 }
 
 #[test]
@@ -1084,6 +1124,9 @@ fn paused_container_mid_run_times_out_and_is_retried() {
     );
     // The same job takes a few seconds: a hang would show here.
     assert!(took < Duration::from_secs(60), "took {took:?}");
+    // Thawed, node2 finds its connections gone: its agents stop their commands.
+    cluster.unpause(1);
+    cluster.assert_settled(&[0, 1, 2]);
 }
 
 #[test]
