@@ -24,6 +24,19 @@ use serde::{Deserialize, Serialize};
 /// Block size for scans and reads of the input.
 pub const READ_BLOCK: usize = 1 << 20;
 
+/// The default chunk size for an input of `total` bytes (`None`: a stream
+/// of unknown size): about 16 chunks, so every slot of a small cluster gets
+/// work, but at most 32 MiB — each chunk costs a channel and a process start
+/// on its node, so chunks must not be small — and at least 1 MiB. Depends on
+/// the input alone, so `--resume` plans the same chunks again.
+pub fn default_chunk_size(total: Option<u64>) -> u64 {
+    const MIB: u64 = 1 << 20;
+    match total {
+        Some(t) => (t / 16).clamp(MIB, 32 * MIB).next_multiple_of(MIB),
+        None => 8 * MIB,
+    }
+}
+
 /// One regular input file, with what identifies its content for `--resume`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputFile {
@@ -556,6 +569,14 @@ mod tests {
             check(&chunks, &whole);
             assert_eq!(chunks, stream_of(&whole, size));
         }
+    }
+
+    #[test]
+    fn default_chunk_sizes() {
+        assert_eq!(default_chunk_size(Some(0)), 1 << 20);
+        assert_eq!(default_chunk_size(Some(100 << 20)), 7 << 20);
+        assert_eq!(default_chunk_size(Some(1 << 30)), 32 << 20);
+        assert_eq!(default_chunk_size(None), 8 << 20);
     }
 
     #[test]

@@ -146,9 +146,10 @@ pub struct RunArgs {
     /// Output file (default: stdout, streamed in input order)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Bytes per chunk (line-aligned)
-    #[arg(long, default_value = "16M", value_name = "SIZE")]
-    pub chunk_size: ByteSize,
+    /// Bytes per chunk, line-aligned (default: a sixteenth of the input,
+    /// between 1M and 32M; 8M for standard input)
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<ByteSize>,
     /// A chunk whose node is silent this long is retried elsewhere
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub timeout: Dur,

@@ -43,9 +43,11 @@ impl MemoryBudget {
     }
 }
 
-/// The result bytes of one chunk, gathered as they arrive.
+/// The result bytes of one chunk, gathered as they arrive: the pieces are
+/// kept as they came (no copy, no growing buffer), then spill to a file.
 pub struct ResultBuf {
-    mem: Vec<u8>,
+    mem: Vec<Vec<u8>>,
+    mem_len: usize,
     spill: Option<File>,
     len: u64,
     budget: Arc<MemoryBudget>,
@@ -55,6 +57,7 @@ impl ResultBuf {
     pub fn new(budget: Arc<MemoryBudget>) -> ResultBuf {
         ResultBuf {
             mem: Vec::new(),
+            mem_len: 0,
             spill: None,
             len: 0,
             budget,
@@ -65,23 +68,25 @@ impl ResultBuf {
     pub fn from_file(file: File, len: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
         ResultBuf {
             mem: Vec::new(),
+            mem_len: 0,
             spill: Some(file),
             len,
             budget,
         }
     }
 
-    pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
+    pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
         self.len += data.len() as u64;
         if self.spill.is_none() && self.budget.try_take(data.len()) {
-            self.mem.extend_from_slice(data);
+            self.mem_len += data.len();
+            self.mem.push(data);
             return Ok(());
         }
         let spill = match &mut self.spill {
             Some(f) => f,
             None => self.spill.insert(tempfile::tempfile()?),
         };
-        spill.write_all(data)
+        spill.write_all(&data)
     }
 
     pub fn len(&self) -> u64 {
@@ -94,17 +99,20 @@ impl ResultBuf {
 
     /// Forget what arrived (the attempt failed and will be redone).
     pub fn clear(&mut self) {
-        self.budget.give_back(self.mem.len());
+        self.budget.give_back(self.mem_len);
         self.mem = Vec::new();
+        self.mem_len = 0;
         self.spill = None;
         self.len = 0;
     }
 
     /// Write the whole result to `out`.
     pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        out.write_all(&self.mem)?;
+        for piece in &self.mem {
+            out.write_all(piece)?;
+        }
         if let Some(f) = &mut self.spill {
-            let from_mem = self.mem.len() as u64;
+            let from_mem = self.mem_len as u64;
             f.seek(SeekFrom::Start(0))?;
             // A resumed file holds everything; a spill holds what came after memory.
             let spill_len = if from_mem == 0 {
@@ -126,7 +134,7 @@ impl ResultBuf {
 
 impl Drop for ResultBuf {
     fn drop(&mut self) {
-        self.budget.give_back(self.mem.len());
+        self.budget.give_back(self.mem_len);
     }
 }
 
@@ -227,7 +235,7 @@ mod tests {
     fn buf(budget: &Arc<MemoryBudget>, data: &[u8]) -> ResultBuf {
         let mut b = ResultBuf::new(budget.clone());
         for piece in data.chunks(3) {
-            b.push(piece).unwrap();
+            b.push(piece.to_vec()).unwrap();
         }
         b
     }
@@ -267,7 +275,7 @@ mod tests {
         let mut b = buf(&budget, b"0123456789abc");
         b.clear();
         assert_eq!(budget.used(), 0);
-        b.push(b"ok").unwrap();
+        b.push(b"ok".to_vec()).unwrap();
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert_eq!(out, b"ok");

@@ -21,7 +21,9 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use crate::chunk::{Chunk, ChunkPlan, ConcatReader, Cut, InputFile, InputStream, StreamChunker};
+use crate::chunk::{
+    default_chunk_size, Chunk, ChunkPlan, ConcatReader, Cut, InputFile, InputStream, StreamChunker,
+};
 use crate::cli::{Global, RunArgs};
 use crate::commands::Cluster;
 use crate::exit::Exit;
@@ -213,6 +215,7 @@ enum Input {
     Planned {
         stream: Arc<InputStream>,
         chunks: Vec<Chunk>,
+        chunk_size: u64,
     },
     /// Standard input or pipes among the inputs: cut on the fly.
     Streamed(Vec<PathBuf>),
@@ -234,13 +237,17 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         .all(|p| p.as_os_str() != "-" && InputFile::is_regular(p));
     let input = if planned {
         let stream = InputStream::open(&args.inputs).map_err(|e| usage!("{e:#}"))?;
-        let mut plan = ChunkPlan::new(stream, &Cut::Size(args.chunk_size.0))?;
+        let size = args
+            .chunk_size
+            .map_or_else(|| default_chunk_size(Some(stream.total)), |s| s.0);
+        let mut plan = ChunkPlan::new(stream, &Cut::Size(size))?;
         if job.numeric() || args.dry_run {
             plan.count_lines().context("reading the input")?;
         }
         Input::Planned {
             stream: Arc::new(plan.input),
             chunks: plan.chunks,
+            chunk_size: size,
         }
     } else {
         if args.resume {
@@ -270,6 +277,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
 /// equal chunk times; no node is contacted (a node without `slots` in the
 /// inventory counts as one slot, since its cores are unknown).
 fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
+    let input_chunk_size = input.chunk_size(args);
     let inventory = crate::inventory::Inventory::load(g)?;
     let nodes = inventory.select(g)?;
     let slots: Vec<usize> = nodes
@@ -285,7 +293,7 @@ fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
             .map(|c| (c.index, c.start, c.len, c.lines.unwrap_or(0)))
             .collect(),
         Input::Streamed(paths) => {
-            let mut s = StreamChunker::new(ConcatReader::open(&paths)?, args.chunk_size.0);
+            let mut s = StreamChunker::new(ConcatReader::open(&paths)?, input_chunk_size);
             let mut v = Vec::new();
             while let Some(c) = s.next_chunk().context("reading the input")? {
                 v.push((c.index, c.start, c.data.len() as u64, c.lines));
@@ -320,7 +328,7 @@ fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
             "nodes": nodes.iter().zip(&slots).map(|(n, s)| serde_json::json!({
                 "node": n.name, "slots": s, "slots_known": n.slots.is_some(),
             })).collect::<Vec<_>>(),
-            "chunk_size": args.chunk_size.0,
+            "chunk_size": input_chunk_size,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -358,6 +366,15 @@ fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
 }
 
 impl Input {
+    fn chunk_size(&self, args: &RunArgs) -> u64 {
+        match self {
+            Input::Planned { chunk_size, .. } => *chunk_size,
+            Input::Streamed(_) => args
+                .chunk_size
+                .map_or_else(|| default_chunk_size(None), |s| s.0),
+        }
+    }
+
     /// The planned chunks (none for a streamed input).
     fn chunks(&self) -> &[Chunk] {
         match self {
@@ -476,7 +493,7 @@ impl<'a> Runner<'a> {
             anyhow::bail!("no node is available to run on");
         }
         let (n_chunks, total) = match &input {
-            Input::Planned { stream, chunks } => (chunks.len(), Some(stream.total)),
+            Input::Planned { stream, chunks, .. } => (chunks.len(), Some(stream.total)),
             Input::Streamed(_) => (0, None),
         };
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -518,10 +535,13 @@ impl<'a> Runner<'a> {
         let mut first = 0;
         let mut written = 0;
         let mut resumed_files = Vec::new();
-        if let (Some(dest), Input::Planned { stream, chunks }) = (&self.args.output, &self.input) {
+        let chunk_size = self.input.chunk_size(self.args);
+        if let (Some(dest), Input::Planned { stream, chunks, .. }) =
+            (&self.args.output, &self.input)
+        {
             let key = JobKey {
                 inputs: stream.files.clone(),
-                chunk_size: self.args.chunk_size.0,
+                chunk_size,
                 op: self.job.name(),
                 pattern: self.job.pattern.clone(),
                 exec: self.job.exec.clone(),
@@ -648,7 +668,10 @@ impl<'a> Runner<'a> {
         let mut specs: HashMap<usize, Arc<ChunkSpec>> = HashMap::new();
         let mut held_input = 0u64;
         let mut rx = match &self.input {
-            Input::Streamed(paths) => Some(spawn_stream_reader(paths, self.args.chunk_size.0)?),
+            Input::Streamed(paths) => Some(spawn_stream_reader(
+                paths,
+                self.input.chunk_size(self.args),
+            )?),
             Input::Planned { .. } => None,
         };
         let mut line_offsets: Vec<u64> = Vec::new();
@@ -760,7 +783,7 @@ impl<'a> Runner<'a> {
                 let spec = specs
                     .entry(c)
                     .or_insert_with(|| {
-                        let Input::Planned { stream, chunks } = &self.input else {
+                        let Input::Planned { stream, chunks, .. } = &self.input else {
                             unreachable!("streamed chunks are added before they are scheduled")
                         };
                         let ch = &chunks[c];
@@ -1279,7 +1302,7 @@ async fn receive(
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
         {
             match frame.tag {
-                Tag::Data => got.data.push(&frame.payload).map_err(|e| {
+                Tag::Data => got.data.push(frame.payload).map_err(|e| {
                     AttemptError::new(Fault::Failed, format!("cannot buffer the result: {e}"))
                 })?,
                 Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
