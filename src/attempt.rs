@@ -1,0 +1,344 @@
+//! One attempt at one chunk on one node: open a channel, stream the chunk
+//! into `worker-agent --framed` (read by range from the input file, or from
+//! memory for stdin), decode the frames that come back, and verify the
+//! result before it counts: an `X` frame saying ok whose byte counts match
+//! what was sent and received (OpenSSH multiplexing has been seen to cut a
+//! stream short while reporting success). Knows nothing of scheduling or
+//! merging: the caller decides what a fault means.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use distctl_proto::{End, FrameDecoder, Partial, Tag};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::chunk::InputStream;
+use crate::merge::{MemoryBudget, ResultBuf};
+use crate::schedule::Fault;
+use crate::transport::{BoxRead, BoxWrite, NodeSession};
+
+/// Bytes per read from the input and per write to a channel.
+const SEND_BLOCK: usize = 256 << 10;
+/// Tail of a failed command's stderr kept for the error message.
+const STDERR_TAIL: usize = 2048;
+
+/// The bytes of one chunk: a range of the planned input, or owned (stdin).
+pub enum ChunkData {
+    Range(Arc<InputStream>),
+    Owned(Vec<u8>),
+}
+
+pub struct ChunkSpec {
+    pub index: usize,
+    pub start: u64,
+    pub len: u64,
+    /// 0-based index of the chunk's first line (numeric ops name bad lines).
+    pub line_offset: Option<u64>,
+    pub data: ChunkData,
+}
+
+/// A verified result.
+pub struct Verified {
+    pub data: ResultBuf,
+    pub partial: Option<Partial>,
+    /// xxh3-128 of the bytes sent (when asked for, for the journal).
+    pub checksum: Option<u128>,
+    /// Lines in the chunk, counted while sending.
+    pub lines: u64,
+}
+
+pub struct AttemptError {
+    pub fault: Fault,
+    pub message: String,
+    /// The data itself is bad: no retry can help.
+    pub input_error: bool,
+}
+
+impl AttemptError {
+    pub fn new(fault: Fault, message: impl Into<String>) -> AttemptError {
+        AttemptError {
+            fault,
+            message: message.into(),
+            input_error: false,
+        }
+    }
+}
+
+/// What went up the channel.
+struct Sent {
+    bytes: u64,
+    lines: u64,
+    checksum: Option<u128>,
+}
+
+/// Stream the chunk into the agent's stdin, then close it.
+async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std::io::Result<Sent> {
+    let mut sent = Sent {
+        bytes: 0,
+        lines: 0,
+        checksum: None,
+    };
+    let mut last = b'\n';
+    match &spec.data {
+        ChunkData::Owned(data) => {
+            stdin.write_all(data).await?;
+            sent.bytes = data.len() as u64;
+            sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
+            last = data.last().copied().unwrap_or(b'\n');
+        }
+        ChunkData::Range(input) => {
+            let mut hasher = want_checksum.then(xxhash_rust::xxh3::Xxh3::new);
+            let mut buf = vec![0u8; SEND_BLOCK];
+            let end = spec.start + spec.len;
+            let mut pos = spec.start;
+            while pos < end {
+                let want = ((end - pos) as usize).min(SEND_BLOCK);
+                let input = input.clone();
+                let (b, h, nl) = tokio::task::spawn_blocking(move || {
+                    let mut buf = buf;
+                    let mut hasher = hasher;
+                    input.read_exact_at(pos, &mut buf[..want])?;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&buf[..want]);
+                    }
+                    let nl = memchr::memchr_iter(b'\n', &buf[..want]).count() as u64;
+                    Ok::<_, std::io::Error>((buf, hasher, nl))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                buf = b;
+                hasher = h;
+                stdin.write_all(&buf[..want]).await?;
+                sent.lines += nl;
+                last = buf[want - 1];
+                pos += want as u64;
+                sent.bytes += want as u64;
+            }
+            sent.checksum = hasher.map(|h| h.digest128());
+        }
+    }
+    sent.lines += u64::from(sent.bytes > 0 && last != b'\n');
+    stdin.shutdown().await?;
+    Ok(sent)
+}
+
+/// What came back down the channel, frame by frame, up to the `X` frame.
+struct Received {
+    data: ResultBuf,
+    partial: Option<Partial>,
+    end: Option<End>,
+    stderr_tail: Vec<u8>,
+}
+
+async fn receive(
+    stdout: &mut BoxRead,
+    timeout: Duration,
+    budget: Arc<MemoryBudget>,
+) -> Result<Received, AttemptError> {
+    let mut got = Received {
+        data: ResultBuf::new(budget),
+        partial: None,
+        end: None,
+        stderr_tail: Vec::new(),
+    };
+    let mut dec = FrameDecoder::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match tokio::time::timeout(timeout, stdout.read(&mut buf)).await {
+            Err(_) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    format!("no word from the node for {}", crate::units::Dur(timeout)),
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    format!("connection lost: {e}"),
+                ))
+            }
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            if dec.pending() > 0 {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    "the result stream was cut short",
+                ));
+            }
+            return Ok(got);
+        }
+        dec.feed(&buf[..n]);
+        while let Some(frame) = dec
+            .next_frame()
+            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
+        {
+            match frame.tag {
+                Tag::Data => got.data.push(frame.payload).map_err(|e| {
+                    AttemptError::new(Fault::Failed, format!("cannot buffer the result: {e}"))
+                })?,
+                Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
+                Tag::Heartbeat => {}
+                Tag::Partial => {
+                    got.partial = Some(
+                        frame
+                            .json()
+                            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
+                    )
+                }
+                Tag::End => {
+                    got.end = Some(
+                        frame
+                            .json()
+                            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(more);
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    crate::transport::CommandOutput {
+        code: None,
+        stdout: Vec::new(),
+        stderr: bytes.to_vec(),
+    }
+    .stderr_line()
+}
+
+/// Run one chunk on one node and verify the result: an `X` frame saying ok,
+/// with the byte counts of what was sent and received.
+pub async fn attempt(
+    session: &NodeSession,
+    cmdline: &str,
+    spec: &ChunkSpec,
+    expect_partial: bool,
+    timeout: Duration,
+    budget: Arc<MemoryBudget>,
+    want_checksum: bool,
+) -> Result<Verified, AttemptError> {
+    let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
+        Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
+        Ok(Err(e)) => return Err(AttemptError::new(Fault::Refused, format!("{e:#}"))),
+        Ok(Ok(p)) => p,
+    };
+    let stdin = proc.stdin.take().expect("stdin is piped");
+    let mut stdout: BoxRead = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    let mut stderr: BoxRead = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
+    let errors = tokio::spawn(async move {
+        let mut tail = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            keep_tail(&mut tail, &buf[..n]);
+        }
+        tail
+    });
+    let writer = send(stdin, spec, want_checksum);
+    let reader = receive(&mut stdout, timeout, budget);
+    tokio::pin!(writer, reader);
+    let mut sent = None;
+    let received = loop {
+        tokio::select! {
+            r = &mut reader => break r,
+            w = &mut writer, if sent.is_none() => sent = Some(w),
+        }
+    };
+    if sent.is_none()
+        && received
+            .as_ref()
+            .is_ok_and(|r| r.end.as_ref().is_some_and(|e| e.ok))
+    {
+        sent = tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .ok();
+    }
+    let channel_err = match tokio::time::timeout(Duration::from_secs(1), errors).await {
+        Ok(Ok(t)) => t,
+        _ => Vec::new(),
+    };
+    // The result is read to its end; the exit status adds nothing once the
+    // End frame is verified, but is waited for so the channel closes cleanly.
+    let status = tokio::time::timeout(Duration::from_secs(5), proc.wait()).await;
+    let received = received?;
+    let Some(end) = received.end else {
+        let why = match last_line(&channel_err) {
+            l if l.is_empty() => match status {
+                Ok(Ok(Some(c))) => format!("the agent exited with code {c} before finishing"),
+                _ => "the connection closed before the chunk finished".to_string(),
+            },
+            l => l,
+        };
+        return Err(AttemptError::new(Fault::Lost, why));
+    };
+    if !end.ok {
+        let mut msg = end.error.clone().unwrap_or_else(|| "failed".into());
+        if let Some(c) = end.exit_code {
+            msg = format!("command exited with code {c}");
+        } else if let Some(s) = end.signal {
+            msg = format!("command killed by signal {s}");
+        }
+        let tail = last_line(&received.stderr_tail);
+        if !tail.is_empty() && !msg.contains(&tail) {
+            msg.push_str(&format!(": {tail}"));
+        }
+        return Err(AttemptError {
+            fault: Fault::Failed,
+            message: msg,
+            input_error: end.input_error,
+        });
+    }
+    let sent = match sent {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            return Err(AttemptError::new(
+                Fault::Lost,
+                format!("sending the chunk: {e}"),
+            ))
+        }
+        None => {
+            return Err(AttemptError::new(
+                Fault::Lost,
+                "the chunk was not fully sent",
+            ))
+        }
+    };
+    if end.input_bytes != sent.bytes || sent.bytes != spec.len {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!("the agent read {} of {} bytes", end.input_bytes, spec.len),
+        ));
+    }
+    if end.data_bytes != received.data.len() {
+        return Err(AttemptError::new(
+            Fault::Lost,
+            format!(
+                "short result: {} of {} bytes arrived",
+                received.data.len(),
+                end.data_bytes
+            ),
+        ));
+    }
+    if expect_partial && received.partial.is_none() {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            "the agent sent no partial",
+        ));
+    }
+    Ok(Verified {
+        data: received.data,
+        partial: received.partial,
+        checksum: sent.checksum,
+        lines: sent.lines,
+    })
+}
