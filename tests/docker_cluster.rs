@@ -152,7 +152,35 @@ fn remove_leftovers() {
             }
         }
     }
+    // Clusters of `docker/cluster` that a killed test made: named dctl-script-<pid>.
+    let names = docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=io.distctl.cluster",
+        "--format",
+        "{{.Label \"io.distctl.cluster\"}}",
+    ]);
+    let mut dead: Vec<&str> = names
+        .lines()
+        .filter(|n| {
+            n.strip_prefix(SCRIPT_CLUSTER)
+                .is_some_and(|pid| !alive(pid))
+        })
+        .collect();
+    dead.sort_unstable();
+    dead.dedup();
+    for name in dead {
+        let _ = Command::new(repo().join("docker/cluster"))
+            .arg("down")
+            .env("DISTCTL_CLUSTER", name)
+            .stdin(Stdio::null())
+            .output();
+    }
 }
+
+/// Name prefix of the clusters `cluster_script_up_status_down` makes (then its PID).
+const SCRIPT_CLUSTER: &str = "dctl-script-";
 
 /// Set once a cluster of this process found that the host cannot reach
 /// containers on a bridge network: later clusters use host networking.
@@ -698,7 +726,7 @@ fn cluster_script_up_status_down() {
     if !docker_ready() {
         return;
     }
-    let name = format!("dctl-script-{}", std::process::id());
+    let name = format!("{SCRIPT_CLUSTER}{}", std::process::id());
     let script = repo().join("docker/cluster");
     let out = run_bounded(
         Command::new(&script)
