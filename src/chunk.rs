@@ -37,6 +37,11 @@ pub fn default_chunk_size(total: Option<u64>) -> u64 {
     }
 }
 
+/// [`Cut::Tapered`]: a chunk is at most this fraction of what is left...
+const TAPER: u64 = 8;
+/// ...but never smaller than this.
+const TAPER_MIN: u64 = 2 << 20;
+
 /// One regular input file, with what identifies its content for `--resume`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputFile {
@@ -200,6 +205,10 @@ impl Chunk {
 pub enum Cut {
     /// Chunks of about this many bytes.
     Size(u64),
+    /// Chunks of this many bytes while much input is left, then smaller
+    /// (an eighth of what is left, down to 2 MiB), so that the last round
+    /// of chunks ends at about the same time on every slot.
+    Tapered(u64),
     /// About this many equal chunks (fewer when lines run out).
     Count(usize),
     /// One chunk per weight, sized in proportion (`--for-nodes` by slots).
@@ -224,6 +233,17 @@ impl ChunkPlan {
                 let mut pos = 0;
                 while pos < total {
                     pos = input.line_end_from(pos + size)?;
+                    ends.push(pos);
+                }
+                ends
+            }
+            Cut::Tapered(size) => {
+                let size = (*size).max(1);
+                let mut ends = Vec::new();
+                let mut pos = 0;
+                while pos < total {
+                    let target = ((total - pos) / TAPER).clamp(size.min(TAPER_MIN), size);
+                    pos = input.line_end_from(pos + target)?;
                     ends.push(pos);
                 }
                 ends
@@ -569,6 +589,22 @@ mod tests {
             check(&chunks, &whole);
             assert_eq!(chunks, stream_of(&whole, size));
         }
+    }
+
+    #[test]
+    fn tapered_chunks_shrink_towards_the_end() {
+        let line = vec![b'x'; 1023];
+        let data: Vec<u8> = (0..64 * 1024)
+            .flat_map(|_| line.iter().copied().chain([b'\n']))
+            .collect();
+        let (chunks, _d) = plan_of(&[&data], Cut::Tapered(8 << 20));
+        check(&chunks, &data);
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes[0], 8 << 20);
+        assert!(sizes.windows(2).all(|w| w[1] <= w[0] + 1024), "{sizes:?}");
+        assert!(*sizes.last().unwrap() <= 2 << 20, "{sizes:?}");
+        let (small, _d) = plan_of(&[b"a\nb\nc\n"], Cut::Tapered(2));
+        check(&small, b"a\nb\nc\n");
     }
 
     #[test]

@@ -193,10 +193,15 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         .all(|p| p.as_os_str() != "-" && InputFile::is_regular(p));
     let input = if planned {
         let stream = InputStream::open(&args.inputs).map_err(|e| usage!("{e:#}"))?;
-        let size = args
-            .chunk_size
-            .map_or_else(|| default_chunk_size(Some(stream.total)), |s| s.0);
-        let mut plan = ChunkPlan::new(stream, &Cut::Size(size))?;
+        // The default tapers towards the end; an explicit size is kept throughout.
+        let (size, cut) = match args.chunk_size {
+            Some(s) => (s.0, Cut::Size(s.0)),
+            None => {
+                let s = default_chunk_size(Some(stream.total));
+                (s, Cut::Tapered(s))
+            }
+        };
+        let mut plan = ChunkPlan::new(stream, &cut)?;
         if job.numeric() || args.dry_run {
             plan.count_lines().context("reading the input")?;
         }
