@@ -274,7 +274,7 @@ async fn push(session: &NodeSession, agent: &AgentBinary, can_hash: bool) -> Res
         r#"{HASH_FN}
 t={q_tmp}.$$
 fail() {{ rm -f -- "$t"; echo "$1" >&2; exit 1; }}
-cat > "$t" || fail "cannot write $t"
+err=$(cat 2>&1 > "$t") || fail "cannot write $t: ${{err:-write failed}}"
 [ "$(wc -c < "$t" | tr -d ' ')" = {len} ] || fail "upload cut short"
 {hash_check}
 chmod 755 "$t" || fail "cannot make $t executable"

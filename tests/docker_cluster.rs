@@ -1181,7 +1181,7 @@ fn full_workdir_fails_that_node_and_loses_nothing() {
         .unwrap_or_else(|| panic!("no line for node3: {all}"));
     assert!(line.contains("failed"), "node3's push failed: {all}");
     assert!(
-        line.contains("cannot write"),
+        line.contains("cannot write") && line.contains("No space left on device"),
         "node3's error says why: {all}"
     );
     for n in ["node1", "node2"] {
