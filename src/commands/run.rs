@@ -388,6 +388,8 @@ impl<'a> Runner<'a> {
         mut interrupt: tokio::signal::unix::Signal,
     ) -> Result<Runner<'a>> {
         let started = Instant::now();
+        // A bad --agent file is the user's to fix before any node is contacted.
+        let binary = crate::agent::AgentBinary::from_option(args.agent.as_deref())?;
         let cluster = tokio::select! {
             c = Cluster::connect_nodes(g, selected) => c?,
             _ = interrupt.recv() => anyhow::bail!("interrupted"),
@@ -402,7 +404,6 @@ impl<'a> Runner<'a> {
             summary.unreachable.push(e.node.clone());
             exit = Exit::Partial;
         }
-        let binary = crate::agent::AgentBinary::from_option(args.agent.as_deref())?;
         let preparing = futures::future::join_all(cluster.sessions().into_iter().map(|s| {
             let binary = &binary;
             async move {
