@@ -232,7 +232,7 @@ fn label_value(s: &str) -> String {
 
 /// Read a metrics CSV written by `collect`, refusing another schema (exit 2).
 pub fn read_csv(path: &Path) -> Result<Vec<MetricsSample>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = File::open(path).map_err(|e| usage!("cannot open {}: {e}", path.display()))?;
     let mut r = csv::ReaderBuilder::new().from_reader(std::io::BufReader::new(file));
     let header = r
         .headers()

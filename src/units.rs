@@ -47,10 +47,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration '{s}'"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("invalid duration '{s}' (negative or too large)"))
 }
 
 /// A size in bytes typed as `512K`, `64M`, `1G` (binary multiples; a bare number is bytes).
@@ -119,6 +117,7 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 
     #[test]

@@ -59,6 +59,16 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     })
     .await?;
 
+    if rows.iter().all(|r| r.result == "unreachable") {
+        for r in &rows {
+            eprintln!(
+                "{}: {}",
+                r.node,
+                r.error.as_deref().unwrap_or("unreachable")
+            );
+        }
+        anyhow::bail!("no node reachable");
+    }
     let exit = rows.iter().fold(Exit::Ok, |exit, r| {
         exit.max(match r.result.as_str() {
             "failed" => Exit::RemoteFailed,

@@ -65,8 +65,13 @@ impl<'a> Words<'a> {
         }
     }
 
+    /// The value of `flag`: the part after `=`, or the next word taken whole
+    /// (a pattern like `--color=auto` is a value, not another flag).
     fn value(&mut self, flag: &str) -> Result<String, String> {
-        self.next().ok_or_else(|| format!("{flag} needs a value"))
+        self.pending
+            .take()
+            .or_else(|| self.words.next().cloned())
+            .ok_or_else(|| format!("{flag} needs a value"))
     }
 
     fn number(&mut self, flag: &str) -> Result<u64, String> {
@@ -170,6 +175,12 @@ mod tests {
         assert!(a.io.framed);
         assert_eq!(a.io.expect_bytes, Some(10));
         assert_eq!(a.io.input, Some("in".into()));
+        // A value that looks like a flag with '=' is still one whole value.
+        let a = parse_op(&words("grep --pattern --color=auto --framed")).unwrap();
+        assert_eq!(a.pattern.as_deref(), Some("--color=auto"));
+        assert!(a.io.framed);
+        let a = parse_op(&words("grep --pattern=x=y")).unwrap();
+        assert_eq!(a.pattern.as_deref(), Some("x=y"));
         let a = parse_op(&words("sum --skip-invalid --line-offset 7")).unwrap();
         assert!(a.skip_invalid);
         assert_eq!(a.line_offset, 7);

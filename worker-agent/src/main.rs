@@ -37,7 +37,8 @@ fn main() {
 }
 
 fn usage(msg: String) -> i32 {
-    eprintln!("worker-agent: {msg}\n{}", args::USAGE);
+    // The reason goes last: distctl reports a failed chunk by its last stderr line.
+    eprintln!("{}\nworker-agent: {msg}", args::USAGE);
     2
 }
 
