@@ -23,16 +23,30 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
     let g = &cli.global;
     match cli.command {
         Command::Nodes(_) => nodes::run(g).await,
-        Command::Status(_) => status::run(g).await,
+        Command::Status(_) => interruptible(status::run(g)).await,
         Command::Collect(ref a) => collect::run(g, a).await,
         Command::Report(ref a) => report::run(a).await,
-        Command::Split(ref a) => split::run(g, a).await,
+        Command::Split(ref a) => interruptible(split::run(g, a)).await,
         Command::Exec(ref a) => exec::run(g, a).await,
-        Command::Sync(ref a) => sync::run(g, a).await,
-        Command::Fetch(ref a) => fetch::run(g, a).await,
+        Command::Sync(ref a) => interruptible(sync::run(g, a)).await,
+        Command::Fetch(ref a) => interruptible(fetch::run(g, a)).await,
         Command::Completions(ref a) => completions::run(a),
-        Command::Setup(ref a) => setup::run(g, a).await,
+        Command::Setup(ref a) => interruptible(setup::run(g, a)).await,
         Command::Run(ref a) => run::run(g, a).await,
+    }
+}
+
+/// For commands without a Ctrl-C story of their own (`run`, `exec` and
+/// `collect` stop gracefully themselves): on SIGINT or SIGTERM drop the whole
+/// command, so its ssh masters are shut down and its control directory and
+/// temporary files are removed instead of being left behind.
+async fn interruptible(work: impl std::future::Future<Output = Result<Exit>>) -> Result<Exit> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
     }
 }
 
