@@ -252,6 +252,19 @@ pub fn read_csv(path: &Path) -> Result<Vec<MetricsSample>> {
         .collect()
 }
 
+/// An NDJSON file to append to must hold NDJSON (or nothing): never mix a
+/// CSV and JSON lines in one file.
+fn check_ndjson(f: &File, path: &Path) -> Result<()> {
+    let mut first = [0u8; 1];
+    if f.read_at(&mut first, 0)? == 0 || first[0] == b'{' {
+        return Ok(());
+    }
+    Err(usage!(
+        "{}: not an NDJSON metrics file (it does not start with '{{'); refusing to append JSON lines to it",
+        path.display()
+    ))
+}
+
 /// Where `collect` writes its rounds of samples.
 pub struct MetricsOutput {
     path: Option<PathBuf>,
@@ -269,9 +282,12 @@ impl MetricsOutput {
                 "--append does not apply to --format prometheus: the textfile collector needs the file replaced whole"
             ));
         }
-        if let (Some(p), true, MetricsFormat::Csv) = (&path, append, format) {
+        if let (Some(p), true) = (&path, append) {
             if let Ok(f) = File::open(p) {
-                check_header(&f, p)?;
+                match format {
+                    MetricsFormat::Csv => check_header(&f, p)?,
+                    _ => check_ndjson(&f, p)?,
+                }
             }
         }
         Ok(MetricsOutput {

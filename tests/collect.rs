@@ -223,6 +223,14 @@ fn append_to_a_foreign_header_exits_2_and_changes_nothing() {
         .arg("-o")
         .arg(dir.path().join("r.html")));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // JSON lines are never appended to a CSV either.
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--format", "json", "--append", "-o"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not an NDJSON metrics file"));
+    assert_eq!(fs::read_to_string(&csv).unwrap(), seed);
 }
 
 #[test]
