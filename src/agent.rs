@@ -222,7 +222,7 @@ if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/
         bail!(
             "cannot create the workdir {}: {}",
             workdir::root(node),
-            out.stderr_line()
+            out.failure_reason()
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -288,7 +288,7 @@ mv -f -- "$t" {q_path} || fail "cannot rename $t"
         .await
         .context("pushing the agent")?;
     if !out.success() {
-        bail!("push failed: {}", out.stderr_line());
+        bail!("push failed: {}", out.failure_reason());
     }
     Ok(())
 }

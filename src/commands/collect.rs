@@ -148,7 +148,7 @@ async fn sample_node(
         })??;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.success() {
-        anyhow::bail!("sampling failed: {}", out.stderr_line());
+        anyhow::bail!("sampling failed: {}", out.failure_reason());
     }
     if text.starts_with('{') {
         let mut s: MetricsSample =

@@ -30,7 +30,7 @@ use crate::exit::Exit;
 use crate::journal::{checksum_hex, DoneEntry, JobKey, Journal, Place};
 use crate::merge::{AtomicFile, MemoryBudget, OrderedWriter, ResultBuf};
 use crate::progress::RunProgress;
-use crate::schedule::Scheduler;
+use crate::schedule::{Fault, Scheduler};
 use crate::transport::{NodeSession, CHANNELS_PER_NODE};
 use crate::units::human_bytes;
 use crate::usage;
@@ -842,6 +842,11 @@ impl<'a> Runner<'a> {
             Err(e) if e.input_error => Err(usage!("{}", e.message)),
             Err(e) => {
                 self.progress.failed(r.node);
+                if e.fault == Fault::Lost {
+                    // The node went silent or its connection dropped: the
+                    // output can still be complete, but a node was dropped.
+                    self.exit = self.exit.max(Exit::Partial);
+                }
                 let out = self.sched.fault(r.chunk, r.node, e.fault);
                 self.summary.nodes[r.node].faults += 1;
                 self.summary.retries = self.sched.retried;

@@ -146,7 +146,7 @@ async fn probe(session: &NodeSession) -> Result<NodeStatus> {
     let out = session.run(&probe_script(&session.node), None).await?;
     let latency = start.elapsed();
     if !out.success() {
-        anyhow::bail!("probe failed: {}", out.stderr_line());
+        anyhow::bail!("probe failed: {}", out.failure_reason());
     }
     parse_probe(
         &session.node,

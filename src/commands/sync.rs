@@ -246,7 +246,7 @@ async fn sync_node(s: &NodeSession, job: &Job) -> Result<NodeSync> {
         )
         .await?;
     if !probe.success() {
-        anyhow::bail!("cannot create {dest}: {}", probe.stderr_line());
+        anyhow::bail!("cannot create {dest}: {}", probe.failure_reason());
     }
     let remote_rsync = String::from_utf8_lossy(&probe.stdout).trim() == "rsync";
     let use_rsync = match job.method {
@@ -397,7 +397,7 @@ async fn tar(s: &NodeSession, job: &Job, dest: &str, keep: &[String]) -> Result<
             .run(&format!("cd -- {d} && xargs -0 rm -rf --"), Some(&list))
             .await?;
         if !out.success() {
-            anyhow::bail!("removing old entries failed: {}", out.stderr_line());
+            anyhow::bail!("removing old entries failed: {}", out.failure_reason());
         }
     }
     if !plan.send.is_empty() {
@@ -454,7 +454,7 @@ async fn write_stamp(s: &NodeSession, job: &Job, dest: &str) -> Result<String> {
         )
         .await?;
     if !out.success() {
-        anyhow::bail!("cannot write the sync stamp: {}", out.stderr_line());
+        anyhow::bail!("cannot write the sync stamp: {}", out.failure_reason());
     }
     Ok(checksum)
 }

@@ -97,6 +97,18 @@ impl CommandOutput {
         self.code == Some(0)
     }
 
+    /// Why the command failed, in one line: its last stderr line, else how it ended.
+    pub fn failure_reason(&self) -> String {
+        let line = self.stderr_line();
+        if !line.is_empty() {
+            return line;
+        }
+        match self.code {
+            Some(code) => format!("exit status {code}"),
+            None => "killed, or the connection was lost".to_string(),
+        }
+    }
+
     /// The last non-empty stderr line, for one-line error messages.
     pub fn stderr_line(&self) -> String {
         String::from_utf8_lossy(&self.stderr)
