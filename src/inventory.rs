@@ -230,18 +230,7 @@ impl Inventory {
                 Some((u, r)) => (Some(u.to_string()), r),
                 None => (None, item),
             };
-            let (host_pat, port) = match rest.rsplit_once(':') {
-                Some((h, p)) if !h.contains(']') || !p.contains('[') => {
-                    let port: u16 = p
-                        .parse()
-                        .ok()
-                        .filter(|&p| p > 0)
-                        .ok_or_else(|| usage!("--hosts: bad port '{p}' in '{item}'"))?;
-                    (h, Some(port))
-                }
-                _ => (rest, None),
-            };
-            let hosts = nodeset::expand_one(host_pat).map_err(|e| usage!("--hosts: {e}"))?;
+            let (hosts, port) = split_host_port(rest, item)?;
             for host in hosts {
                 let mut node = Node::builtin(&host, &host);
                 node.user = user.clone();
@@ -300,6 +289,42 @@ impl Inventory {
         }
         Ok(selected)
     }
+}
+
+/// `host`, `host:port`, `node[1-3]:22`, an IPv6 address `::1`, or `[::1]:22`.
+fn split_host_port(rest: &str, item: &str) -> Result<(Vec<String>, Option<u16>)> {
+    let port_of = |p: &str| -> Result<u16> {
+        p.parse()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| usage!("--hosts: bad port '{p}' in '{item}'"))
+    };
+    // An IPv6 literal: in brackets (with an optional port), or bare (no port).
+    if let Some(inner) = rest
+        .strip_prefix('[')
+        .filter(|r| r.split(']').next().is_some_and(|a| a.contains(':')))
+    {
+        let (addr, after) = inner
+            .split_once(']')
+            .ok_or_else(|| usage!("--hosts: unclosed '[' in '{item}'"))?;
+        let port = match after {
+            "" => None,
+            p => Some(port_of(
+                p.strip_prefix(':')
+                    .ok_or_else(|| usage!("--hosts: bad address '{item}'"))?,
+            )?),
+        };
+        return Ok((vec![addr.to_string()], port));
+    }
+    if rest.matches(':').count() > 1 {
+        return Ok((vec![rest.to_string()], None));
+    }
+    let (pattern, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(port_of(p)?)),
+        None => (rest, None),
+    };
+    let hosts = nodeset::expand_one(pattern).map_err(|e| usage!("--hosts: {e}"))?;
+    Ok((hosts, port))
 }
 
 fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
@@ -563,6 +588,14 @@ mod tests {
         assert_eq!(names, ["node1", "node2", "db"]);
         assert_eq!(inv.nodes[2].user.as_deref(), Some("admin"));
         assert_eq!(inv.nodes[2].port, Some(2222));
+        let v6 = Inventory::from_hosts("::1,[fe80::2]:2222,u@[::3]").unwrap();
+        assert_eq!((v6.nodes[0].host.as_str(), v6.nodes[0].port), ("::1", None));
+        assert_eq!(
+            (v6.nodes[1].host.as_str(), v6.nodes[1].port),
+            ("fe80::2", Some(2222))
+        );
+        assert_eq!(v6.nodes[2].host, "::3");
+        assert!(Inventory::from_hosts("h:0").is_err());
         let same_host = Inventory::from_hosts("127.0.0.1:2201,127.0.0.1:2202").unwrap();
         assert_eq!(same_host.nodes[1].name, "127.0.0.1:2202");
     }
