@@ -139,7 +139,14 @@ async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Resu
         stderr.read_to_end(&mut err)
     );
     let code = proc.wait().await?;
-    if code != Some(0) {
+    // GNU tar exits 1 when a file changed while it was read (a growing log):
+    // the archive is still whole, so a complete one counts, with a warning.
+    if code == Some(1) && received.is_ok() {
+        let err = String::from_utf8_lossy(&err);
+        if let Some(line) = err.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+            eprintln!("distctl: warning: {}: {line}", s.node.name);
+        }
+    } else if code != Some(0) {
         let err = String::from_utf8_lossy(&err);
         let line = err.lines().map(str::trim).rfind(|l| !l.is_empty());
         anyhow::bail!("{}", line.unwrap_or("tar failed on the node"));
