@@ -235,11 +235,37 @@ fn write_chunks(
         tmp.path().join("manifest.json"),
         serde_json::to_string_pretty(&manifest)? + "\n",
     )?;
-    let tmp = tmp.keep();
-    if outdir.exists() {
-        std::fs::remove_dir_all(outdir)
-            .with_context(|| format!("cannot replace {}", outdir.display()))?;
-    }
-    std::fs::rename(&tmp, outdir).with_context(|| format!("cannot create {}", outdir.display()))?;
+    replace_dir(tmp, outdir)?;
     Ok(manifest)
+}
+
+/// Put the finished `tmp` at `outdir`. An earlier split there is moved aside first and removed only once the new one is in
+/// place, so a failure leaves either the old split or the new one whole.
+fn replace_dir(tmp: tempfile::TempDir, outdir: &Path) -> Result<()> {
+    // Whether an existing outdir may be replaced was checked before any work.
+    let old = if outdir.exists() {
+        let parent = tmp.path().parent().unwrap_or(Path::new("."));
+        let aside = tempfile::Builder::new()
+            .prefix(".distctl-split-old-")
+            .tempdir_in(parent)?
+            .keep();
+        std::fs::rename(outdir, aside.join("old"))
+            .with_context(|| format!("cannot move {} aside", outdir.display()))?;
+        Some(aside)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(tmp.path(), outdir) {
+        if let Some(aside) = &old {
+            let _ = std::fs::rename(aside.join("old"), outdir);
+            let _ = std::fs::remove_dir_all(aside);
+        }
+        return Err(e).with_context(|| format!("cannot create {}", outdir.display()));
+    }
+    let _ = tmp.keep();
+    if let Some(aside) = old {
+        std::fs::remove_dir_all(&aside)
+            .with_context(|| format!("cannot remove {}", aside.display()))?;
+    }
+    Ok(())
 }
