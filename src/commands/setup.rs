@@ -59,23 +59,6 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     })
     .await?;
 
-    if rows.iter().all(|r| r.result == "unreachable") {
-        for r in &rows {
-            eprintln!(
-                "{}: {}",
-                r.node,
-                r.error.as_deref().unwrap_or("unreachable")
-            );
-        }
-        anyhow::bail!("no node reachable");
-    }
-    let exit = rows.iter().fold(Exit::Ok, |exit, r| {
-        exit.max(match r.result.as_str() {
-            "failed" => Exit::RemoteFailed,
-            "unreachable" => Exit::Partial,
-            _ => Exit::Ok,
-        })
-    });
     if g.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -89,7 +72,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
             );
         }
     }
-    Ok(exit)
+    super::summary::exit_for_results(rows.iter().map(|r| r.result.as_str()))
 }
 
 fn render(rows: &[SetupRow]) -> String {

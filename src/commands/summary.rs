@@ -35,6 +35,29 @@ pub fn failure_lines<'a>(
     lines
 }
 
+/// The exit code of a command that gives one result per node, each
+/// `unreachable`, `failed` or a success: no node reachable is an error
+/// (exit 3), else unreachable → 1 and failed → 4, the larger winning.
+pub fn exit_for_results<'a>(
+    results: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<crate::exit::Exit> {
+    use crate::exit::Exit;
+    let mut any_reached = false;
+    let mut exit = Exit::Ok;
+    for r in results {
+        any_reached |= r != "unreachable";
+        exit = exit.max(match r {
+            "unreachable" => Exit::Partial,
+            "failed" => Exit::RemoteFailed,
+            _ => Exit::Ok,
+        });
+    }
+    if !any_reached {
+        anyhow::bail!("no node reachable");
+    }
+    Ok(exit)
+}
+
 /// Print [`failure_lines`] to stderr.
 pub fn print_failures<'a>(failures: impl IntoIterator<Item = (&'a str, String)>, total: usize) {
     for line in failure_lines(failures, total) {

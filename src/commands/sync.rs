@@ -220,17 +220,7 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
             .map(|r| (r.node.as_str(), r.status.to_string())),
         rows.len(),
     );
-    if rows.iter().all(|r| r.status == "unreachable") {
-        anyhow::bail!("no node reachable");
-    }
-    Ok(rows
-        .iter()
-        .map(|r| match r.status {
-            "unreachable" => Exit::Partial,
-            "failed" => Exit::RemoteFailed,
-            _ => Exit::Ok,
-        })
-        .fold(Exit::Ok, Exit::max))
+    super::summary::exit_for_results(rows.iter().map(|r| r.status))
 }
 
 async fn sync_node(s: &NodeSession, job: &Job) -> Result<NodeSync> {
