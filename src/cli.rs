@@ -110,19 +110,8 @@ pub struct SplitArgs {
     pub outdir: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Op {
-    Upper,
-    Lower,
-    CountLines,
-    CountWords,
-    CountChars,
-    Sum,
-    Avg,
-    Min,
-    Max,
-    Grep,
-}
+/// The built-in ops: one type shared with worker-agent.
+pub use distctl_proto::Op;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

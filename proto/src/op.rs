@@ -4,6 +4,7 @@ use std::fmt;
 
 /// A built-in op of `worker-agent op` (BRIEF "Ops").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Op {
     Upper,
     Lower,

@@ -52,10 +52,7 @@ pub struct Job {
 
 impl Job {
     fn from_args(args: &RunArgs) -> Result<Job> {
-        let op = args.op.map(|o| {
-            let name = clap::ValueEnum::to_possible_value(&o).expect("every op has a name");
-            Op::from_name(name.get_name()).expect("the CLI and the agent name ops alike")
-        });
+        let op = args.op;
         if op.is_none() && args.exec.is_none() {
             return Err(usage!("give --op OP or --exec CMD"));
         }
