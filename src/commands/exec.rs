@@ -263,6 +263,12 @@ async fn run_on(session: &NodeSession, opts: &RunOpts<'_>, printer: &Printer) ->
         stderr: Vec::new(),
         duration: None,
     };
+    // Checked before any file is made, so an interrupt leaves none behind.
+    let mut stop = opts.stop.clone();
+    if *stop.borrow() {
+        run.outcome = Outcome::Interrupted;
+        return run;
+    }
     let mut files = [None, None];
     if let Some(dir) = opts.outdir {
         for (i, ext) in ["out", "err"].iter().enumerate() {
@@ -276,15 +282,15 @@ async fn run_on(session: &NodeSession, opts: &RunOpts<'_>, printer: &Printer) ->
             }
         }
     }
-    let mut stop = opts.stop.clone();
-    if *stop.borrow() {
-        run.outcome = Outcome::Interrupted;
-        return run;
-    }
     let start = Instant::now();
     let mut proc = match session.spawn(opts.cmdline).await {
         Ok(p) => p,
         Err(e) => {
+            if let Some(dir) = opts.outdir {
+                for ext in ["out", "err"] {
+                    let _ = std::fs::remove_file(out_paths(dir, &node, ext).0);
+                }
+            }
             run.outcome = Outcome::Lost(format!("{e:#}"));
             return run;
         }
