@@ -452,6 +452,14 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             _ = term.recv() => {}
         }
         let _ = stop_tx.send(true);
+        // The first signal stops the command on every node and waits for
+        // that; a second one means "now", as in most shells' tools.
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("distctl: interrupted again: exiting without waiting for the nodes");
+        std::process::exit(Exit::Failed.code());
     });
     let opts = RunOpts {
         cmdline: &cmdline,
