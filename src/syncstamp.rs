@@ -55,7 +55,10 @@ impl Stamp {
 /// node has been synced and this one never, `never synced`. All None when no
 /// node has a stamp.
 pub fn states(stamps: &[Option<Stamp>]) -> Vec<Option<&'static str>> {
-    let newest = stamps.iter().flatten().max_by(|a, b| a.time.cmp(&b.time));
+    // Compared as times, not strings: stamps carry nanoseconds (two syncs
+    // often fall in one second), older ones only seconds.
+    let when = |s: &Stamp| humantime::parse_rfc3339(&s.time).ok();
+    let newest = stamps.iter().flatten().max_by_key(|s| when(s));
     stamps
         .iter()
         .map(|s| {
@@ -108,5 +111,18 @@ mod tests {
             ]
         );
         assert_eq!(states(&[None, None]), [None, None]);
+    }
+
+    #[test]
+    fn two_syncs_in_one_second_are_told_apart() {
+        let st = states(&[
+            Some(stamp("2026-11-23T12:00:00.500000000Z", "sha256:new")),
+            Some(stamp("2026-11-23T12:00:00.100000000Z", "sha256:old")),
+            Some(stamp("2026-11-23T12:00:00Z", "sha256:older")),
+        ]);
+        assert_eq!(
+            st,
+            [Some("in sync"), Some("out of sync"), Some("out of sync")]
+        );
     }
 }

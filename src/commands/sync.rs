@@ -188,7 +188,7 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
         method: args.method,
         local_rsync,
         source: format!("{}:{}", hostname(), root.display()),
-        time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        time: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
     });
 
     let nodes = Inventory::load(g)?.select(g)?;
