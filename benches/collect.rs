@@ -9,7 +9,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -76,18 +76,10 @@ fn count_partial(code: Option<i32>) {
 
 /// The seed's `collect_metrics`: visit the nodes one by one, each sampling 1 s.
 fn sequential_ssh(cluster: &TestCluster) {
-    for n in &cluster.nodes {
-        let ok = Command::new("ssh")
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                cluster.known_hosts.display()
-            ))
-            .arg("-i")
-            .arg(&cluster.client_key)
-            .args(["-p", &n.port.to_string(), "-l", &support::current_user()])
-            .args(["127.0.0.1", "sleep 1; cat /proc/loadavg /proc/meminfo"])
+    for i in 0..cluster.nodes.len() {
+        let ok = cluster
+            .ssh(i)
+            .arg("sleep 1; cat /proc/loadavg /proc/meminfo")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .status()

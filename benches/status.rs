@@ -10,7 +10,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::TestCluster;
@@ -72,38 +72,8 @@ fn distctl_status(cluster: &TestCluster) {
 }
 
 fn plain_ssh(cluster: &TestCluster) {
-    let children: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| {
-            Command::new("ssh")
-                .args([
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=yes",
-                    "-o",
-                    "IdentitiesOnly=yes",
-                ])
-                .arg("-o")
-                .arg(format!(
-                    "UserKnownHostsFile={}",
-                    cluster.known_hosts.display()
-                ))
-                .arg("-i")
-                .arg(&cluster.client_key)
-                .args([
-                    "-p",
-                    &n.port.to_string(),
-                    "-l",
-                    &support::current_user(),
-                    "127.0.0.1",
-                    "true",
-                ])
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+    let children: Vec<_> = (0..cluster.nodes.len())
+        .map(|i| cluster.ssh(i).arg("true").spawn().unwrap())
         .collect();
     for mut c in children {
         assert!(c.wait().unwrap().success(), "plain ssh failed");

@@ -7,8 +7,9 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use distctl::shell::quote;
 use serde_json::Value;
-use support::{current_user, ClusterOptions, TestCluster};
+use support::{ClusterOptions, TestCluster};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -35,26 +36,7 @@ fn results(rows: &[Value]) -> Vec<String> {
 
 /// Plain `ssh` to node `i` (the cluster's own keys, strict host keys).
 fn ssh(cluster: &TestCluster, i: usize, remote_cmd: &str) -> Output {
-    Command::new("ssh")
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            cluster.known_hosts.display()
-        ))
-        .arg("-i")
-        .arg(&cluster.client_key)
-        .arg("-p")
-        .arg(cluster.port(i).to_string())
-        .arg(format!("{}@127.0.0.1", current_user()))
-        .arg(remote_cmd)
-        .output()
-        .expect("ssh")
-}
-
-/// POSIX shell quoting for the remote command line.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    cluster.ssh(i).arg(remote_cmd).output().expect("ssh")
 }
 
 fn agent_on(cluster: &TestCluster, i: usize) -> std::path::PathBuf {
@@ -73,7 +55,7 @@ fn setup_twice_second_time_up_to_date_and_the_agent_runs() {
         let out = ssh(
             &cluster,
             i,
-            &format!("{} version", sh_quote(&agent.display().to_string())),
+            &format!("{} version", quote(&agent.display().to_string())),
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout).trim(), distctl_proto::AGENT_VERSION);
@@ -119,7 +101,7 @@ fn workdirs_with_spaces_and_quotes() {
         let out = ssh(
             &cluster,
             i,
-            &format!("{} version", sh_quote(&agent.display().to_string())),
+            &format!("{} version", quote(&agent.display().to_string())),
         );
         assert_eq!(
             text(&out.stdout).trim(),
@@ -156,7 +138,7 @@ fn wrong_machine_is_refused_and_unreachable_nodes_exit_1() {
         0,
         &format!(
             "{} version",
-            sh_quote(&agent_on(&cluster, 0).display().to_string())
+            quote(&agent_on(&cluster, 0).display().to_string())
         ),
     );
     assert!(out.status.success());

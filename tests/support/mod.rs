@@ -178,6 +178,21 @@ impl TestCluster {
         c
     }
 
+    /// Plain `ssh` to node `i` as the cluster's user, with its key and strict
+    /// host-key checking against its known_hosts; add the remote command.
+    pub fn ssh(&self, i: usize) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .args(["-o", "IdentitiesOnly=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg("-i")
+            .arg(&self.client_key)
+            .args(["-p", &self.nodes[i].port.to_string(), "-l", &current_user()])
+            .arg("127.0.0.1")
+            .stdin(Stdio::null());
+        c
+    }
+
     pub fn workdir(&self, i: usize) -> &Path {
         &self.nodes[i].workdir
     }
