@@ -91,18 +91,9 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
     })
     .await?;
 
-    if g.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print!("{}", render(&rows));
-    }
-    super::summary::print_failures(
-        rows.iter()
-            .filter(|r| r.error.is_some())
-            .map(|r| (r.node.as_str(), r.status.to_string())),
-        rows.len(),
-    );
-    super::summary::exit_for_results(rows.iter().map(|r| r.status))
+    super::summary::finish(g, &rows, render, |r| {
+        (r.node.as_str(), r.status, r.error.is_some())
+    })
 }
 
 async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Result<NodeFetch> {

@@ -58,6 +58,30 @@ pub fn exit_for_results<'a>(
     Ok(exit)
 }
 
+/// The end of a command with one result row per node (`sync`, `fetch`): the
+/// rows as a table or `--json`, the failures as node sets to rerun, and the
+/// exit code. `outcome` gives a row's node, its result and whether it failed.
+pub fn finish<R: serde::Serialize>(
+    g: &crate::cli::Global,
+    rows: &[R],
+    table: impl FnOnce(&[R]) -> String,
+    outcome: impl Fn(&R) -> (&str, &str, bool),
+) -> anyhow::Result<crate::exit::Exit> {
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else {
+        print!("{}", table(rows));
+    }
+    print_failures(
+        rows.iter()
+            .map(&outcome)
+            .filter(|(_, _, failed)| *failed)
+            .map(|(node, result, _)| (node, result.to_string())),
+        rows.len(),
+    );
+    exit_for_results(rows.iter().map(|r| outcome(r).1))
+}
+
 /// Print [`failure_lines`] to stderr.
 pub fn print_failures<'a>(failures: impl IntoIterator<Item = (&'a str, String)>, total: usize) {
     for line in failure_lines(failures, total) {
