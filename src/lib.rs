@@ -17,6 +17,7 @@ pub mod lines;
 pub mod merge;
 pub mod metrics;
 pub mod nodeset;
+pub mod preflight;
 pub mod progress;
 pub mod schedule;
 pub mod shell;

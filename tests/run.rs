@@ -532,3 +532,44 @@ fn unreachable_node_is_skipped_and_dry_run_touches_nothing() {
     let err = String::from_utf8_lossy(&failing.stderr);
     assert!(err.contains("code 7") && err.contains("boom"), "{err}");
 }
+
+/// Mistakes in paths are usage errors found before any node is contacted: the
+/// one node here listens nowhere, so reaching it first would fail otherwise.
+#[test]
+fn bad_paths_are_refused_before_any_node_is_contacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let outdir = dir.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let missing_parent = dir.path().join("no/such/out.txt");
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (
+            vec![input.as_os_str(), "-o".as_ref(), outdir.as_os_str()],
+            "is a directory",
+        ),
+        (
+            vec![input.as_os_str(), "-o".as_ref(), missing_parent.as_os_str()],
+            "does not exist",
+        ),
+        (vec![outdir.as_os_str()], "is a directory"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(support::distctl_bin())
+            .args(["--hosts", "127.0.0.1:1", "run", "--op", "upper"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    assert!(!dir.path().join("no").exists(), "no parent directory made");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "nothing left beside the output: {left:?}");
+}

@@ -35,6 +35,9 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     if args.count == Some(0) {
         return Err(usage!("--count must be at least 1"));
     }
+    if let Some(out) = &args.output {
+        crate::preflight::check_output(out)?;
+    }
     let nodes = Inventory::load(g)?.select(g)?;
     let format = match (args.format, g.json) {
         (Some(f), _) => f,

@@ -10,6 +10,8 @@ use crate::metrics::{read_csv, replace_file};
 use crate::usage;
 
 pub async fn run(args: &ReportArgs) -> Result<Exit> {
+    crate::preflight::check_input(&args.metrics)?;
+    crate::preflight::check_output(&args.output)?;
     let samples = read_csv(&args.metrics)?
         .into_iter()
         .enumerate()

@@ -180,9 +180,10 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         .context("cannot catch Ctrl-C")?;
     let job = Arc::new(Job::from_args(args)?);
     for p in &args.inputs {
-        if p.as_os_str() != "-" && !p.exists() {
-            return Err(usage!("input {} does not exist", p.display()));
-        }
+        crate::preflight::check_input(p)?;
+    }
+    if let Some(out) = &args.output {
+        crate::preflight::check_output(out)?;
     }
     let planned = args
         .inputs
