@@ -87,7 +87,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
             last = data.last().copied().unwrap_or(b'\n');
         }
         ChunkData::Range(input) => {
-            let mut hasher = want_checksum.then(xxhash_rust::xxh3::Xxh3::new);
+            let mut hasher = want_checksum.then(crate::chunk::ChunkHash::new);
             let mut buf = vec![0u8; SEND_BLOCK];
             let end = spec.start + spec.len;
             let mut pos = spec.start;
@@ -114,7 +114,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
                 pos += want as u64;
                 sent.bytes += want as u64;
             }
-            sent.checksum = hasher.map(|h| h.digest128());
+            sent.checksum = hasher.map(crate::chunk::ChunkHash::finish);
         }
     }
     sent.lines += u64::from(sent.bytes > 0 && last != b'\n');

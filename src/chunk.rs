@@ -463,6 +463,40 @@ impl<R: Read> StreamChunker<R> {
     }
 }
 
+/// The checksum the journal keeps of an input chunk (xxh3-128): computed
+/// while a chunk is sent and again when `--resume` checks the input, always
+/// through this one type so the two can never disagree.
+#[derive(Default)]
+pub struct ChunkHash(xxhash_rust::xxh3::Xxh3);
+
+impl ChunkHash {
+    pub fn new() -> ChunkHash {
+        ChunkHash::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> u128 {
+        self.0.digest128()
+    }
+
+    /// The checksum of `len` bytes of `input` from `start`.
+    pub fn of_range(input: &InputStream, start: u64, len: u64) -> io::Result<u128> {
+        let mut h = ChunkHash::new();
+        let mut buf = vec![0u8; READ_BLOCK];
+        let mut pos = start;
+        while pos < start + len {
+            let want = ((start + len - pos) as usize).min(buf.len());
+            input.read_exact_at(pos, &mut buf[..want])?;
+            h.update(&buf[..want]);
+            pos += want as u64;
+        }
+        Ok(h.finish())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

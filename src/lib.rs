@@ -4,6 +4,7 @@
 //! The binary (`main.rs`) only parses the command line and maps errors to exit codes.
 
 pub mod agent;
+pub mod atomic;
 pub mod attempt;
 pub mod chunk;
 pub mod cli;

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -195,36 +194,6 @@ impl<W: Write> OrderedWriter<W> {
 
     pub fn into_inner(self) -> W {
         self.out
-    }
-}
-
-/// A file written under a temporary name and renamed into place only when complete.
-pub struct AtomicFile {
-    pub temp: PathBuf,
-    pub dest: PathBuf,
-}
-
-impl AtomicFile {
-    /// Make the result final: flush to disk, then rename over `dest`.
-    pub fn commit(&self, file: File) -> io::Result<()> {
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&self.temp, &self.dest)
-    }
-
-    /// Write `data` to a fresh temp file beside `dest` and rename it into place.
-    pub fn write_whole(dest: &Path, data: &[u8]) -> io::Result<()> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".distctl-")
-            .tempfile_in(dir)?;
-        tmp.write_all(data)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(dest).map_err(|e| e.error)?;
-        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! overlapping cron runs never interleave or tear rows, and a file of another
 //! schema is refused rather than mixed.
 
+use crate::atomic::replace_file;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -397,27 +398,6 @@ fn cut_partial_line(f: &File, path: &Path) -> Result<u64> {
         f.set_len(end)?;
     }
     Ok(end)
-}
-
-/// Write `bytes` to a temporary file beside `path` and rename it into place
-/// (mode 0644, so a collector running as another user can read it).
-pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".distctl-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 
 use anyhow::Result;
 
+use crate::atomic::replace_file;
 use crate::cli::ReportArgs;
 use crate::exit::Exit;
 use crate::html_report::{render, TimedSample};
-use crate::metrics::{read_csv, replace_file};
+use crate::metrics::read_csv;
 use crate::usage;
 
 pub async fn run(args: &ReportArgs) -> Result<Exit> {

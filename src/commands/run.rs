@@ -20,6 +20,7 @@ use distctl_proto::{Op, Partial};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::atomic::{replace_file, AtomicFile};
 use crate::attempt::{attempt, AttemptError, ChunkData, ChunkSpec, Verified};
 use crate::chunk::{
     default_chunk_size, Chunk, ChunkPlan, ConcatReader, Cut, InputFile, InputStream, StreamChunker,
@@ -28,7 +29,7 @@ use crate::cli::{Global, RunArgs};
 use crate::commands::Cluster;
 use crate::exit::Exit;
 use crate::journal::{checksum_hex, DoneEntry, JobKey, Journal, Place};
-use crate::merge::{AtomicFile, MemoryBudget, OrderedWriter, ResultBuf};
+use crate::merge::{MemoryBudget, OrderedWriter, ResultBuf};
 use crate::progress::RunProgress;
 use crate::schedule::{Fault, Scheduler};
 use crate::transport::{NodeSession, CHANNELS_PER_NODE};
@@ -535,24 +536,8 @@ impl<'a> Runner<'a> {
             };
             self.journal = Some(journal);
         } else if let Some(dest) = &self.args.output {
-            let dir = match dest.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let name = dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let temp = tempfile::Builder::new()
-                .prefix(&format!(".{name}.distctl-"))
-                .tempfile_in(&dir)
-                .with_context(|| format!("cannot write in {}", dir.display()))?
-                .into_temp_path()
-                .keep()?;
-            self.sink = Sink::File {
-                temp,
-                dest: dest.clone(),
-            };
+            let AtomicFile { temp, dest } = AtomicFile::create(dest)?;
+            self.sink = Sink::File { temp, dest };
         }
         if !self.job.aggregate() {
             let out: Box<dyn Write + Send> = match &self.sink {
@@ -912,8 +897,7 @@ impl<'a> Runner<'a> {
                 }
                 Sink::File { temp, dest } => {
                     let _ = std::fs::remove_file(temp);
-                    AtomicFile::write_whole(dest, text.as_bytes())
-                        .with_context(|| format!("cannot write {}", dest.display()))?;
+                    replace_file(dest, text.as_bytes())?;
                 }
             }
         } else {
@@ -934,8 +918,7 @@ impl<'a> Runner<'a> {
                     temp: temp.clone(),
                     dest: dest.clone(),
                 }
-                .commit(f)
-                .with_context(|| format!("cannot write {}", dest.display()))?;
+                .commit(f)?;
             }
         }
         if let Some(j) = self.journal.take() {
@@ -1093,7 +1076,7 @@ fn check_entries(
         else {
             continue;
         };
-        let sum = hash_range(input, c.start, c.len)?;
+        let sum = crate::chunk::ChunkHash::of_range(input, c.start, c.len)?;
         if checksum_hex(sum) != e.checksum {
             return Err(usage!(
                 "--resume refused: the input bytes of chunk {} changed since the interrupted run (remove {} to start over)",
@@ -1121,19 +1104,6 @@ fn check_entries(
         kept.entries.push(e);
     }
     Ok(kept)
-}
-
-fn hash_range(input: &InputStream, start: u64, len: u64) -> Result<u128> {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; crate::chunk::READ_BLOCK];
-    let mut pos = start;
-    while pos < start + len {
-        let want = ((start + len - pos) as usize).min(buf.len());
-        input.read_exact_at(pos, &mut buf[..want])?;
-        h.update(&buf[..want]);
-        pos += want as u64;
-    }
-    Ok(h.digest128())
 }
 
 type StreamItem = std::io::Result<(crate::chunk::StreamChunk, u64)>;
