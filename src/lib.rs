@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod progress;
 pub mod schedule;
 pub mod shell;
+pub mod shutdown;
 pub mod syncstamp;
 pub mod table;
 pub mod tarstream;

@@ -411,6 +411,16 @@ fn a_broken_agent_falls_back_to_the_shell_probe() {
 
 #[test]
 fn ctrl_c_ends_every_between_whole_rounds() {
+    signal_ends_every_between_whole_rounds(libc::SIGINT);
+}
+
+/// SIGTERM is `--every`'s normal stop too (a service manager stopping it).
+#[test]
+fn sigterm_ends_every_between_whole_rounds() {
+    signal_ends_every_between_whole_rounds(libc::SIGTERM);
+}
+
+fn signal_ends_every_between_whole_rounds(sig: libc::c_int) {
     let cluster = TestCluster::start(2);
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("metrics.csv");
@@ -435,9 +445,19 @@ fn ctrl_c_ends_every_between_whole_rounds() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // SAFETY: kill(2) on the child we started.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let masters = cluster.ssh_clients();
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    support::wait_until(
+        "the ssh masters to exit",
+        std::time::Duration::from_secs(5),
+        || {
+            masters
+                .iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        },
+    );
     let rows = read_rows(&csv);
     assert!(
         rows.len() >= 4 && rows.len().is_multiple_of(2),

@@ -323,6 +323,16 @@ fn timeout_kills_the_command_and_everything_it_started() {
 
 #[test]
 fn interrupting_exec_kills_what_it_started_on_every_node() {
+    signal_stops_exec_everywhere(libc::SIGINT, "426");
+}
+
+/// SIGTERM takes the same path as Ctrl-C: every process killed, no ssh left.
+#[test]
+fn sigterm_stops_exec_on_every_node() {
+    signal_stops_exec_everywhere(libc::SIGTERM, "436");
+}
+
+fn signal_stops_exec_everywhere(sig: libc::c_int, tag: &str) {
     let cluster = TestCluster::start(2);
     // A background child, one in a session of its own, a foreground child.
     let child = cluster
@@ -330,22 +340,28 @@ fn interrupting_exec_kills_what_it_started_on_every_node() {
         .args([
             "exec",
             "--",
-            "sleep 4262.17 & setsid sleep 4263.17 & sleep 4264.17",
+            &format!("sleep {tag}2.17 & setsid sleep {tag}3.17 & sleep {tag}4.17"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let markers = ["4262.17", "4263.17", "4264.17"];
+    let markers = [2, 3, 4].map(|i| format!("{tag}{i}.17"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while markers.iter().any(|m| processes_with(m).len() < 2) {
         assert!(Instant::now() < deadline, "the commands did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY: kill(2) on the distctl child this test started.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let masters = cluster.ssh_clients();
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
+    support::wait_until("the ssh masters to exit", Duration::from_secs(5), || {
+        masters
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    });
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("node[1-2]: interrupted"), "{stderr}");
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -361,26 +361,38 @@ fn a_node_killed_mid_run_loses_nothing() {
     no_agents_left(&cluster);
 }
 
+/// Start the slow job writing `out`; return once its journal records a
+/// finished chunk (the journal path is returned too).
+fn start_slow_run(
+    cluster: &TestCluster,
+    input: &Path,
+    out: &Path,
+) -> (std::process::Child, PathBuf) {
+    let child = cluster
+        .distctl()
+        .args(["run", "--quiet"])
+        .arg(input)
+        .args(SLOW)
+        .arg("-o")
+        .arg(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = out.file_name().unwrap().to_string_lossy();
+    let journal = out.with_file_name(format!(".{name}.distctl-run/journal.jsonl"));
+    wait_for("a finished chunk", || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= 3)
+    });
+    (child, journal)
+}
+
 #[test]
 fn interrupted_run_resumes_with_only_the_missing_chunks() {
     let cluster = cluster(2);
     let tmp = tempfile::tempdir().unwrap();
     let (input, want) = slow_job(tmp.path());
     let out = tmp.path().join("out 'x'.txt");
-    let child = cluster
-        .distctl()
-        .args(["run", "--quiet"])
-        .arg(&input)
-        .args(SLOW)
-        .arg("-o")
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let journal = tmp.path().join(".out 'x'.txt.distctl-run/journal.jsonl");
-    wait_for("a finished chunk", || {
-        std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= 3)
-    });
+    let (child, journal) = start_slow_run(&cluster, &input, &out);
     // Ctrl-C.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let got = child.wait_with_output().unwrap();
@@ -428,6 +440,38 @@ fn interrupted_run_resumes_with_only_the_missing_chunks() {
         !journal.exists(),
         "the journal goes once the output is complete"
     );
+}
+
+/// SIGTERM (a service manager, `timeout`, cron's kill) stops `run` the way
+/// Ctrl-C does: the journal kept, how to resume said, exit 3, and no ssh or
+/// agent process left on either side.
+#[test]
+fn sigterm_stops_a_run_cleanly_and_keeps_the_journal() {
+    let cluster = cluster(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, _) = slow_job(tmp.path());
+    let out = tmp.path().join("out.txt");
+    let (child, journal) = start_slow_run(&cluster, &input, &out);
+    let masters = cluster.ssh_clients();
+    assert!(
+        !masters.is_empty(),
+        "the run has ssh masters while it works"
+    );
+    // SAFETY: kill(2) on the distctl child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let got = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert_eq!(got.status.code(), Some(3), "{err}");
+    assert!(err.contains("interrupted (SIGTERM)"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(journal.exists(), "the journal is kept");
+    assert!(!out.exists(), "no output from an interrupted run");
+    no_agents_left(&cluster);
+    support::wait_until("the ssh masters to exit", Duration::from_secs(5), || {
+        masters
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+    });
 }
 
 #[test]

@@ -51,9 +51,10 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     };
     let mut exit = Exit::Ok;
     let mut round = 0u64;
-    // Ctrl-C ends `--every` cleanly: a round under way is dropped whole
-    // (never half written), the rounds already written stand.
-    let interrupted = tokio::signal::ctrl_c();
+    // A signal (Ctrl-C, SIGTERM, SIGHUP) is `--every`'s normal stop: a round
+    // under way is dropped whole (never half written), the rounds already
+    // written stand.
+    let interrupted = crate::shutdown::requested();
     tokio::pin!(interrupted);
     loop {
         let started = Instant::now();

@@ -444,22 +444,11 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     );
     let cmdline = remote_command(&args.command, args.timeout.map(|t| t.0), &tag);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // The first signal stops the command on every node and waits for that;
+    // a second one exits at once (crate::shutdown).
     let on_signal = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("cannot handle SIGTERM");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        crate::shutdown::requested().await;
         let _ = stop_tx.send(true);
-        // The first signal stops the command on every node and waits for
-        // that; a second one means "now", as in most shells' tools.
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("distctl: interrupted again: exiting without waiting for the nodes");
-        std::process::exit(Exit::Failed.code());
     });
     let opts = RunOpts {
         cmdline: &cmdline,

@@ -20,6 +20,7 @@ pub mod summary;
 pub mod sync;
 
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
+    crate::shutdown::install()?;
     let g = &cli.global;
     match cli.command {
         Command::Nodes(_) => nodes::run(g).await,
@@ -36,17 +37,14 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
     }
 }
 
-/// For commands without a Ctrl-C story of their own (`run`, `exec` and
-/// `collect` stop gracefully themselves): on SIGINT or SIGTERM drop the whole
+/// For commands without a stop story of their own (`run`, `exec` and
+/// `collect` stop gracefully themselves): on the first signal drop the whole
 /// command, so its ssh masters are shut down and its control directory and
 /// temporary files are removed instead of being left behind.
 async fn interruptible(work: impl std::future::Future<Output = Result<Exit>>) -> Result<Exit> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        stop = crate::shutdown::requested() => Err(crate::shutdown::error(stop)),
     }
 }
 

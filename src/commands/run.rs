@@ -176,9 +176,6 @@ enum Input {
 }
 
 pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
-    // Installed first thing, so Ctrl-C at any point stops the run cleanly.
-    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot catch Ctrl-C")?;
     let job = Arc::new(Job::from_args(args)?);
     for p in &args.inputs {
         crate::preflight::check_input(p)?;
@@ -227,7 +224,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     }
     let inventory = crate::inventory::Inventory::load(g)?;
     let selected = inventory.select(g)?;
-    Runner::start(g, args, job, input, selected, interrupt)
+    Runner::start(g, args, job, input, selected)
         .await?
         .go()
         .await
@@ -371,7 +368,6 @@ struct Runner<'a> {
     partials: Vec<Option<Partial>>,
     checksums: HashMap<usize, u128>,
     budget: Arc<MemoryBudget>,
-    interrupt: tokio::signal::unix::Signal,
     started: Instant,
 }
 
@@ -384,14 +380,13 @@ impl<'a> Runner<'a> {
         job: Arc<Job>,
         input: Input,
         selected: Vec<crate::inventory::Node>,
-        mut interrupt: tokio::signal::unix::Signal,
     ) -> Result<Runner<'a>> {
         let started = Instant::now();
         // A bad --agent file is the user's to fix before any node is contacted.
         let binary = crate::agent::AgentBinary::from_option(args.agent.as_deref())?;
         let cluster = tokio::select! {
             c = Cluster::connect_nodes(g, selected) => c?,
-            _ = interrupt.recv() => anyhow::bail!("interrupted"),
+            stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
         };
         let mut exit = Exit::Ok;
         let mut summary = RunSummary {
@@ -418,9 +413,9 @@ impl<'a> Runner<'a> {
         }));
         let prepared = tokio::select! {
             p = preparing => p,
-            _ = interrupt.recv() => {
+            stop = crate::shutdown::requested() => {
                 cluster.close().await;
-                anyhow::bail!("interrupted");
+                return Err(crate::shutdown::error(stop));
             }
         };
         let mut nodes = Vec::new();
@@ -474,7 +469,6 @@ impl<'a> Runner<'a> {
             writer: None,
             partials: vec![None; n_chunks],
             checksums: HashMap::new(),
-            interrupt,
             budget: MemoryBudget::new(RESULT_MEMORY),
             started,
         };
@@ -486,6 +480,8 @@ impl<'a> Runner<'a> {
     }
 
     async fn close(&mut self) {
+        // The cluster closes only the sessions nothing else holds.
+        self.nodes.clear();
         if let Some(c) = self.cluster.take() {
             c.close().await;
         }
@@ -655,10 +651,10 @@ impl<'a> Runner<'a> {
             let want_stream = self.sched.pending() < self.sched.free_slots()
                 && (held_input < STDIN_MEMORY || held_input == 0);
             tokio::select! {
-                _ = self.interrupt.recv() => {
+                stop = crate::shutdown::requested() => {
                     tasks.abort_all();
                     while tasks.join_next().await.is_some() {}
-                    anyhow::bail!("interrupted");
+                    return Err(crate::shutdown::error(stop));
                 }
                 Some(joined) = tasks.join_next() => {
                     let report = joined.context("a chunk task panicked")?;

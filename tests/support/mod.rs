@@ -201,6 +201,36 @@ impl TestCluster {
         self.nodes[i].port
     }
 
+    /// The controller's ssh client processes (masters and their mux clients)
+    /// connected to any node of this cluster: `ssh … -p PORT …`, by PID.
+    #[allow(dead_code)]
+    pub fn ssh_clients(&self) -> Vec<u32> {
+        let ports: Vec<String> = self.nodes.iter().map(|n| n.port.to_string()).collect();
+        let mut found = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmd
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let is_ssh = args
+                .first()
+                .is_some_and(|a| a == "ssh" || a.ends_with("/ssh"));
+            let to_us = args
+                .windows(2)
+                .any(|w| w[0] == "-p" && ports.contains(&w[1]));
+            if is_ssh && to_us {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
     /// The sshd listener of node `i` and every process below it (its
     /// connections' session processes and what they run).
     pub fn node_pids(&self, i: usize) -> Vec<u32> {
@@ -348,4 +378,17 @@ pub fn process_tree(root: u32) -> Vec<u32> {
         i += 1;
     }
     out
+}
+
+/// Wait until `cond` holds, polling, for at most `limit`.
+#[allow(dead_code)]
+pub fn wait_until(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
