@@ -5,6 +5,7 @@ use distctl::exit::exit_for;
 
 fn main() {
     let cli = Cli::parse();
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,4 +32,22 @@ fn one_line(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// Many nodes × channels need more descriptors than the usual soft limit of
+/// 1024: raise the soft limit to the hard one, as ssh-heavy tools do. A
+/// failure leaves the limit as it was (EMFILE is then reported as the
+/// controller's error, never a node's).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -413,4 +413,30 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
     assert_eq!(out.status.code(), Some(4));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["status"], "killed", "{}", rows[0]);
+}
+
+/// A low soft limit on file descriptors is raised to the hard one at start,
+/// so many nodes × channels do not run out (seen by the command it runs on
+/// the built-in local node, which inherits distctl's limits).
+#[test]
+fn the_descriptor_soft_limit_is_raised_to_the_hard_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "ulimit -Sn 64 && exec {} exec --json -- sh -c 'ulimit -Sn; ulimit -Hn'",
+        support::distctl_bin().display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env_remove("DISTCTL_INVENTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = v[0]["stdout"].as_str().unwrap_or_default().to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{v}");
+    assert_eq!(lines[0], lines[1], "soft limit raised to the hard one: {v}");
 }
