@@ -114,17 +114,13 @@ pub struct SplitArgs {
 pub use distctl_proto::Op;
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("work").required(true).args(["op", "exec"])))]
 pub struct RunArgs {
     /// Input files ('-' for stdin), processed as one stream in the order given
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// Built-in operation
-    #[arg(
-        long,
-        value_enum,
-        required_unless_present = "exec",
-        conflicts_with = "exec"
-    )]
+    #[arg(long, value_enum, conflicts_with = "exec")]
     pub op: Option<Op>,
     /// Pattern for --op grep
     #[arg(long, required_if_eq("op", "grep"), value_name = "REGEX")]
@@ -208,8 +204,14 @@ pub struct ExecArgs {
     /// Kill the remote command after this long
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<Dur>,
-    /// The command and its arguments, run exactly as typed
-    #[arg(required = true, last = true, value_name = "CMD")]
+    /// The command and its arguments, run exactly as typed (everything after
+    /// the first word belongs to it; `--` before it works too)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

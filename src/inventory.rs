@@ -285,7 +285,22 @@ impl Inventory {
             .cloned()
             .collect();
         if selected.is_empty() {
-            return Err(usage!("no node selected (inventory: {})", self.source));
+            let what = match global
+                .label
+                .iter()
+                .find(|l| !self.nodes.iter().any(|n| n.labels.contains(l)))
+            {
+                Some(l) => format!("no node carries label '{l}'"),
+                None if !global.label.is_empty() => format!(
+                    "no node carries every label of --label {} among the nodes --nodes/--exclude leave",
+                    global.label.join(" --label ")
+                ),
+                None => "no node left after --nodes/--exclude".to_string(),
+            };
+            return Err(usage!(
+                "no node selected: {what} (inventory: {})",
+                self.source
+            ));
         }
         Ok(selected)
     }
