@@ -306,6 +306,17 @@ impl Inventory {
     }
 }
 
+/// Four dot-separated decimal octets, one of them with a leading zero
+/// (`10.0.1.08`): resolvers read such octets as octal or refuse them.
+fn padded_ipv4_octet(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts.iter().any(|p| p.len() > 1 && p.starts_with('0'))
+}
+
 /// `host`, `host:port`, `node[1-3]:22`, an IPv6 address `::1`, or `[::1]:22`.
 fn split_host_port(rest: &str, item: &str) -> Result<(Vec<String>, Option<u16>)> {
     let port_of = |p: &str| -> Result<u16> {
@@ -381,6 +392,15 @@ fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
         let hosts = match &entry.host {
             Some(h) => {
                 let hosts = nodeset::expand_one(h.get_ref()).map_err(|e| loc.err(h.span(), e))?;
+                if let Some(bad) = hosts.iter().find(|h| padded_ipv4_octet(h)) {
+                    return Err(loc.err(
+                        h.span(),
+                        format!(
+                            "host '{}' expands to '{bad}': a zero-padded octet in an IPv4 address is read as octal by resolvers; drop the padding in host (e.g. 10.0.1.[1-16])",
+                            h.get_ref()
+                        ),
+                    ));
+                }
                 if hosts.len() != 1 && hosts.len() != names.len() {
                     return Err(loc.err(
                         h.span(),
@@ -574,6 +594,17 @@ mod tests {
         );
         assert_eq!(nodes[0].workdir, ".distctl");
         assert_eq!(nodes[0].host_key_checking, HostKeyChecking::Strict);
+    }
+
+    #[test]
+    fn zero_padded_ipv4_octets_are_refused_with_the_line() {
+        let e = err("[[nodes]]\nname = \"n[08-09]\"\nhost = \"10.0.1.[08-09]\"\n");
+        assert!(e.starts_with("c.toml:3:") && e.contains("10.0.1.08"), "{e}");
+        // Padding in names and in host names that are not addresses is fine.
+        let nodes = parse_str("[[nodes]]\nname = \"n[08-09]\"\nhost = \"h[08-09].lan\"\n").unwrap();
+        assert_eq!(nodes[0].host, "h08.lan");
+        let example = include_str!("../cluster.example.toml");
+        parse_str(example).expect("the example inventory parses");
     }
 
     #[test]
