@@ -80,6 +80,15 @@ pub enum Command {
     Report(ReportArgs),
     /// Print shell completions (bash, zsh, fish, ...) or a man page
     Completions(CompletionsArgs),
+    /// Write a commented starter cluster.toml (one node, localhost) to edit
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it (never over an existing file)
+    #[arg(default_value = "cluster.toml", value_name = "PATH")]
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Args)]

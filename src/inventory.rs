@@ -353,7 +353,7 @@ fn split_host_port(rest: &str, item: &str) -> Result<(Vec<String>, Option<u16>)>
     Ok((hosts, port))
 }
 
-fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
+pub(crate) fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
     let loc = Located { path, text };
     let raw: RawInventory = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");

@@ -10,6 +10,7 @@ pub mod collect;
 pub mod completions;
 pub mod exec;
 pub mod fetch;
+pub mod init;
 pub mod nodes;
 pub mod report;
 pub mod run;
@@ -32,6 +33,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Sync(ref a) => interruptible(sync::run(g, a)).await,
         Command::Fetch(ref a) => interruptible(fetch::run(g, a)).await,
         Command::Completions(ref a) => completions::run(a),
+        Command::Init(ref a) => init::run(g, a),
         Command::Setup(ref a) => interruptible(setup::run(g, a)).await,
         Command::Run(ref a) => run::run(g, a).await,
     }
