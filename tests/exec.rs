@@ -441,31 +441,19 @@ fn the_descriptor_soft_limit_is_raised_to_the_hard_one() {
     assert_eq!(lines[0], lines[1], "soft limit raised to the hard one: {v}");
 }
 
-/// distctl on the built-in local node, away from any inventory.
-fn local_distctl(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(support::distctl_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("DISTCTL_INVENTORY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 /// The command is exec's first positional, as with clush and pdsh: what
 /// follows belongs to it, word for word; `--` still works. Usage mistakes
 /// say what was meant.
 #[test]
 fn exec_takes_the_command_without_dashes_and_usage_errors_say_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = local_distctl(dir.path(), &["exec", "printf", "%s|", "a  b", "--gather"]);
+    let out = support::local_distctl(dir.path(), &["exec", "printf", "%s|", "a  b", "--gather"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "local: a  b|--gather|\n");
-    let out = local_distctl(dir.path(), &["exec", "--", "echo", "-n", "x"]);
+    let out = support::local_distctl(dir.path(), &["exec", "--", "echo", "-n", "x"]);
     assert_eq!(text(&out.stdout), "local: x\n");
 
-    let out = local_distctl(dir.path(), &["--label", "gpu", "nodes"]);
+    let out = support::local_distctl(dir.path(), &["--label", "gpu", "nodes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("no node carries label 'gpu'"),
@@ -474,7 +462,7 @@ fn exec_takes_the_command_without_dashes_and_usage_errors_say_what_is_missing() 
     );
 
     std::fs::write(dir.path().join("in.txt"), "a\n").unwrap();
-    let out = local_distctl(dir.path(), &["run", "in.txt"]);
+    let out = support::local_distctl(dir.path(), &["run", "in.txt"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("--op") && err.contains("--exec"), "{err}");

@@ -3,18 +3,7 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
-
-fn distctl(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(support::distctl_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("DISTCTL_INVENTORY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use support::local_distctl as distctl;
 
 #[test]
 fn init_writes_a_working_inventory_and_never_overwrites_one() {

@@ -392,3 +392,17 @@ pub fn wait_until(what: &str, limit: std::time::Duration, cond: impl Fn() -> boo
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// distctl on its built-in local node, away from any inventory: run in `dir`
+/// with `HOME` there and no `$DISTCTL_INVENTORY`.
+#[allow(dead_code)]
+pub fn local_distctl(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(distctl_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("DISTCTL_INVENTORY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
