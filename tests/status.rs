@@ -312,7 +312,7 @@ fn example_inventory_parses() {
     let nodes = doc["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1 + 17 + 1);
     assert_eq!(nodes[1]["name"], "node01");
-    assert_eq!(nodes[1]["host"], "10.0.1.01");
+    assert_eq!(nodes[1]["host"], "10.0.1.1");
     assert_eq!(nodes[17]["name"], "node20");
     assert_eq!(nodes[18]["port"], 2222);
 }
