@@ -2,6 +2,7 @@
 //! `~/.ssh/config`, ProxyJump, ssh-agent and known_hosts work as with `ssh`.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,16 +15,74 @@ use super::{ChildImpl, ConnectError, RemoteProcess};
 use crate::inventory::{HostKeyChecking, Node};
 
 /// A fresh short directory for control sockets: the socket path must stay
-/// under 108 bytes, so never under a deep `$TMPDIR` or the project tree.
+/// under 108 bytes, so never under a deep `$TMPDIR` or the project tree. It
+/// lives in a private runtime directory (`$XDG_RUNTIME_DIR/distctl`, else
+/// `/tmp/distctl-<uid>`) that is checked to be ours before anything goes in.
 pub fn control_dir() -> Result<tempfile::TempDir> {
-    let base = PathBuf::from(format!("/tmp/distctl-{}", unsafe { libc::geteuid() }));
-    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700))?;
+    let uid = unsafe { libc::geteuid() };
+    let base = runtime_base(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), uid);
+    private_dir(&base, uid)?;
     tempfile::Builder::new()
         .prefix("c")
         .tempdir_in(&base)
         .context("creating the ssh control directory")
+}
+
+/// `$XDG_RUNTIME_DIR/distctl` when that directory is absolute, ours, not
+/// writable by others and short enough for socket paths; else `/tmp/distctl-<uid>`.
+fn runtime_base(xdg: Option<PathBuf>, uid: u32) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(x) = xdg.filter(|x| x.is_absolute() && x.as_os_str().len() < 40) {
+        if let Ok(m) = std::fs::symlink_metadata(&x) {
+            if m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0 {
+                return x.join("distctl");
+            }
+        }
+    }
+    PathBuf::from(format!("/tmp/distctl-{uid}"))
+}
+
+/// Make `dir` (mode 0700) or accept an existing one only when it is a real
+/// directory (not a symlink) owned by `uid`; a too-open mode of our own
+/// directory is tightened through a descriptor opened without following links.
+fn private_dir(dir: &Path, uid: u32) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+    }
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "refusing the control directory {}: {why} (remove it, or set XDG_RUNTIME_DIR to a private directory)",
+            dir.display()
+        )
+    };
+    let m =
+        std::fs::symlink_metadata(dir).with_context(|| format!("checking {}", dir.display()))?;
+    if m.file_type().is_symlink() {
+        return Err(refuse("it is a symbolic link".into()));
+    }
+    if !m.is_dir() {
+        return Err(refuse("it is not a directory".into()));
+    }
+    if m.uid() != uid {
+        return Err(refuse(format!("it is owned by uid {}, not {uid}", m.uid())));
+    }
+    if m.mode() & 0o077 != 0 {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+            .with_context(|| format!("opening {}", dir.display()))?;
+        let fm = f.metadata()?;
+        if fm.ino() != m.ino() || fm.uid() != uid {
+            return Err(refuse("it changed while being checked".into()));
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The generated `-F` config for one node: the node's own `ssh_options`
@@ -59,7 +118,7 @@ pub async fn connect(
         reason,
     };
     let config = control_dir.join(format!("{index}.conf"));
-    std::fs::write(&config, config_text(node, server_alive))
+    write_private(&config, config_text(node, server_alive).as_bytes())
         .map_err(|e| fail(format!("cannot write ssh config: {e}")))?;
 
     let mut b = SessionBuilder::default();
@@ -169,9 +228,91 @@ pub async fn spawn(
     })
 }
 
+/// A new file only we can read, never through a link planted in its place.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(bytes)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::classify;
+    use super::{classify, private_dir, runtime_base, write_private};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn uid() -> u32 {
+        unsafe { libc::geteuid() }
+    }
+
+    #[test]
+    fn a_fresh_control_base_is_made_private() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("distctl-x");
+        private_dir(&d, uid()).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn an_open_base_of_our_own_is_tightened() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("open");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        private_dir(&d, uid()).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_symlinked_or_foreign_base_is_refused_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = format!("{:#}", private_dir(&link, uid()).unwrap_err());
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o755);
+        // Someone else's directory (another uid than the one it is checked for).
+        let e = format!("{:#}", private_dir(&target, uid() + 1).unwrap_err());
+        assert!(e.contains("owned by uid"), "{e}");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn xdg_runtime_dir_is_used_only_when_private() {
+        let t = tempfile::tempdir().unwrap();
+        let x = t.path().to_path_buf();
+        std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if x.as_os_str().len() < 40 {
+            assert_eq!(runtime_base(Some(x.clone()), uid()), x.join("distctl"));
+        }
+        std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let tmp = std::path::PathBuf::from(format!("/tmp/distctl-{}", uid()));
+        assert_eq!(runtime_base(Some(x), uid()), tmp);
+        assert_eq!(runtime_base(Some("relative".into()), uid()), tmp);
+        assert_eq!(runtime_base(None, uid()), tmp);
+    }
+
+    #[test]
+    fn configs_are_never_written_through_a_planted_link() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let conf = t.path().join("0.conf");
+        std::os::unix::fs::symlink(&victim, &conf).unwrap();
+        assert!(write_private(&conf, b"ProxyCommand evil").is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let fresh = t.path().join("1.conf");
+        write_private(&fresh, b"Host x").unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn ssh_errors_become_one_line() {
