@@ -5,7 +5,7 @@
 
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,8 +113,11 @@ pub struct Received {
     pub bytes: u64,
 }
 
-/// Unpack the tar read from `r` into `dir` (modes and mtimes kept; entries
-/// that would land outside `dir` are refused).
+/// Unpack the tar read from `r` into `dir`, trusting the node with the data
+/// only: every entry name is checked to stay inside `dir` before anything is
+/// made from it (no absolute names, no `..`, no hard link out), symlinks are
+/// written as links and never followed, permission bits are kept without
+/// setuid/setgid/sticky, and device nodes and FIFOs are skipped with a warning.
 pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>(8);
     let unpack = tokio::task::spawn_blocking(move || -> Result<u64> {
@@ -123,7 +126,8 @@ pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
             buf: Vec::new(),
             pos: 0,
         });
-        archive.set_preserve_permissions(true);
+        // Not preserved: the crate then keeps the rwx bits only.
+        archive.set_preserve_permissions(false);
         archive.set_preserve_mtime(true);
         archive.set_overwrite(true);
         let mut files = 0;
@@ -132,30 +136,62 @@ pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
         let mut dirs = Vec::new();
         for entry in archive.entries().context("reading the archive")? {
             let mut entry = entry.context("reading the archive")?;
-            let path = entry.path()?.into_owned();
+            let name = entry.path()?.into_owned();
+            let rel = inside(&name)?;
             let kind = entry.header().entry_type();
-            if kind.is_file() {
-                files += 1;
+            match kind {
+                tar::EntryType::Regular | tar::EntryType::Continuous => files += 1,
+                tar::EntryType::Directory | tar::EntryType::Symlink => {}
+                tar::EntryType::Link => {
+                    let target = entry.link_name()?.unwrap_or_default().into_owned();
+                    inside(&target).with_context(|| {
+                        format!(
+                            "refusing hard link {} to {}",
+                            name.display(),
+                            target.display()
+                        )
+                    })?;
+                }
+                other => {
+                    eprintln!(
+                        "distctl: warning: skipping {} from the node: {} entries are not fetched",
+                        name.display(),
+                        kind_name(other)
+                    );
+                    continue;
+                }
+            }
+            if rel.as_os_str().is_empty() {
+                // `./` itself: the directory the user named stays as it is.
+                continue;
             }
             if !entry
                 .unpack_in(&dir)
-                .with_context(|| format!("unpacking {}", path.display()))?
+                .with_context(|| format!("unpacking {}", name.display()))?
             {
                 anyhow::bail!(
                     "refusing archive entry outside the target: {}",
-                    path.display()
+                    name.display()
                 );
             }
             if kind.is_dir() {
                 if let Ok(mode) = entry.header().mode() {
-                    let p = dir.join(&path);
-                    std::fs::set_permissions(&p, Permissions::from_mode(mode | 0o700))?;
-                    dirs.push((p, mode));
+                    let p = dir.join(&rel);
+                    let m = std::fs::symlink_metadata(&p)?;
+                    if m.is_dir() {
+                        std::fs::set_permissions(
+                            &p,
+                            Permissions::from_mode((mode & 0o777) | 0o700),
+                        )?;
+                        dirs.push((p, mode));
+                    }
                 }
             }
         }
         for (p, mode) in dirs.iter().rev() {
-            std::fs::set_permissions(p, Permissions::from_mode(mode & 0o7777))?;
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                std::fs::set_permissions(p, Permissions::from_mode(mode & 0o777))?;
+            }
         }
         Ok(files)
     });
@@ -190,6 +226,33 @@ pub async fn receive(mut r: BoxRead, dir: PathBuf) -> Result<Received> {
         files: files?,
         bytes,
     })
+}
+
+/// `name` as a path relative to the target, or an error when it could
+/// leave it: absolute, with `..`, or any other root or prefix. `.` parts are
+/// dropped (`./` alone gives the empty path: the target itself).
+fn inside(name: &Path) -> Result<PathBuf> {
+    let mut rel = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(part) => rel.push(part),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir => anyhow::bail!(
+                "refusing archive entry outside the target: {}",
+                name.display()
+            ),
+        }
+    }
+    Ok(rel)
+}
+
+fn kind_name(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "FIFO",
+        _ => "special",
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +304,138 @@ mod tests {
         // Let the temporary directories clean up.
         for d in [root, d] {
             std::fs::set_permissions(d.join("ro dir"), Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    /// One raw entry: the name is written as given (no checks), as a
+    /// hostile node's tar would.
+    fn raw(
+        b: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        link: &str,
+        data: &[u8],
+    ) {
+        let mut h = tar::Header::new_gnu();
+        let n = &mut h.as_old_mut().name;
+        n[..name.len()].copy_from_slice(name.as_bytes());
+        if !link.is_empty() {
+            let l = &mut h.as_old_mut().linkname;
+            l[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    async fn unpack(archive: Vec<u8>, dst: &Path) -> Result<Received> {
+        let (mut w, r) = tokio::io::duplex(1 << 20);
+        let writer = async move {
+            w.write_all(&archive).await.unwrap();
+            drop(w);
+        };
+        let (_, got) = tokio::join!(writer, receive(Box::pin(r), dst.to_path_buf()));
+        got
+    }
+
+    #[tokio::test]
+    async fn an_absolute_directory_entry_changes_nothing_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, Permissions::from_mode(0o700)).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        raw(
+            &mut b,
+            victim.to_str().unwrap(),
+            tar::EntryType::Directory,
+            0o7777,
+            "",
+            b"",
+        );
+        let dst = tempfile::tempdir().unwrap();
+        let e = format!(
+            "{:#}",
+            unpack(b.into_inner().unwrap(), dst.path())
+                .await
+                .unwrap_err()
+        );
+        assert!(e.contains("outside the target"), "{e}");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[tokio::test]
+    async fn dot_dot_and_hard_links_out_are_refused() {
+        for (name, kind, link) in [
+            ("a/../../escape", tar::EntryType::Regular, ""),
+            ("h", tar::EntryType::Link, "/etc/passwd"),
+            ("h2", tar::EntryType::Link, "../x"),
+        ] {
+            let mut b = tar::Builder::new(Vec::new());
+            raw(&mut b, name, kind, 0o644, link, b"x");
+            let dst = tempfile::tempdir().unwrap();
+            let sub = dst.path().join("in");
+            std::fs::create_dir(&sub).unwrap();
+            let r = unpack(b.into_inner().unwrap(), &sub).await;
+            assert!(r.is_err(), "{name} accepted");
+            assert!(!dst.path().join("escape").exists());
+            assert!(!sub.join(name).exists());
+        }
+    }
+
+    #[tokio::test]
+    async fn setuid_bits_and_devices_never_arrive() {
+        let mut b = tar::Builder::new(Vec::new());
+        raw(
+            &mut b,
+            "tool",
+            tar::EntryType::Regular,
+            0o6755,
+            "",
+            b"#!/bin/sh\n",
+        );
+        raw(&mut b, "d", tar::EntryType::Directory, 0o3777, "", b"");
+        raw(&mut b, "null", tar::EntryType::Char, 0o666, "", b"");
+        raw(&mut b, "pipe", tar::EntryType::Fifo, 0o666, "", b"");
+        let dst = tempfile::tempdir().unwrap();
+        let got = unpack(b.into_inner().unwrap(), dst.path()).await.unwrap();
+        assert_eq!(got.files, 1);
+        let mode = |p: &str| {
+            std::fs::metadata(dst.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("tool"), 0o755);
+        assert_eq!(mode("d"), 0o777);
+        assert!(std::fs::symlink_metadata(dst.path().join("null")).is_err());
+        assert!(std::fs::symlink_metadata(dst.path().join("pipe")).is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_through_a_planted_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        for (link, through) in [
+            (outside.path().to_str().unwrap(), "l/new"),
+            (target.to_str().unwrap(), "l"),
+        ] {
+            let mut b = tar::Builder::new(Vec::new());
+            raw(&mut b, "l", tar::EntryType::Symlink, 0o777, link, b"");
+            raw(&mut b, through, tar::EntryType::Regular, 0o644, "", b"evil");
+            let dst = tempfile::tempdir().unwrap();
+            let _ = unpack(b.into_inner().unwrap(), dst.path()).await;
+            assert!(
+                !outside.path().join("new").exists(),
+                "written through {link}"
+            );
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         }
     }
 }
