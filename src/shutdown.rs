@@ -88,11 +88,6 @@ pub async fn requested() -> Stop {
     }
 }
 
-/// The signal received so far, if any.
-pub fn pending() -> Option<Stop> {
-    STOP.get().and_then(|rx| *rx.borrow())
-}
-
 /// The error a command ends with when a signal stopped it (exit 3).
 pub fn error(stop: Stop) -> anyhow::Error {
     anyhow::anyhow!("{stop}")

@@ -344,11 +344,9 @@ impl Input {
 /// Where results go.
 enum Sink {
     Stdout,
-    /// `-o FILE`, through `temp` (the journal's `output.part` when journaled).
-    File {
-        temp: PathBuf,
-        dest: PathBuf,
-    },
+    /// `-o FILE`, through its temporary file (the journal's `output.part`
+    /// when journaled).
+    File(AtomicFile),
 }
 
 struct Runner<'a> {
@@ -526,19 +524,18 @@ impl<'a> Runner<'a> {
             } else {
                 Journal::create(dest, &key)?
             };
-            self.sink = Sink::File {
+            self.sink = Sink::File(AtomicFile {
                 temp: journal.part_path(),
                 dest: dest.clone(),
-            };
+            });
             self.journal = Some(journal);
         } else if let Some(dest) = &self.args.output {
-            let AtomicFile { temp, dest } = AtomicFile::create(dest)?;
-            self.sink = Sink::File { temp, dest };
+            self.sink = Sink::File(AtomicFile::create(dest)?);
         }
         if !self.job.aggregate() {
             let out: Box<dyn Write + Send> = match &self.sink {
                 Sink::Stdout => Box::new(std::io::stdout()),
-                Sink::File { temp, .. } => {
+                Sink::File(AtomicFile { temp, .. }) => {
                     let f = OpenOptions::new()
                         .create(true)
                         .write(true)
@@ -594,7 +591,7 @@ impl<'a> Runner<'a> {
                     }
                     eprintln!("{msg}");
                 }
-                if let Sink::File { temp, .. } = &self.sink {
+                if let Sink::File(AtomicFile { temp, .. }) = &self.sink {
                     if self.journal.is_none() {
                         let _ = std::fs::remove_file(temp);
                     }
@@ -891,7 +888,7 @@ impl<'a> Runner<'a> {
                     print!("{text}");
                     std::io::stdout().flush()?;
                 }
-                Sink::File { temp, dest } => {
+                Sink::File(AtomicFile { temp, dest }) => {
                     let _ = std::fs::remove_file(temp);
                     replace_file(dest, text.as_bytes())?;
                 }
@@ -908,13 +905,9 @@ impl<'a> Runner<'a> {
             let mut out = writer.into_inner();
             out.flush()?;
             drop(out);
-            if let Sink::File { temp, dest } = &self.sink {
-                let f = OpenOptions::new().write(true).open(temp)?;
-                AtomicFile {
-                    temp: temp.clone(),
-                    dest: dest.clone(),
-                }
-                .commit(f)?;
+            if let Sink::File(file) = &self.sink {
+                let f = OpenOptions::new().write(true).open(&file.temp)?;
+                file.commit(f)?;
             }
         }
         if let Some(j) = self.journal.take() {
