@@ -77,7 +77,7 @@ fn main() {
         .unwrap_or(512);
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("worker-agent");
-    std::fs::write(&agent, distctl::agent::EMBEDDED).unwrap();
+    std::fs::write(&agent, distctl::cluster::agent::EMBEDDED).unwrap();
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let text = dir.path().join("text.txt");
     let numbers = dir.path().join("numbers.txt");

@@ -2,31 +2,17 @@
 //!
 //! Data flows one way: inventory → plan → transport → results → merge/report.
 //! The binary (`main.rs`) only parses the command line and maps errors to exit codes.
+//! README "How the code is laid out" has one line per folder.
 
-pub mod agent;
-pub mod atomic;
-pub mod attempt;
-pub mod chunk;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod exit;
-pub mod gather;
-pub mod html_report;
-pub mod inventory;
-pub mod journal;
-pub mod lines;
-pub mod merge;
+pub mod files;
 pub mod metrics;
-pub mod nodeset;
-pub mod preflight;
-pub mod progress;
-pub mod schedule;
-pub mod shell;
+pub mod output;
+pub mod run;
 pub mod shutdown;
-pub mod syncstamp;
-pub mod table;
-pub mod tarstream;
+pub mod sync;
 pub mod transport;
-pub mod tree;
 pub mod units;
-pub mod workdir;

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use distctl::shell::quote;
+use distctl::transport::shell::quote;
 use serde_json::Value;
 use support::{ClusterOptions, TestCluster};
 

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cli::{CollectArgs, Global, MetricsFormat};
+use crate::cluster::inventory::{Inventory, Node};
+use crate::cluster::workdir;
 use crate::commands::Cluster;
 use crate::exit::Exit;
-use crate::inventory::{Inventory, Node};
 use crate::metrics::{now_rfc3339, MetricsOutput, MetricsSample, SampleStatus, Sampler};
-use crate::shell::quote;
+use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::usage;
-use crate::workdir;
 use distctl_proto::metrics::{mib, set_disk, set_io_rates, CpuTimes, IoCounters};
 
 /// Beyond the interval itself, how long a node may take to answer.
@@ -36,7 +36,7 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
         return Err(usage!("--count must be at least 1"));
     }
     if let Some(out) = &args.output {
-        crate::preflight::check_output(out)?;
+        crate::files::preflight::check_output(out)?;
     }
     let nodes = Inventory::load(g)?.select(g)?;
     let format = match (args.format, g.json) {
@@ -133,7 +133,7 @@ fn report_failures(g: &Global, samples: &[MetricsSample]) -> Exit {
             "distctl: {} of {} node(s) not sampled: {}",
             bad.len(),
             samples.len(),
-            crate::nodeset::fold(&bad)
+            crate::cluster::nodeset::fold(&bad)
         );
     }
     Exit::Partial

@@ -20,12 +20,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::cli::{ExecArgs, Global};
+use crate::cluster::inventory::Inventory;
 use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::gather;
-use crate::inventory::Inventory;
-use crate::lines::LineSplitter;
-use crate::shell;
+use crate::output::gather;
+use crate::output::lines::LineSplitter;
+use crate::transport::shell;
 use crate::transport::{BoxRead, NodeSession};
 use crate::units::Dur;
 
@@ -537,7 +537,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
         Mode::Stream => {}
     }
 
-    super::summary::print_failures(
+    crate::output::summary::print_failures(
         runs.iter()
             .filter(|r| r.outcome != Outcome::Ok)
             .map(|r| (r.node.as_str(), r.outcome.label())),

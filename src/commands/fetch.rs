@@ -11,13 +11,13 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::{FetchArgs, Global};
+use crate::cluster::inventory::{Inventory, Node};
 use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::inventory::{Inventory, Node};
-use crate::shell::quote;
+use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::units::human_bytes;
-use crate::{table, tarstream, usage, workdir};
+use crate::{cluster::workdir, output::table, sync::tarstream, usage};
 
 #[derive(Debug, Serialize)]
 pub struct NodeFetch {
@@ -91,7 +91,7 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
     })
     .await?;
 
-    super::summary::finish(g, &rows, render, |r| {
+    crate::output::summary::finish(g, &rows, render, |r| {
         (r.node.as_str(), r.status, r.error.is_some())
     })
 }

@@ -29,7 +29,7 @@ labels = ["dev"]
 "#;
 
 pub fn run(g: &Global, args: &InitArgs) -> Result<Exit> {
-    crate::preflight::check_output(&args.path)?;
+    crate::files::preflight::check_output(&args.path)?;
     let mut f = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -64,7 +64,7 @@ pub fn run(g: &Global, args: &InitArgs) -> Result<Exit> {
 mod tests {
     #[test]
     fn the_starter_parses_as_one_node() {
-        let nodes = crate::inventory::parse(
+        let nodes = crate::cluster::inventory::parse(
             std::path::Path::new("cluster.toml"),
             super::STARTER,
             std::path::Path::new("/"),

@@ -17,7 +17,6 @@ pub mod run;
 pub mod setup;
 pub mod split;
 pub mod status;
-pub mod summary;
 pub mod sync;
 
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
@@ -55,7 +54,7 @@ async fn interruptible(work: impl std::future::Future<Output = Result<Exit>>) ->
 pub struct Cluster {
     pub connector: crate::transport::Connector,
     pub nodes: Vec<(
-        crate::inventory::Node,
+        crate::cluster::inventory::Node,
         Result<std::sync::Arc<crate::transport::NodeSession>, crate::transport::ConnectError>,
     )>,
 }
@@ -64,14 +63,14 @@ impl Cluster {
     /// Load the inventory, apply the selection flags and connect to every
     /// selected node (at most `--fanout` handshakes at a time).
     pub async fn connect(g: &crate::cli::Global) -> Result<Cluster> {
-        let inventory = crate::inventory::Inventory::load(g)?;
+        let inventory = crate::cluster::inventory::Inventory::load(g)?;
         let nodes = inventory.select(g)?;
         Cluster::connect_nodes(g, nodes).await
     }
 
     pub async fn connect_nodes(
         g: &crate::cli::Global,
-        nodes: Vec<crate::inventory::Node>,
+        nodes: Vec<crate::cluster::inventory::Node>,
     ) -> Result<Cluster> {
         warn_unchecked_host_keys(&nodes);
         let connector = crate::transport::Connector::new(g.fanout)?;
@@ -112,10 +111,12 @@ impl Cluster {
 }
 
 /// Say once per process (`collect --every` connects every round), loudly, which nodes are reached without host-key checking.
-pub fn warn_unchecked_host_keys(nodes: &[crate::inventory::Node]) {
+pub fn warn_unchecked_host_keys(nodes: &[crate::cluster::inventory::Node]) {
     let off: Vec<&str> = nodes
         .iter()
-        .filter(|n| n.host_key_checking == crate::inventory::HostKeyChecking::Off && !n.local)
+        .filter(|n| {
+            n.host_key_checking == crate::cluster::inventory::HostKeyChecking::Off && !n.local
+        })
         .map(|n| n.name.as_str())
         .collect();
     static WARNED: std::sync::Once = std::sync::Once::new();
@@ -123,7 +124,7 @@ pub fn warn_unchecked_host_keys(nodes: &[crate::inventory::Node]) {
         WARNED.call_once(|| {
             eprintln!(
                 "distctl: warning: host key checking is off for {}: connections can be intercepted",
-                crate::nodeset::fold(&off)
+                crate::cluster::nodeset::fold(&off)
             )
         });
     }
@@ -135,12 +136,12 @@ pub fn warn_unchecked_host_keys(nodes: &[crate::inventory::Node]) {
 /// Results come back in the order of `nodes`.
 pub async fn for_each_node<'a, T, F, Fut>(
     g: &crate::cli::Global,
-    nodes: &'a [crate::inventory::Node],
+    nodes: &'a [crate::cluster::inventory::Node],
     work: F,
 ) -> Result<Vec<T>>
 where
     F: Fn(
-        &'a crate::inventory::Node,
+        &'a crate::cluster::inventory::Node,
         Result<crate::transport::NodeSession, crate::transport::ConnectError>,
     ) -> Fut,
     Fut: std::future::Future<Output = T>,

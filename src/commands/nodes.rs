@@ -3,9 +3,9 @@
 use anyhow::Result;
 
 use crate::cli::Global;
+use crate::cluster::inventory::Inventory;
 use crate::exit::Exit;
-use crate::inventory::Inventory;
-use crate::table;
+use crate::output::table;
 
 pub async fn run(g: &Global) -> Result<Exit> {
     let inventory = Inventory::load(g)?;

@@ -3,16 +3,16 @@
 
 use anyhow::Result;
 
-use crate::atomic::replace_file;
 use crate::cli::ReportArgs;
 use crate::exit::Exit;
-use crate::html_report::{render, TimedSample};
+use crate::files::atomic::replace_file;
+use crate::metrics::html::{render, TimedSample};
 use crate::metrics::read_csv;
 use crate::usage;
 
 pub async fn run(args: &ReportArgs) -> Result<Exit> {
-    crate::preflight::check_input(&args.metrics)?;
-    crate::preflight::check_output(&args.output)?;
+    crate::files::preflight::check_input(&args.metrics)?;
+    crate::files::preflight::check_output(&args.output)?;
     let samples = read_csv(&args.metrics)?
         .into_iter()
         .enumerate()

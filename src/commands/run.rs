@@ -3,9 +3,9 @@
 //! node (the chunk goes straight to the agent's stdin, so no file is ever
 //! written on a node), verify every result, and merge in input order.
 //!
-//! Pipeline: plan ([`crate::chunk`]) → schedule ([`crate::schedule`]) →
-//! attempts ([`crate::attempt`]) → ordered merge ([`crate::merge`]) with a resume journal
-//! ([`crate::journal`]); progress and summary ([`crate::progress`]) only
+//! Pipeline: plan ([`crate::run::chunk`]) → schedule ([`crate::run::schedule`]) →
+//! attempts ([`crate::run::attempt`]) → ordered merge ([`crate::run::merge`]) with a resume journal
+//! ([`crate::run::journal`]); progress and summary ([`crate::output::progress`]) only
 //! listen.
 
 use std::collections::HashMap;
@@ -20,18 +20,18 @@ use distctl_proto::{Op, Partial};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::atomic::{replace_file, AtomicFile};
-use crate::attempt::{attempt, AttemptError, ChunkData, ChunkSpec, Verified};
-use crate::chunk::{
-    default_chunk_size, Chunk, ChunkPlan, ConcatReader, Cut, InputFile, InputStream, StreamChunker,
-};
 use crate::cli::{Global, RunArgs};
 use crate::commands::Cluster;
 use crate::exit::Exit;
-use crate::journal::{checksum_hex, DoneEntry, JobKey, Journal, Place};
-use crate::merge::{MemoryBudget, OrderedWriter, ResultBuf};
-use crate::progress::RunProgress;
-use crate::schedule::{Fault, Scheduler};
+use crate::files::atomic::{replace_file, AtomicFile};
+use crate::output::progress::RunProgress;
+use crate::run::attempt::{attempt, AttemptError, ChunkData, ChunkSpec, Verified};
+use crate::run::chunk::{
+    default_chunk_size, Chunk, ChunkPlan, ConcatReader, Cut, InputFile, InputStream, StreamChunker,
+};
+use crate::run::journal::{checksum_hex, DoneEntry, JobKey, Journal, Place};
+use crate::run::merge::{MemoryBudget, OrderedWriter, ResultBuf};
+use crate::run::schedule::{Fault, Scheduler};
 use crate::transport::{NodeSession, CHANNELS_PER_NODE};
 use crate::units::human_bytes;
 use crate::usage;
@@ -107,7 +107,7 @@ impl Job {
         if let (None, Some(cmd)) = (self.op, &self.exec) {
             argv.extend(["--".into(), "sh".into(), "-c".into(), cmd.clone()]);
         }
-        crate::shell::join(&argv)
+        crate::transport::shell::join(&argv)
     }
 }
 
@@ -178,10 +178,10 @@ enum Input {
 pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     let job = Arc::new(Job::from_args(args)?);
     for p in &args.inputs {
-        crate::preflight::check_input(p)?;
+        crate::files::preflight::check_input(p)?;
     }
     if let Some(out) = &args.output {
-        crate::preflight::check_output(out)?;
+        crate::files::preflight::check_output(out)?;
     }
     let planned = args
         .inputs
@@ -222,7 +222,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     if args.dry_run {
         return dry_run(g, args, input);
     }
-    let inventory = crate::inventory::Inventory::load(g)?;
+    let inventory = crate::cluster::inventory::Inventory::load(g)?;
     let selected = inventory.select(g)?;
     Runner::start(g, args, job, input, selected)
         .await?
@@ -235,7 +235,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
 /// inventory counts as one slot, since its cores are unknown).
 fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
     let input_chunk_size = input.chunk_size(args);
-    let inventory = crate::inventory::Inventory::load(g)?;
+    let inventory = crate::cluster::inventory::Inventory::load(g)?;
     let nodes = inventory.select(g)?;
     let slots: Vec<usize> = nodes
         .iter()
@@ -303,7 +303,7 @@ fn dry_run(g: &Global, args: &RunArgs, input: Input) -> Result<Exit> {
             .collect();
         print!(
             "{}",
-            crate::table::render(
+            crate::output::table::render(
                 &["CHUNK", "BYTES FROM-TO", "BYTES", "LINES", "FIRST NODE"],
                 &rows
             )
@@ -377,11 +377,11 @@ impl<'a> Runner<'a> {
         args: &'a RunArgs,
         job: Arc<Job>,
         input: Input,
-        selected: Vec<crate::inventory::Node>,
+        selected: Vec<crate::cluster::inventory::Node>,
     ) -> Result<Runner<'a>> {
         let started = Instant::now();
         // A bad --agent file is the user's to fix before any node is contacted.
-        let binary = crate::agent::AgentBinary::from_option(args.agent.as_deref())?;
+        let binary = crate::cluster::agent::AgentBinary::from_option(args.agent.as_deref())?;
         let cluster = tokio::select! {
             c = Cluster::connect_nodes(g, selected) => c?,
             stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
@@ -399,7 +399,7 @@ impl<'a> Runner<'a> {
         let preparing = futures::future::join_all(cluster.sessions().into_iter().map(|s| {
             let binary = &binary;
             async move {
-                let install = crate::agent::ensure_agent(&s, binary).await;
+                let install = crate::cluster::agent::ensure_agent(&s, binary).await;
                 let slots = match (s.node.slots, &install) {
                     (Some(n), _) => Ok(n as usize),
                     (None, Ok(i)) if i.cores.is_some() => Ok(i.cores.unwrap_or(1)),
@@ -685,7 +685,7 @@ impl<'a> Runner<'a> {
 
     fn add_stream_chunk(
         &mut self,
-        chunk: (crate::chunk::StreamChunk, u64),
+        chunk: (crate::run::chunk::StreamChunk, u64),
         specs: &mut HashMap<usize, Arc<ChunkSpec>>,
     ) {
         let (c, line_offset) = chunk;
@@ -982,7 +982,7 @@ impl<'a> Runner<'a> {
             .collect();
         eprint!(
             "{}",
-            crate::table::render(
+            crate::output::table::render(
                 &["NODE", "SLOTS", "CHUNKS", "BYTES", "BUSY", "FAULTS", ""],
                 &rows
             )
@@ -1065,7 +1065,7 @@ fn check_entries(
         else {
             continue;
         };
-        let sum = crate::chunk::ChunkHash::of_range(input, c.start, c.len)?;
+        let sum = crate::run::chunk::ChunkHash::of_range(input, c.start, c.len)?;
         if checksum_hex(sum) != e.checksum {
             return Err(usage!(
                 "--resume refused: the input bytes of chunk {} changed since the interrupted run (remove {} to start over)",
@@ -1095,7 +1095,7 @@ fn check_entries(
     Ok(kept)
 }
 
-type StreamItem = std::io::Result<(crate::chunk::StreamChunk, u64)>;
+type StreamItem = std::io::Result<(crate::run::chunk::StreamChunk, u64)>;
 
 /// Cut a stream into chunks on a blocking thread; the channel holds one
 /// chunk, so reading stays just ahead of sending.

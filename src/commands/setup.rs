@@ -4,12 +4,12 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::agent::{ensure_agent, AgentBinary, InstallAction};
 use crate::cli::{Global, SetupArgs};
+use crate::cluster::agent::{ensure_agent, AgentBinary, InstallAction};
+use crate::cluster::inventory::Inventory;
 use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::inventory::Inventory;
-use crate::table;
+use crate::output::table;
 
 /// One node's outcome.
 #[derive(Debug, Serialize)]
@@ -72,7 +72,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
             );
         }
     }
-    super::summary::exit_for_results(rows.iter().map(|r| r.result.as_str()))
+    crate::output::summary::exit_for_results(rows.iter().map(|r| r.result.as_str()))
 }
 
 fn render(rows: &[SetupRow]) -> String {

@@ -10,11 +10,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::chunk::{ChunkPlan, Cut, InputFile, InputStream, READ_BLOCK};
 use crate::cli::{Global, SplitArgs};
 use crate::commands::Cluster;
 use crate::exit::Exit;
-use crate::table;
+use crate::output::table;
+use crate::run::chunk::{ChunkPlan, Cut, InputFile, InputStream, READ_BLOCK};
 use crate::transport::NodeSession;
 use crate::units::human_bytes;
 use crate::usage;
@@ -70,7 +70,7 @@ pub async fn run(g: &Global, args: &SplitArgs) -> Result<Exit> {
         Cut::Weights(weights)
     } else {
         // One chunk per selected node, equal sizes; no node is contacted.
-        let inventory = crate::inventory::Inventory::load(g)?;
+        let inventory = crate::cluster::inventory::Inventory::load(g)?;
         Cut::Count(inventory.select(g)?.len())
     };
 

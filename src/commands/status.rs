@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::Global;
+use crate::cluster::inventory::{Inventory, Node};
+use crate::cluster::workdir;
 use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::inventory::{Inventory, Node};
-use crate::shell::quote;
-use crate::table;
+use crate::output::table;
+use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::units::human_bytes;
-use crate::workdir;
 
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
@@ -175,9 +175,9 @@ pub async fn run(g: &Global) -> Result<Exit> {
     let mut rows = rows;
     let stamps: Vec<_> = rows
         .iter()
-        .map(|r| r.sync.as_deref().and_then(crate::syncstamp::Stamp::parse))
+        .map(|r| r.sync.as_deref().and_then(crate::sync::stamp::Stamp::parse))
         .collect();
-    for (row, state) in rows.iter_mut().zip(crate::syncstamp::states(&stamps)) {
+    for (row, state) in rows.iter_mut().zip(crate::sync::stamp::states(&stamps)) {
         row.sync = if row.reachable {
             state.map(str::to_string)
         } else {
@@ -204,7 +204,7 @@ pub async fn run(g: &Global) -> Result<Exit> {
                 "{} of {} node(s) unreachable: {}",
                 down.len(),
                 rows.len(),
-                crate::nodeset::fold(&down)
+                crate::cluster::nodeset::fold(&down)
             );
         }
     }

@@ -17,14 +17,14 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 
 use crate::cli::{Global, SyncArgs, SyncMethod};
+use crate::cluster::inventory::{Inventory, Node};
 use crate::commands::for_each_node;
 use crate::exit::Exit;
-use crate::inventory::{Inventory, Node};
-use crate::shell::quote;
+use crate::sync::tree::{self, Tree};
+use crate::transport::shell::quote;
 use crate::transport::NodeSession;
-use crate::tree::{self, Tree};
 use crate::units::human_bytes;
-use crate::{table, usage, workdir};
+use crate::{cluster::workdir, output::table, usage};
 
 /// What every node gets: the scanned tree and where it goes.
 struct Job {
@@ -209,7 +209,7 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
     })
     .await?;
 
-    super::summary::finish(g, &rows, render, |r| {
+    crate::output::summary::finish(g, &rows, render, |r| {
         (r.node.as_str(), r.status, r.error.is_some())
     })
 }
@@ -393,7 +393,7 @@ async fn tar(s: &NodeSession, job: &Job, dest: &str, keep: &[String]) -> Result<
         let mut err = Vec::new();
         let mut stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
         let (sent, _) = tokio::join!(
-            crate::tarstream::send(job.tree.root.clone(), paths, stdin),
+            crate::sync::tarstream::send(job.tree.root.clone(), paths, stdin),
             tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
         );
         let code = proc.wait().await?;
@@ -417,7 +417,7 @@ async fn write_stamp(s: &NodeSession, job: &Job, dest: &str) -> Result<String> {
     let checksum = job.checksum.clone().await.map_err(anyhow::Error::msg)?;
     let stamp = workdir::sync_stamp(&s.node);
     let tmp = format!("{stamp}.tmp");
-    let text = crate::syncstamp::Stamp {
+    let text = crate::sync::stamp::Stamp {
         time: job.time.clone(),
         checksum: checksum.clone(),
         dest: dest.to_string(),

@@ -1,7 +1,7 @@
 //! How distctl reaches a node: one multiplexed OpenSSH master per node per
 //! invocation ([`ssh`]), or a plain local shell for the built-in node
 //! ([`local`]). Everything above this module sees one [`NodeSession`] type and
-//! shell command lines built with [`crate::shell`].
+//! shell command lines built with [`crate::transport::shell`].
 //!
 //! The transport knows nothing of chunks, CSV or progress bars.
 
@@ -13,9 +13,10 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::inventory::Node;
+use crate::cluster::inventory::Node;
 
 pub mod local;
+pub mod shell;
 pub mod ssh;
 
 /// sshd's default `MaxSessions` is 10: stay below it on every master.
@@ -147,7 +148,7 @@ impl NodeSession {
 
     /// Start a shell command line on the node (stdin, stdout, stderr piped).
     /// The line is interpreted by the node's login shell: quote every word
-    /// with [`crate::shell::quote`]. Waits while the node already has
+    /// with [`crate::transport::shell::quote`]. Waits while the node already has
     /// [`CHANNELS_PER_NODE`] commands open.
     pub async fn spawn(&self, cmdline: &str) -> Result<RemoteProcess> {
         let permit = self.channels.clone().acquire_owned().await?;

@@ -12,7 +12,7 @@ use openssh::{ControlPersist, KnownHosts, SessionBuilder, Stdio};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ChildImpl, ConnectError, RemoteProcess};
-use crate::inventory::{HostKeyChecking, Node};
+use crate::cluster::inventory::{HostKeyChecking, Node};
 
 /// A fresh short directory for control sockets: the socket path must stay
 /// under 108 bytes, so never under a deep `$TMPDIR` or the project tree. It

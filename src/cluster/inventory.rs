@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
 use crate::cli::Global;
-use crate::nodeset;
+use crate::cluster::nodeset;
 use crate::units::parse_duration;
 use crate::usage;
 
@@ -603,7 +603,7 @@ mod tests {
         // Padding in names and in host names that are not addresses is fine.
         let nodes = parse_str("[[nodes]]\nname = \"n[08-09]\"\nhost = \"h[08-09].lan\"\n").unwrap();
         assert_eq!(nodes[0].host, "h08.lan");
-        let example = include_str!("../cluster.example.toml");
+        let example = include_str!("../../cluster.example.toml");
         parse_str(example).expect("the example inventory parses");
     }
 

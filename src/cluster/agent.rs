@@ -3,7 +3,7 @@
 //! distctl carries a static copy of the agent inside its own executable
 //! (built by `build.rs`), so a plain `cargo build` or `cargo install` gives a
 //! pushable agent; `--agent PATH` pushes another build instead. A node gets
-//! it at `<workdir>/bin/worker-agent` ([`crate::workdir::agent_path`]).
+//! it at `<workdir>/bin/worker-agent` ([`crate::cluster::workdir::agent_path`]).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -12,9 +12,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::shell::quote;
+use crate::cluster::workdir;
+use crate::transport::shell::quote;
 use crate::transport::NodeSession;
-use crate::workdir;
 
 /// The static agent built for this distctl.
 pub static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/worker-agent"));

@@ -1,7 +1,7 @@
 //! Folding identical per-node outputs into one block headed by the node set
 //! that produced it, like `clush -b` and `dshbak -c`.
 
-use crate::nodeset;
+use crate::cluster::nodeset;
 
 /// One distinct (output, outcome) and the nodes that produced it, in the
 /// order their first node was selected.

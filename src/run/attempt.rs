@@ -12,9 +12,9 @@ use std::time::Duration;
 use distctl_proto::{End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::chunk::InputStream;
-use crate::merge::{MemoryBudget, ResultBuf};
-use crate::schedule::Fault;
+use crate::run::chunk::InputStream;
+use crate::run::merge::{MemoryBudget, ResultBuf};
+use crate::run::schedule::Fault;
 use crate::transport::{BoxRead, BoxWrite, NodeSession};
 
 /// Bytes per read from the input and per write to a channel.
@@ -87,7 +87,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
             last = data.last().copied().unwrap_or(b'\n');
         }
         ChunkData::Range(input) => {
-            let mut hasher = want_checksum.then(crate::chunk::ChunkHash::new);
+            let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
             let mut buf = vec![0u8; SEND_BLOCK];
             let end = spec.start + spec.len;
             let mut pos = spec.start;
@@ -114,7 +114,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
                 pos += want as u64;
                 sent.bytes += want as u64;
             }
-            sent.checksum = hasher.map(crate::chunk::ChunkHash::finish);
+            sent.checksum = hasher.map(crate::run::chunk::ChunkHash::finish);
         }
     }
     sent.lines += u64::from(sent.bytes > 0 && last != b'\n');

@@ -21,7 +21,7 @@ pub fn failure_lines<'a>(
     }
     let mut lines: Vec<String> = by_reason
         .iter()
-        .map(|(reason, nodes)| format!("{}: {reason}", crate::nodeset::fold(nodes)))
+        .map(|(reason, nodes)| format!("{}: {reason}", crate::cluster::nodeset::fold(nodes)))
         .collect();
     let all: Vec<&str> = by_reason
         .iter()
@@ -30,7 +30,7 @@ pub fn failure_lines<'a>(
     lines.push(format!(
         "{} of {total} node(s) failed; rerun on them with --nodes {}",
         all.len(),
-        crate::shell::quote(&crate::nodeset::fold(&all))
+        crate::transport::shell::quote(&crate::cluster::nodeset::fold(&all))
     ));
     lines
 }

@@ -4,7 +4,9 @@
 //! overlapping cron runs never interleave or tear rows, and a file of another
 //! schema is refused rather than mixed.
 
-use crate::atomic::replace_file;
+pub mod html;
+
+use crate::files::atomic::replace_file;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;

@@ -1,8 +1,8 @@
 //! Where distctl keeps things inside a node's workdir. Every function returns
-//! a path for the remote shell; quote it with [`crate::shell::quote`].
+//! a path for the remote shell; quote it with [`crate::transport::shell::quote`].
 
-use crate::inventory::Node;
-use crate::shell::remote_path;
+use crate::cluster::inventory::Node;
+use crate::transport::shell::remote_path;
 
 /// The node's workdir as the remote shell sees it (relative to the login directory).
 pub fn root(node: &Node) -> String {

@@ -15,7 +15,7 @@ const MODE: u32 = 0o644;
 
 /// Write `bytes` to a temporary file beside `dest` and rename it into place.
 pub fn replace_file(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = crate::preflight::parent_dir(dest);
+    let dir = crate::files::preflight::parent_dir(dest);
     let mut tmp = tempfile::Builder::new()
         .prefix(&prefix(dest))
         .tempfile_in(&dir)
@@ -40,7 +40,7 @@ impl AtomicFile {
     /// A new empty temporary file beside `dest` (kept on disk until committed
     /// or removed by the caller).
     pub fn create(dest: &Path) -> Result<AtomicFile> {
-        let dir = crate::preflight::parent_dir(dest);
+        let dir = crate::files::preflight::parent_dir(dest);
         let temp = tempfile::Builder::new()
             .prefix(&prefix(dest))
             .tempfile_in(&dir)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::InputFile;
+use crate::run::chunk::InputFile;
 use crate::usage;
 
 /// What a run is: two runs with the same key produce the same output.

@@ -1,0 +1,5 @@
+//! Local files a person named: checked before any node is contacted, and
+//! written atomically.
+
+pub mod atomic;
+pub mod preflight;

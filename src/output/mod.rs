@@ -1,0 +1,8 @@
+//! What people and scripts see: progress bars, aligned tables, per-node line
+//! prefixes and folded blocks, and the closing summary of a many-node command.
+
+pub mod gather;
+pub mod lines;
+pub mod progress;
+pub mod summary;
+pub mod table;

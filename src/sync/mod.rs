@@ -1,0 +1,6 @@
+//! Moving directory trees: what `sync` compares, the tar stream between a
+//! local directory and a remote command, and the stamp `sync` leaves behind.
+
+pub mod stamp;
+pub mod tarstream;
+pub mod tree;
