@@ -83,7 +83,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// An I/O error in a person's words, without the `(os error N)` tail.
-fn why(e: &std::io::Error) -> String {
+pub fn why(e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::NotFound => "does not exist".into(),
         ErrorKind::PermissionDenied => "permission denied".into(),

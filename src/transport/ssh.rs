@@ -89,22 +89,80 @@ fn private_dir(dir: &Path, uid: u32) -> Result<()> {
 /// first (first value wins in ssh_config), then the user's and the system's
 /// config as plain `ssh` would read them, then distctl's defaults, which apply
 /// only where nothing above set the option.
-fn config_text(node: &Node, server_alive: Duration) -> String {
+fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
     let mut s = format!("# distctl: generated for node {:?}\n", node.name);
+    // What the inventory says of this node comes first, so it wins as `-o`
+    // would; the file alone then reproduces distctl's connection (the
+    // diagnosis below runs plain `ssh -F N.conf HOST` on it).
+    // It applies to the node only: a ProxyJump host, read with this same
+    // file, must neither get the node's port and key nor jump to itself.
+    if node.host.is_empty()
+        || node
+            .host
+            .contains(|c: char| c.is_whitespace() || "*?!,\"#".contains(c))
+    {
+        return Err(format!(
+            "host {:?} cannot be written into an ssh config",
+            node.host
+        ));
+    }
+    let _ = writeln!(s, "Host {}", node.host);
+    if let Some(port) = node.port {
+        let _ = writeln!(s, "Port {port}");
+    }
+    if let Some(user) = &node.user {
+        let _ = writeln!(s, "User {}", config_word(user)?);
+    }
+    if let Some(key) = &node.identity_file {
+        let _ = writeln!(s, "IdentityFile {}", config_path(key)?);
+    }
+    if let Some(kh) = &node.known_hosts_file {
+        let _ = writeln!(s, "UserKnownHostsFile {}", config_path(kh)?);
+    }
+    let _ = writeln!(s, "StrictHostKeyChecking {}", checking(node).1);
+    let _ = writeln!(
+        s,
+        "ConnectTimeout {}",
+        node.connect_timeout.as_secs().max(1)
+    );
     for opt in &node.ssh_options {
         let _ = writeln!(s, "{opt}");
     }
     if node.host_key_checking == HostKeyChecking::Off && node.known_hosts_file.is_none() {
         s.push_str("UserKnownHostsFile /dev/null\nLogLevel ERROR\n");
     }
-    s.push_str("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
+    s.push_str("Match all\nInclude ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
     s.push_str("Match all\n");
     // Dead or frozen nodes must end the master instead of hanging it forever.
     let _ = writeln!(s, "ServerAliveInterval {}", server_alive.as_secs().max(1));
     s.push_str("ServerAliveCountMax 2\n");
     // aes128-gcm is the fastest cipher on hosts with AES-NI (~1.7x chacha20 here).
     s.push_str("Ciphers ^aes128-gcm@openssh.com\n");
-    s
+    Ok(s)
+}
+
+/// Host-key checking as the builder and as ssh_config spell it.
+fn checking(node: &Node) -> (KnownHosts, &'static str) {
+    match node.host_key_checking {
+        HostKeyChecking::Strict => (KnownHosts::Strict, "yes"),
+        HostKeyChecking::AcceptNew => (KnownHosts::Add, "accept-new"),
+        HostKeyChecking::Off => (KnownHosts::Accept, "no"),
+    }
+}
+
+/// One ssh_config argument, double-quoted; a value ssh_config cannot carry
+/// (a quote or a line break) is refused rather than mangled.
+fn config_word(v: &str) -> Result<String, String> {
+    if v.contains(['"', '\n', '\r']) {
+        return Err(format!("{v:?} cannot be written into an ssh config"));
+    }
+    Ok(format!("\"{v}\""))
+}
+
+/// A path for IdentityFile/UserKnownHostsFile: ssh expands `%` tokens and a
+/// leading `~` there, so a literal `%` is doubled.
+fn config_path(p: &Path) -> Result<String, String> {
+    config_word(&p.display().to_string().replace('%', "%%"))
 }
 
 pub async fn connect(
@@ -117,43 +175,77 @@ pub async fn connect(
         node: node.name.clone(),
         reason,
     };
+    if let Some(key) = &node.identity_file {
+        // ssh would only warn and go on to "permission denied".
+        if let Err(e) = std::fs::File::open(key) {
+            return Err(fail(format!(
+                "identity_file {} {}",
+                key.display(),
+                crate::files::preflight::why(&e)
+            )));
+        }
+    }
     let config = control_dir.join(format!("{index}.conf"));
-    write_private(&config, config_text(node, server_alive).as_bytes())
+    let text = config_text(node, server_alive).map_err(&fail)?;
+    write_private(&config, text.as_bytes())
         .map_err(|e| fail(format!("cannot write ssh config: {e}")))?;
 
     let mut b = SessionBuilder::default();
     b.control_directory(control_dir)
         .config_file(&config)
-        .connect_timeout(node.connect_timeout)
         .control_persist(ControlPersist::IdleFor(30.try_into().expect("non-zero")))
-        .known_hosts_check(match node.host_key_checking {
-            HostKeyChecking::Strict => KnownHosts::Strict,
-            HostKeyChecking::AcceptNew => KnownHosts::Add,
-            HostKeyChecking::Off => KnownHosts::Accept,
-        });
-    if let Some(port) = node.port {
-        b.port(port);
-    }
-    if let Some(user) = &node.user {
-        b.user(user.clone());
-    }
-    if let Some(key) = &node.identity_file {
-        b.keyfile(key);
-    }
-    if let Some(kh) = &node.known_hosts_file {
-        b.user_known_hosts_file(kh);
-    }
+        // The builder always passes its own StrictHostKeyChecking: the same.
+        .known_hosts_check(checking(node).0)
+        .connect_timeout(node.connect_timeout);
     // Backstop: ConnectTimeout bounds the TCP connect and banner; a node that
     // stalls later in the handshake must not hold the command up forever.
     let limit = node.connect_timeout * 2 + Duration::from_secs(5);
     match tokio::time::timeout(limit, b.connect_mux(&node.host)).await {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err(e)) => Err(fail(explain(&e))),
+        Ok(Err(e)) => {
+            let mut reason = explain(&e);
+            if reason.contains("UNKNOWN port 65535") {
+                // A ProxyJump/ProxyCommand failed: the master's log holds only
+                // "connection closed"; the proxy's own words went to its
+                // stderr. Ask once more without the master to hear them.
+                if let Some(said) = diagnose(&config, node, limit).await {
+                    reason = classify(&said);
+                }
+            }
+            Err(fail(reason))
+        }
         Err(_) => Err(fail(format!(
             "connection timed out (no SSH handshake within {}s)",
             limit.as_secs()
         ))),
     }
+}
+
+/// Plain `ssh -F CONFIG HOST true` with its stderr kept: what ssh (and any
+/// proxy it started) said, for a failure the master's log cannot explain.
+async fn diagnose(config: &Path, node: &Node, limit: Duration) -> Option<String> {
+    let run = tokio::process::Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+        ])
+        .arg("--")
+        .arg(&node.host)
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(limit, run).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    (!out.status.success() && !text.trim().is_empty()).then_some(text)
 }
 
 /// Turn what ssh printed into one line a person can act on.
@@ -167,6 +259,21 @@ fn explain(err: &openssh::Error) -> String {
 
 pub(crate) fn classify(text: &str) -> String {
     let has = |s: &str| text.contains(s);
+    // What ssh itself said, minus noise: the line a person would have read.
+    let said = |needle: &str| {
+        text.lines()
+            .map(|l| l.trim().strip_prefix("ssh: ").unwrap_or(l.trim()))
+            .find(|l| l.contains(needle))
+            .map(|l| l.trim_end_matches('.').to_string())
+    };
+    if let Some(line) = said("Identity file") {
+        // "Warning: Identity file K not accessible: No such file or directory."
+        let what = line.strip_prefix("Warning: ").unwrap_or(&line);
+        return format!(
+            "{} (identity_file in the inventory)",
+            what.replacen("Identity file", "identity file", 1)
+        );
+    }
     if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
         return "host key has CHANGED (refused under strict checking; if the node was rebuilt, remove its old key with ssh-keygen -R)".into();
     }
@@ -180,27 +287,34 @@ pub(crate) fn classify(text: &str) -> String {
     if has("Permission denied") {
         return "authentication failed (permission denied; check user and identity_file, ssh-agent)".into();
     }
+    if let Some(line) = said("Could not resolve hostname") {
+        // Names the host ssh could not find: the node's, or a ProxyJump's.
+        let name = line
+            .split("Could not resolve hostname ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .unwrap_or("");
+        return format!("cannot resolve host name {name} ({line})");
+    }
     if has("Connection refused") {
         return "connection refused (is sshd running on that port?)".into();
     }
     if has("timed out") || has("Connection timeout") {
         return "connection timed out".into();
     }
-    if has("Could not resolve hostname") {
-        return "cannot resolve host name".into();
-    }
     if has("No route to host") || has("Network is unreachable") {
         return "network unreachable".into();
-    }
-    if has("Connection closed") || has("Connection reset") || has("kex_exchange_identification") {
-        return "connection closed by the node during the handshake".into();
     }
     let last = text
         .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
         .unwrap_or("ssh failed without a message");
-    last.strip_prefix("ssh: ").unwrap_or(last).to_string()
+    let last = last.strip_prefix("ssh: ").unwrap_or(last);
+    if has("Connection closed") || has("Connection reset") || has("kex_exchange_identification") {
+        return format!("connection closed by the node during the handshake (ssh: {last})");
+    }
+    last.to_string()
 }
 
 pub async fn spawn(
@@ -324,5 +438,23 @@ mod tests {
         assert!(classify("No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\r\nHost key verification failed.").starts_with("host key unknown"));
         assert!(classify("root@127.0.0.1: Permission denied (publickey).")
             .starts_with("authentication failed"));
+    }
+
+    #[test]
+    fn ssh_errors_name_the_host_or_file_ssh_named() {
+        let jump = "ssh: Could not resolve hostname nosuchjump.invalid: Name or service not known\r\nkex_exchange_identification: Connection closed by remote host\r\nConnection closed by UNKNOWN port 65535";
+        assert_eq!(
+            classify(jump),
+            "cannot resolve host name nosuchjump.invalid (Could not resolve hostname nosuchjump.invalid: Name or service not known)"
+        );
+        let key = "Warning: Identity file /nonexistent/key not accessible: No such file or directory.\nroot@127.0.0.1: Permission denied (publickey).";
+        assert_eq!(
+            classify(key),
+            "identity file /nonexistent/key not accessible: No such file or directory (identity_file in the inventory)"
+        );
+        assert_eq!(
+            classify("kex_exchange_identification: read: Connection reset by peer"),
+            "connection closed by the node during the handshake (ssh: kex_exchange_identification: read: Connection reset by peer)"
+        );
     }
 }
