@@ -283,4 +283,8 @@ pub enum CompletionShell {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: CompletionShell,
+    /// With `man`: write distctl.1 and one distctl-COMMAND.1 per command into
+    /// DIR (e.g. /usr/local/share/man/man1) instead of printing distctl(1)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

@@ -18,8 +18,29 @@ pub enum Exit {
 }
 
 impl Exit {
+    pub const ALL: [Exit; 5] = [
+        Exit::Ok,
+        Exit::Partial,
+        Exit::Usage,
+        Exit::Failed,
+        Exit::RemoteFailed,
+    ];
+
     pub fn code(self) -> i32 {
         self as i32
+    }
+
+    /// The README's "Exit codes" table, one line each (man pages print it).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "everything asked for was done on every selected node",
+            Exit::Partial => {
+                "partial: some node was unreachable or dropped, but the result is complete"
+            }
+            Exit::Usage => "usage, inventory or input error: nothing was attempted",
+            Exit::Failed => "the job failed or was interrupted: no complete result written",
+            Exit::RemoteFailed => "the remote command failed (non-zero exit) on at least one node",
+        }
     }
 
     /// Combine two outcomes: the larger code wins.

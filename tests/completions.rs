@@ -45,3 +45,95 @@ fn man_page_documents_every_command() {
     }
     assert!(page.contains("\\-\\-gather"));
 }
+
+#[test]
+fn man_page_has_the_sections_a_reader_looks_for() {
+    let page = completions("man");
+    for section in [
+        ".SH OPS",
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXAMPLES",
+        ".SH \"SEE ALSO\"",
+        "DISTCTL_INVENTORY",
+        "count\\-lines",
+        "\\fBdistctl\\-run\\fR(1)",
+    ] {
+        assert!(page.contains(section), "{section} missing");
+    }
+}
+
+#[test]
+fn man_dir_writes_one_page_per_command_that_groff_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_distctl"))
+        .args(["completions", "man", "--dir"])
+        .arg(dir.path().join("man1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let overview = completions("man");
+    for cmd in [
+        "nodes",
+        "status",
+        "setup",
+        "split",
+        "run",
+        "collect",
+        "report",
+        "exec",
+        "sync",
+        "fetch",
+        "init",
+        "completions",
+    ] {
+        let path = dir.path().join(format!("man1/distctl-{cmd}.1"));
+        let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert!(page.contains(&format!("distctl\\-{cmd}")), "{cmd}: no NAME");
+        assert!(
+            page.contains(".SH \"EXIT STATUS\""),
+            "{cmd}: no EXIT STATUS"
+        );
+        assert!(
+            page.contains(".SH \"GLOBAL OPTIONS\""),
+            "{cmd}: no GLOBAL OPTIONS"
+        );
+        // Every page the overview refers to exists.
+        assert!(
+            overview.contains(&format!("\\fBdistctl\\-{cmd}\\fR(1)")),
+            "{cmd}"
+        );
+    }
+    let main = std::fs::read_to_string(dir.path().join("man1/distctl.1")).unwrap();
+    assert_eq!(main, overview, "distctl.1 is what `completions man` prints");
+    if Command::new("groff").arg("--version").output().is_ok() {
+        for entry in std::fs::read_dir(dir.path().join("man1")).unwrap() {
+            let path = entry.unwrap().path();
+            let check = Command::new("groff")
+                .args(["-man", "-ww", "-z"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success() && check.stderr.is_empty(),
+                "{path:?}: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn dir_is_only_for_man() {
+    let out = Command::new(env!("CARGO_BIN_EXE_distctl"))
+        .args(["completions", "bash", "--dir", "/tmp/never-made-by-distctl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!std::path::Path::new("/tmp/never-made-by-distctl").exists());
+}

@@ -48,6 +48,22 @@ impl Op {
         }
     }
 
+    /// What it answers, in one line (the man page lists them).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Op::Upper => "the input with ASCII letters upper-cased, every other byte untouched",
+            Op::Lower => "the input with ASCII letters lower-cased, every other byte untouched",
+            Op::CountLines => "lines N (a final line without newline counts)",
+            Op::CountWords => "words N (runs of bytes that are not ASCII whitespace)",
+            Op::CountChars => "chars N (UTF-8 characters; an invalid byte counts as one)",
+            Op::Sum => "count N and sum S of one number per line (integers exact)",
+            Op::Avg => "count N and avg V of one number per line",
+            Op::Min => "count N and min V of one number per line",
+            Op::Max => "count N and max V of one number per line",
+            Op::Grep => "lines matching --pattern RE (Rust regex, on bytes), in order",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Op> {
         Op::ALL.into_iter().find(|op| op.name() == name)
     }

@@ -3,6 +3,7 @@
 
 pub mod gather;
 pub mod lines;
+pub mod man;
 pub mod progress;
 pub mod summary;
 pub mod table;
