@@ -21,7 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Flags every command takes; `--help` shows them under their own heading.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Inventory file (default: $DISTCTL_INVENTORY, ./cluster.toml,
     /// ~/.config/distctl/cluster.toml, /etc/distctl/cluster.toml, else the built-in `local` node)
@@ -36,7 +38,7 @@ pub struct Global {
         conflicts_with = "inventory"
     )]
     pub hosts: Option<String>,
-    /// Only these nodes (names or ranges: 'node[1-4,7],db')
+    /// Only these nodes (names or ranges: 'node[1-4,7],db'; default: every node)
     #[arg(long, short = 'n', global = true, value_name = "NODESET")]
     pub nodes: Option<String>,
     /// Leave out these nodes (names or ranges)
@@ -102,7 +104,8 @@ pub struct SetupArgs {
 pub struct SplitArgs {
     /// File to split
     pub input: PathBuf,
-    /// Number of chunks (fewer when the input has fewer lines)
+    /// Number of chunks (fewer when the input has fewer lines). Without --chunks,
+    /// --lines, --for-nodes or --chunk-size: one equal chunk per selected node
     #[arg(long, group = "how")]
     pub chunks: Option<usize>,
     /// Lines per chunk
@@ -185,10 +188,10 @@ pub struct CollectArgs {
     /// Interval over which CPU, disk IO and network rates are measured
     #[arg(long, default_value = "1s", value_name = "DURATION")]
     pub sample_interval: Dur,
-    /// Sample repeatedly at this period
+    /// Sample repeatedly at this period (default: one round, then exit)
     #[arg(long, value_name = "DURATION")]
     pub every: Option<Dur>,
-    /// With --every: stop after this many rounds
+    /// With --every: stop after this many rounds (default: until interrupted)
     #[arg(long, requires = "every")]
     pub count: Option<u64>,
     /// Sample over plain SSH (/proc, df) even where worker-agent is installed
@@ -210,7 +213,7 @@ pub struct ExecArgs {
     /// Send local stdin to every node
     #[arg(long)]
     pub stdin: bool,
-    /// Kill the remote command after this long
+    /// Kill the remote command after this long (default: no limit)
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<Dur>,
     /// The command and its arguments, run exactly as typed (everything after
@@ -228,7 +231,7 @@ pub struct ExecArgs {
 pub struct SyncArgs {
     /// Local directory to mirror
     pub local_dir: PathBuf,
-    /// Subdirectory of the workdir to mirror into
+    /// Subdirectory of the workdir to mirror into (default: the workdir itself)
     #[arg(long, value_name = "SUBDIR")]
     pub to: Option<String>,
     /// Remove remote files that are gone locally
