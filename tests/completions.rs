@@ -137,3 +137,21 @@ fn dir_is_only_for_man() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!std::path::Path::new("/tmp/never-made-by-distctl").exists());
 }
+
+#[test]
+fn help_puts_global_options_under_their_own_heading() {
+    for cmd in ["exec", "run", "status"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_distctl"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        let heading = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{cmd}: {help}"));
+        let own = help.find("Options:").unwrap();
+        assert!(own < heading, "{cmd}: own options first");
+        assert!(help[heading..].contains("--fanout"), "{cmd}");
+        assert!(!help[own..heading].contains("--inventory"), "{cmd}");
+    }
+}
