@@ -14,8 +14,8 @@ pub const HEADER_LEN: usize = 5;
 /// Largest payload of a `D` or `E` frame.
 pub const MAX_DATA: usize = 256 * 1024;
 
-/// Largest payload a decoder accepts: bigger means the stream is not ours.
-pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// Largest payload of a `P` or `X` frame (JSON of a few fields).
+pub const MAX_CONTROL: usize = 64 * 1024;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,16 @@ impl Tag {
             Tag::Heartbeat => b'H',
             Tag::Partial => b'P',
             Tag::End => b'X',
+        }
+    }
+
+    /// Largest payload a decoder accepts for this tag: bigger means the
+    /// stream is not ours, or is hostile; nothing that large is buffered.
+    pub fn max_payload(self) -> usize {
+        match self {
+            Tag::Data | Tag::Stderr => MAX_DATA,
+            Tag::Heartbeat => 0,
+            Tag::Partial | Tag::End => MAX_CONTROL,
         }
     }
 
@@ -155,8 +165,12 @@ pub fn parse_header(head: &[u8; HEADER_LEN]) -> Result<(Tag, usize), FrameError>
         ))
     })?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(FrameError(format!("frame of {len} bytes is too large")));
+    if len > tag.max_payload() {
+        return Err(FrameError(format!(
+            "{} frame of {len} bytes is over its limit of {} (not a worker-agent stream?)",
+            head[0] as char,
+            tag.max_payload()
+        )));
     }
     Ok((tag, len))
 }
@@ -293,6 +307,72 @@ mod tests {
         let mut dec = FrameDecoder::new();
         dec.feed(&[b'D', 0xff, 0xff, 0xff, 0xff]);
         assert!(dec.next_frame().is_err());
+    }
+
+    #[test]
+    fn each_tag_has_its_own_limit() {
+        for (tag, len, ok) in [
+            (b'D', MAX_DATA, true),
+            (b'D', MAX_DATA + 1, false),
+            (b'E', MAX_DATA + 1, false),
+            (b'H', 0, true),
+            (b'H', 1, false),
+            (b'X', MAX_CONTROL, true),
+            (b'X', MAX_CONTROL + 1, false),
+            (b'P', MAX_CONTROL + 1, false),
+        ] {
+            let l = (len as u32).to_be_bytes();
+            let head = [tag, l[0], l[1], l[2], l[3]];
+            assert_eq!(parse_header(&head).is_ok(), ok, "{} {len}", tag as char);
+        }
+    }
+
+    proptest::proptest! {
+        /// Random bytes never panic the decoder, and it never holds more
+        /// than what it was fed: an error or a frame within its tag's limit.
+        #[test]
+        fn random_bytes_never_panic(pieces in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..32)) {
+            let mut dec = FrameDecoder::new();
+            let mut fed = 0usize;
+            'outer: for piece in &pieces {
+                dec.feed(piece);
+                fed += piece.len();
+                loop {
+                    match dec.next_frame() {
+                        Ok(Some(f)) => proptest::prop_assert!(f.payload.len() <= f.tag.max_payload()),
+                        Ok(None) => break,
+                        Err(_) => break 'outer,
+                    }
+                }
+                proptest::prop_assert!(dec.pending() <= fed);
+            }
+        }
+
+        /// Any sequence of frames written comes back whole, whatever the
+        /// read sizes.
+        #[test]
+        fn written_frames_round_trip(
+            frames in proptest::collection::vec((0usize..4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)), 0..12),
+            step in 1usize..700,
+        ) {
+            let tags = [Tag::Data, Tag::Stderr, Tag::Partial, Tag::End];
+            let mut stream = Vec::new();
+            let mut want = Vec::new();
+            for (t, payload) in &frames {
+                write_frame(&mut stream, tags[*t], payload).unwrap();
+                want.push(Frame { tag: tags[*t], payload: payload.clone() });
+            }
+            let mut dec = FrameDecoder::new();
+            let mut got = Vec::new();
+            for piece in stream.chunks(step) {
+                dec.feed(piece);
+                while let Some(f) = dec.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            proptest::prop_assert_eq!(dec.pending(), 0);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

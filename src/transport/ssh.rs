@@ -197,6 +197,11 @@ pub async fn connect(
         // The builder always passes its own StrictHostKeyChecking: the same.
         .known_hosts_check(checking(node).0)
         .connect_timeout(node.connect_timeout);
+    if let Some(port) = node.port {
+        // Also on the command line (the same value) so `ps` shows which
+        // node a master serves.
+        b.port(port);
+    }
     // Backstop: ConnectTimeout bounds the TCP connect and banner; a node that
     // stalls later in the handshake must not hold the command up forever.
     let limit = node.connect_timeout * 2 + Duration::from_secs(5);

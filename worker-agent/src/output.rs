@@ -196,6 +196,18 @@ impl Output {
     /// filled in), the temporary output renamed into place when ok. Returns
     /// the process exit code.
     pub fn end(&self, mut end: End) -> i32 {
+        // The X frame has a small limit (MAX_CONTROL): a long message is cut
+        // at a character boundary, never allowed to break the frame.
+        if let Some(msg) = end.error.as_mut() {
+            if msg.len() > 4096 {
+                let mut cut = 4096;
+                while !msg.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                msg.truncate(cut);
+                msg.push('…');
+            }
+        }
         self.with(|st| {
             end.data_bytes = st.data_bytes;
             if self.framed {
