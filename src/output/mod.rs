@@ -4,5 +4,6 @@
 pub mod gather;
 pub mod lines;
 pub mod progress;
+pub mod run_summary;
 pub mod summary;
 pub mod table;
