@@ -1,14 +1,17 @@
 //! What distctl and worker-agent both need to agree on: the agent's version,
-//! the framed stream format ([`frame`]) and aggregate partials ([`partial`]).
+//! the agent's command line for a chunk ([`agent_args`]), the framed stream
+//! format ([`frame`]) and aggregate partials ([`partial`]).
 
 /// Version of the agent protocol and binary; `worker-agent version` prints it.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod agent_args;
 pub mod frame;
 pub mod metrics;
 pub mod op;
 pub mod partial;
 
+pub use agent_args::AgentCall;
 pub use frame::{End, Frame, FrameDecoder, FrameError, Tag};
 pub use op::Op;
 pub use partial::{Num, Partial, PartialError};

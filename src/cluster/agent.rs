@@ -214,7 +214,7 @@ async fn probe(session: &NodeSession) -> Result<Probe> {
         r#"{HASH_FN}
 mkdir -p -- {root}/bin {root}/runs || exit 1
 echo "machine $(uname -m)"
-echo "cores $(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)"
+echo "cores $({CORES_SH})"
 if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/null >/dev/null && echo "can-hash"; fi"#
     );
     let out = session.run(&script, None).await?;
@@ -235,7 +235,7 @@ if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/
     for line in text.lines() {
         match line.split_once(' ').unwrap_or((line, "")) {
             ("machine", m) => probe.machine = m.trim().to_string(),
-            ("cores", n) => probe.cores = n.trim().parse().ok().filter(|&n| n > 0),
+            ("cores", n) => probe.cores = parse_cores(n),
             ("installed", "none") => probe.can_hash = false,
             ("installed", sha) => {
                 probe.installed = Some(sha.trim().to_string());
@@ -252,6 +252,21 @@ if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/
         );
     }
     Ok(probe)
+}
+
+/// Prints a node's online CPU count, the default number of slots: read by
+/// the install probe (so `run` needs no extra command) and by [`core_count`].
+const CORES_SH: &str = "getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null";
+
+fn parse_cores(text: &str) -> Option<usize> {
+    text.trim().parse().ok().filter(|&n| n > 0)
+}
+
+/// A node's online CPU count, for a node whose agent was not probed
+/// (`split --for-nodes`, or a probe that could not tell).
+pub async fn core_count(session: &NodeSession) -> Result<usize> {
+    let out = session.run(CORES_SH, None).await?;
+    parse_cores(&String::from_utf8_lossy(&out.stdout)).context("cannot read the core count")
 }
 
 /// Upload through one piped command: write a temporary file beside the

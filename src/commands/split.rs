@@ -15,7 +15,6 @@ use crate::commands::Cluster;
 use crate::exit::Exit;
 use crate::output::table;
 use crate::run::chunk::{ChunkPlan, Cut, InputFile, InputStream, READ_BLOCK};
-use crate::transport::NodeSession;
 use crate::units::human_bytes;
 use crate::usage;
 
@@ -126,7 +125,7 @@ async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
     for (node, conn) in &cluster.nodes {
         let slots = match (node.slots, conn) {
             (Some(s), _) => Some(s as usize),
-            (None, Ok(session)) => core_count(session).await.ok(),
+            (None, Ok(session)) => crate::cluster::agent::core_count(session).await.ok(),
             (None, Err(_)) => None,
         };
         match slots {
@@ -152,19 +151,6 @@ async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
         anyhow::bail!("no node reachable to split for");
     }
     Ok((names, weights, partial))
-}
-
-/// Cores of a node (`nproc`): the default number of slots.
-pub async fn core_count(session: &NodeSession) -> Result<usize> {
-    let out = session
-        .run("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", None)
-        .await?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n > 0)
-        .context("cannot read the core count")
 }
 
 /// Write every chunk and the manifest into a temp directory beside `outdir`,

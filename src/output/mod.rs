@@ -5,5 +5,6 @@ pub mod gather;
 pub mod lines;
 pub mod man;
 pub mod progress;
+pub mod run_summary;
 pub mod summary;
 pub mod table;

@@ -122,8 +122,9 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
     Ok(sent)
 }
 
-/// What came back down the channel, frame by frame, up to the `X` frame.
-struct Received {
+/// The agent's answer as it came back down the channel, frame by frame, up
+/// to the `X` frame.
+struct AgentReply {
     data: ResultBuf,
     partial: Option<Partial>,
     end: Option<End>,
@@ -134,8 +135,8 @@ async fn receive(
     stdout: &mut BoxRead,
     timeout: Duration,
     budget: Arc<MemoryBudget>,
-) -> Result<Received, AttemptError> {
-    let mut got = Received {
+) -> Result<AgentReply, AttemptError> {
+    let mut got = AgentReply {
         data: ResultBuf::new(budget),
         partial: None,
         end: None,

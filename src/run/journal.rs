@@ -11,6 +11,7 @@
 //! mtime, the chunk size and the op or command; each entry also keeps its
 //! input chunk's checksum, checked again before it is reused.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,20 +19,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::run::chunk::InputFile;
+use crate::run::chunk::{Chunk, ChunkHash, InputStream};
+pub use crate::run::job::JobKey;
 use crate::usage;
-
-/// What a run is: two runs with the same key produce the same output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobKey {
-    pub inputs: Vec<InputFile>,
-    pub chunk_size: u64,
-    /// `upper`, ..., or `exec`.
-    pub op: String,
-    pub pattern: Option<String>,
-    pub exec: Option<String>,
-    pub skip_invalid: bool,
-}
 
 /// Where a finished chunk's result lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,10 +132,102 @@ impl Journal {
         Ok(())
     }
 
+    /// Journal the chunks just written to `output.part` (`written`: index and
+    /// result length), whose `chunk-N.out` files are no longer needed.
+    pub fn record_written(
+        &mut self,
+        checksums: &HashMap<usize, u128>,
+        chunks: &[Chunk],
+        written: &[(usize, u64)],
+    ) -> Result<()> {
+        for &(index, out_len) in written {
+            let c = &chunks[index];
+            self.record(&DoneEntry {
+                index,
+                start: c.start,
+                len: c.len,
+                checksum: checksum_hex(checksums.get(&index).copied().unwrap_or(0)),
+                out_len,
+                place: Place::Prefix,
+                partial: None,
+            })?;
+            let _ = std::fs::remove_file(self.chunk_path(index));
+        }
+        Ok(())
+    }
+
     /// The run completed: the journal goes.
     pub fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The entries of a resumed journal that still hold.
+pub struct KeptEntries {
+    pub entries: Vec<DoneEntry>,
+    /// The chunks `0..prefix_chunks` are in `output.part`, in its first
+    /// `prefix_bytes` bytes.
+    pub prefix_chunks: usize,
+    pub prefix_bytes: u64,
+}
+
+/// Which journal entries still hold: the chunk is the same and its input
+/// bytes still hash the same, the result is where the entry says.
+pub fn check_entries(
+    input: &InputStream,
+    chunks: &[Chunk],
+    journal: &Journal,
+    entries: Vec<DoneEntry>,
+) -> Result<KeptEntries> {
+    let mut last: HashMap<usize, DoneEntry> = HashMap::new();
+    for e in entries {
+        last.insert(e.index, e);
+    }
+    let mut sorted: Vec<DoneEntry> = last.into_values().collect();
+    sorted.sort_by_key(|e| e.index);
+    let part_len = std::fs::metadata(journal.part_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut kept = KeptEntries {
+        entries: Vec::new(),
+        prefix_chunks: 0,
+        prefix_bytes: 0,
+    };
+    for e in sorted {
+        let Some(c) = chunks
+            .get(e.index)
+            .filter(|c| c.start == e.start && c.len == e.len)
+        else {
+            continue;
+        };
+        let sum = ChunkHash::of_range(input, c.start, c.len)?;
+        if checksum_hex(sum) != e.checksum {
+            return Err(usage!(
+                "--resume refused: the input bytes of chunk {} changed since the interrupted run (remove {} to start over)",
+                e.index,
+                journal.dir.display()
+            ));
+        }
+        match e.place {
+            Place::Prefix => {
+                if e.index != kept.prefix_chunks || kept.prefix_bytes + e.out_len > part_len {
+                    continue;
+                }
+                kept.prefix_chunks += 1;
+                kept.prefix_bytes += e.out_len;
+            }
+            Place::File => {
+                let ok = std::fs::metadata(journal.chunk_path(e.index))
+                    .is_ok_and(|m| m.len() == e.out_len);
+                if !ok || e.index < kept.prefix_chunks {
+                    continue;
+                }
+            }
+            Place::Partial => {}
+        }
+        kept.entries.push(e);
+    }
+    Ok(kept)
 }
 
 fn key_difference(old: &JobKey, new: &JobKey) -> Option<String> {
@@ -178,6 +260,7 @@ fn key_difference(old: &JobKey, new: &JobKey) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::chunk::InputFile;
 
     fn key() -> JobKey {
         JobKey {

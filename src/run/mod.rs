@@ -1,9 +1,18 @@
-//! The run engine behind `distctl run`: plan the chunks, schedule them over
-//! the nodes, run one attempt per chunk, merge the verified results in input
-//! order, and keep a journal to resume from.
+//! The run engine behind `distctl run`: the job and how the agent is asked
+//! to do it ([`job`]), the input planned or streamed ([`input`], cut by
+//! [`chunk`]), the scheduler ([`schedule`], simulated by [`dryrun`]), one
+//! attempt per chunk ([`attempt`]), the ordered merge ([`merge`]) into the
+//! output ([`results`]), the resume journal ([`journal`]), and the runner
+//! that drives them ([`runner`]), filling in a [`summary`].
 
 pub mod attempt;
 pub mod chunk;
+pub mod dryrun;
+pub mod input;
+pub mod job;
 pub mod journal;
 pub mod merge;
+pub mod results;
+pub mod runner;
 pub mod schedule;
+pub mod summary;

@@ -23,8 +23,11 @@ fn main() {
             println!("{}", distctl_proto::AGENT_VERSION);
             0
         }
-        Some("op") => args::parse_op(rest).map_or_else(usage, op),
-        Some("exec") => args::parse_exec(rest).map_or_else(usage, exec::run),
+        Some("op" | "exec") => match args::AgentCall::parse(&args) {
+            Ok(args::AgentCall::Op(a)) => op(a),
+            Ok(args::AgentCall::Exec(a)) => exec::run(a),
+            Err(msg) => usage(msg),
+        },
         Some(cmd @ ("sample" | "facts")) => metrics::main(cmd, rest),
         Some("-h" | "--help" | "help") => {
             println!("{}", args::USAGE);

@@ -1,0 +1,274 @@
+//! Where verified results go: byte results through the [`OrderedWriter`] to
+//! stdout or `-o FILE`, aggregate partials kept until the end and merged,
+//! and every finished chunk into the journal (when there is one).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use distctl_proto::Partial;
+
+use crate::files::atomic::{replace_file, AtomicFile};
+use crate::run::attempt::Verified;
+use crate::run::chunk::Chunk;
+use crate::run::input::Input;
+use crate::run::job::Job;
+use crate::run::journal::{check_entries, checksum_hex, DoneEntry, Journal, Place};
+use crate::run::merge::{MemoryBudget, OrderedWriter, ResultBuf};
+
+/// Results waiting for an earlier chunk are held in memory up to this many
+/// bytes in total; beyond it they spill to unlinked temp files.
+const RESULT_MEMORY: usize = 24 << 20;
+
+/// Where results go.
+enum Sink {
+    Stdout,
+    /// `-o FILE`, through its temporary file (the journal's `output.part`
+    /// when journaled).
+    File(AtomicFile),
+}
+
+/// A chunk taken from the journal of an interrupted run.
+pub struct Resumed {
+    pub index: usize,
+    /// Its input bytes.
+    pub len: u64,
+}
+
+pub struct Results {
+    job: Arc<Job>,
+    sink: Sink,
+    /// Byte ops only.
+    writer: Option<OrderedWriter<Box<dyn Write + Send>>>,
+    /// Aggregate ops: one per chunk, once done.
+    partials: Vec<Option<Partial>>,
+    /// xxh3-128 of each finished chunk's input (journaled runs).
+    checksums: HashMap<usize, u128>,
+    journal: Option<Journal>,
+    /// Shared by every attempt's result buffer.
+    pub budget: Arc<MemoryBudget>,
+}
+
+impl Results {
+    /// Open the journal (fresh or resumed, for `-o FILE` over planned input)
+    /// and the output; says which chunks the journal already holds.
+    pub fn open(
+        job: Arc<Job>,
+        input: &Input,
+        output: Option<&Path>,
+        resume: bool,
+    ) -> Result<(Results, Vec<Resumed>)> {
+        let mut results = Results {
+            job,
+            sink: Sink::Stdout,
+            writer: None,
+            partials: vec![None; input.chunks().len()],
+            checksums: HashMap::new(),
+            journal: None,
+            budget: MemoryBudget::new(RESULT_MEMORY),
+        };
+        let mut resumed = Vec::new();
+        let mut first = 0;
+        let mut written = 0;
+        let mut resumed_files = Vec::new();
+        if let (Some(dest), Input::Planned { stream, chunks, .. }) = (output, input) {
+            let key = results.job.key(stream.files.clone(), input.chunk_size());
+            let journal = if resume {
+                let (journal, entries) = Journal::resume(dest, &key)?;
+                let kept = check_entries(stream, chunks, &journal, entries)?;
+                for e in &kept.entries {
+                    resumed.push(Resumed {
+                        index: e.index,
+                        len: e.len,
+                    });
+                    if let Some(p) = &e.partial {
+                        results.partials[e.index] = Some(serde_json::from_value(p.clone())?);
+                    }
+                    if e.place == Place::File {
+                        resumed_files.push((e.index, e.out_len));
+                    }
+                    results
+                        .checksums
+                        .insert(e.index, u128::from_str_radix(&e.checksum, 16).unwrap_or(0));
+                }
+                first = kept.prefix_chunks;
+                written = kept.prefix_bytes;
+                journal
+            } else {
+                Journal::create(dest, &key)?
+            };
+            results.sink = Sink::File(AtomicFile {
+                temp: journal.part_path(),
+                dest: dest.to_path_buf(),
+            });
+            results.journal = Some(journal);
+        } else if let Some(dest) = output {
+            results.sink = Sink::File(AtomicFile::create(dest)?);
+        }
+        if !results.job.aggregate() {
+            let out: Box<dyn Write + Send> = match &results.sink {
+                Sink::Stdout => Box::new(std::io::stdout()),
+                Sink::File(AtomicFile { temp, .. }) => {
+                    let f = OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(false)
+                        .open(temp)
+                        .with_context(|| format!("cannot write {}", temp.display()))?;
+                    f.set_len(written)?;
+                    let mut f = f;
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(written))?;
+                    Box::new(f)
+                }
+            };
+            let mut writer = OrderedWriter::new(out, first, written);
+            for (index, len) in resumed_files {
+                let journal = results.journal.as_mut().expect("resume has a journal");
+                let f = File::open(journal.chunk_path(index))?;
+                let buf = ResultBuf::from_file(f, len, results.budget.clone());
+                let done = tokio::task::block_in_place(|| writer.insert(index, buf))?;
+                journal.record_written(&results.checksums, input.chunks(), &done)?;
+            }
+            results.writer = Some(writer);
+        }
+        Ok((results, resumed))
+    }
+
+    /// Attempts hash what they send only when the journal needs it.
+    pub fn want_checksum(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// One more chunk cut from a stream.
+    pub fn add_chunk(&mut self) {
+        self.partials.push(None);
+    }
+
+    /// Take chunk `index`'s verified result: into the merge (and the
+    /// journal once written), or kept as a partial.
+    pub fn accept(&mut self, index: usize, len: u64, v: Verified, chunks: &[Chunk]) -> Result<()> {
+        if let Some(c) = v.checksum {
+            self.checksums.insert(index, c);
+        }
+        if self.job.aggregate() {
+            let partial = v.partial.context("no partial")?;
+            if let Some(j) = self.journal.as_mut() {
+                j.record(&DoneEntry {
+                    index,
+                    start: chunks[index].start,
+                    len,
+                    checksum: checksum_hex(v.checksum.unwrap_or(0)),
+                    out_len: 0,
+                    place: Place::Partial,
+                    partial: Some(serde_json::to_value(&partial)?),
+                })?;
+            }
+            self.partials[index] = Some(partial);
+        } else {
+            let writer = self.writer.as_mut().expect("byte ops have a writer");
+            let done = tokio::task::block_in_place(|| writer.insert(index, v.data))
+                .context("writing the output")?;
+            if let Some(j) = self.journal.as_mut() {
+                j.record_written(&self.checksums, chunks, &done)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every one of `chunks` chunks is done: write the output, rename it
+    /// into place and drop the journal. Returns the output's size.
+    pub fn finish(&mut self, chunks: usize, json: bool) -> Result<u64> {
+        let output_bytes;
+        if self.job.aggregate() {
+            let op = self.job.op().expect("aggregates are ops");
+            let mut total = Partial {
+                skip_invalid: self.job.skip_invalid,
+                ..Partial::default()
+            };
+            for p in self.partials.iter().flatten() {
+                total.merge(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let text = if json {
+                let v = total.to_json(op).map_err(|e| anyhow::anyhow!("{e}"))?;
+                serde_json::to_string(&v)? + "\n"
+            } else {
+                total.render_text(op).map_err(|e| anyhow::anyhow!("{e}"))?
+            };
+            output_bytes = text.len() as u64;
+            match &self.sink {
+                Sink::Stdout => {
+                    print!("{text}");
+                    std::io::stdout().flush()?;
+                }
+                Sink::File(AtomicFile { temp, dest }) => {
+                    let _ = std::fs::remove_file(temp);
+                    replace_file(dest, text.as_bytes())?;
+                }
+            }
+        } else {
+            let writer = self.writer.take().expect("byte ops have a writer");
+            anyhow::ensure!(
+                writer.next() == chunks,
+                "internal error: {} of {} results written",
+                writer.next(),
+                chunks
+            );
+            output_bytes = writer.bytes_written();
+            let mut out = writer.into_inner();
+            out.flush()?;
+            drop(out);
+            if let Sink::File(file) = &self.sink {
+                let f = OpenOptions::new().write(true).open(&file.temp)?;
+                file.commit(f)?;
+            }
+        }
+        if let Some(j) = self.journal.take() {
+            j.remove();
+        }
+        Ok(output_bytes)
+    }
+
+    /// After a failure or a signal: put finished results that were waiting
+    /// for an earlier chunk into the journal, so `--resume` keeps them.
+    /// Returns the journal's directory, when there is one.
+    pub fn keep_journal(&mut self, chunks: &[Chunk]) -> Result<Option<PathBuf>> {
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(w) = self.writer.as_mut() {
+            w.flush_output()?;
+            for (index, mut buf) in w.take_waiting() {
+                let path = j.chunk_path(index);
+                let mut f = File::create(&path)?;
+                buf.write_to(&mut f)?;
+                f.sync_all()?;
+                let Some(c) = chunks.get(index) else {
+                    continue;
+                };
+                let (start, len) = (c.start, c.len);
+                j.record(&DoneEntry {
+                    index,
+                    start,
+                    len,
+                    checksum: checksum_hex(self.checksums.get(&index).copied().unwrap_or(0)),
+                    out_len: buf.len(),
+                    place: Place::File,
+                    partial: None,
+                })?;
+            }
+        }
+        Ok(Some(j.dir.clone()))
+    }
+
+    /// The run stopped: a partial `-o FILE` without a journal is removed.
+    pub fn discard_unjournaled(&self) {
+        if let Sink::File(AtomicFile { temp, .. }) = &self.sink {
+            if self.journal.is_none() {
+                let _ = std::fs::remove_file(temp);
+            }
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The runner: drives plan → scheduler → attempts → merge → journal, and
+//! nothing else. It gets connected sessions and a planned (or streamed)
+//! input from `commands::run`, and hands back the run's figures.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::task::JoinSet;
+
+use crate::cluster::agent::AgentBinary;
+use crate::exit::Exit;
+use crate::output::progress::RunProgress;
+use crate::run::attempt::{attempt, AttemptError, ChunkData, ChunkSpec, Verified};
+use crate::run::chunk::StreamChunk;
+use crate::run::input::{spawn_stream_reader, Input};
+use crate::run::job::Job;
+use crate::run::results::Results;
+use crate::run::schedule::{Fault, Scheduler};
+use crate::run::summary::{NodeSummary, RunSummary};
+use crate::transport::{NodeSession, CHANNELS_PER_NODE};
+use crate::usage;
+
+/// Chunks cut from standard input are held until verified (for retries): at
+/// most this many bytes of them at once (but always at least one chunk).
+const STDIN_MEMORY: u64 = 32 << 20;
+
+/// How a run behaves, from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `-o FILE`; results go to stdout without it.
+    pub output: Option<PathBuf>,
+    /// Continue from the journal beside `output`.
+    pub resume: bool,
+    /// A node silent this long loses its chunk.
+    pub timeout: Duration,
+    /// Retries of a failed chunk on other nodes.
+    pub retries: u32,
+    /// Aggregate results as JSON.
+    pub json: bool,
+    /// No progress bars; retried faults are not reported.
+    pub quiet: bool,
+}
+
+/// The connected nodes to run on.
+pub struct NodePool {
+    pub sessions: Vec<Arc<NodeSession>>,
+    /// Selected nodes that could not be reached (already reported).
+    pub unreachable: Vec<String>,
+}
+
+/// What a completed run hands back.
+pub struct Finished {
+    pub summary: RunSummary,
+    /// Partial when a node was skipped or dropped on the way.
+    pub exit: Exit,
+}
+
+/// A node taking part in the run.
+struct RunNode {
+    name: String,
+    session: Arc<NodeSession>,
+    agent: String,
+}
+
+struct AttemptReport {
+    chunk: usize,
+    len: u64,
+    node: usize,
+    elapsed: Duration,
+    outcome: Result<Verified, AttemptError>,
+}
+
+struct Runner<'a> {
+    opts: &'a RunOptions,
+    job: Arc<Job>,
+    input: Input,
+    nodes: Vec<Arc<RunNode>>,
+    sched: Scheduler,
+    results: Results,
+    progress: RunProgress,
+    summary: RunSummary,
+    exit: Exit,
+    started: Instant,
+}
+
+/// Run `job` over `input` on the nodes of `pool`: install the agent where
+/// needed, read core counts, open the journal and the output, run every
+/// chunk and write the result. Nodes that fail to prepare are skipped with a
+/// warning. On failure or a signal the journal is kept and the way to
+/// resume is said. `started`: when the command began (for the summary).
+pub async fn run(
+    opts: &RunOptions,
+    job: Arc<Job>,
+    input: Input,
+    pool: NodePool,
+    agent: &AgentBinary,
+    started: Instant,
+) -> Result<Finished> {
+    let mut summary = RunSummary {
+        op: job.name(),
+        unreachable: pool.unreachable,
+        ..RunSummary::default()
+    };
+    let mut exit = if summary.unreachable.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Partial
+    };
+    let (nodes, slots) = prepare(pool.sessions, agent, &mut summary, &mut exit).await?;
+    if nodes.is_empty() {
+        anyhow::bail!("no node is available to run on");
+    }
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let mut sched = Scheduler::new(input.chunks().len(), &slots, opts.retries);
+    let mut progress = RunProgress::new(input.total(), &names, opts.quiet);
+    let (results, resumed) =
+        Results::open(job.clone(), &input, opts.output.as_deref(), opts.resume)?;
+    for r in resumed {
+        sched.mark_done(r.index);
+        summary.chunks_resumed += 1;
+        progress.advance(r.len, 0);
+    }
+    Runner {
+        opts,
+        job,
+        input,
+        nodes,
+        sched,
+        results,
+        progress,
+        summary,
+        exit,
+        started,
+    }
+    .go()
+    .await
+}
+
+/// Install the agent on every node and learn its slots (the inventory's, else
+/// its cores). Nodes that fail are left out, with a warning.
+async fn prepare(
+    sessions: Vec<Arc<NodeSession>>,
+    binary: &AgentBinary,
+    summary: &mut RunSummary,
+    exit: &mut Exit,
+) -> Result<(Vec<Arc<RunNode>>, Vec<usize>)> {
+    let preparing = futures::future::join_all(sessions.into_iter().map(|s| async move {
+        let install = crate::cluster::agent::ensure_agent(&s, binary).await;
+        let slots = match (s.node.slots, &install) {
+            (Some(n), _) => Ok(n as usize),
+            (None, Ok(i)) if i.cores.is_some() => Ok(i.cores.unwrap_or(1)),
+            (None, _) => crate::cluster::agent::core_count(&s).await,
+        };
+        let agent = install.map(|i| i.path);
+        (s, agent, slots)
+    }));
+    let prepared = tokio::select! {
+        p = preparing => p,
+        stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
+    };
+    let mut nodes = Vec::new();
+    let mut slots = Vec::new();
+    for (session, agent, cores) in prepared {
+        let name = session.node.name.clone();
+        match (agent, cores) {
+            (Ok(agent), Ok(cores)) => {
+                let s = cores.clamp(1, CHANNELS_PER_NODE);
+                summary.nodes.push(NodeSummary {
+                    node: name.clone(),
+                    slots: s,
+                    ..NodeSummary::default()
+                });
+                slots.push(s);
+                nodes.push(Arc::new(RunNode {
+                    name,
+                    session,
+                    agent,
+                }));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("distctl: warning: skipping {name}: {e:#}");
+                summary.unreachable.push(name);
+                *exit = Exit::Partial;
+            }
+        }
+    }
+    Ok((nodes, slots))
+}
+
+impl Runner<'_> {
+    /// Run every chunk; then write the result.
+    async fn go(mut self) -> Result<Finished> {
+        let outcome = self.drive().await;
+        self.progress.finish();
+        match outcome {
+            Ok(()) => {
+                self.summary.chunks = self.sched.chunk_count();
+                self.summary.seconds = self.started.elapsed().as_secs_f64();
+                self.summary.retries = self.sched.retried;
+                self.summary.bytes = match self.input.total() {
+                    Some(total) => total,
+                    None => self.summary.nodes.iter().map(|n| n.bytes).sum(),
+                };
+                self.summary.output_bytes =
+                    self.results.finish(self.summary.chunks, self.opts.json)?;
+                Ok(Finished {
+                    summary: self.summary,
+                    exit: self.exit,
+                })
+            }
+            Err(e) => {
+                let kept = self.results.keep_journal(self.input.chunks());
+                let done = self.summary.chunks_run + self.summary.chunks_resumed;
+                let total = self.sched.chunk_count();
+                let kept = match &kept {
+                    Ok(dir) => Ok(dir.as_deref()),
+                    Err(je) => Err(format!("{je:#}")),
+                };
+                eprintln!(
+                    "{}",
+                    crate::output::run_summary::stopped_line(done, total, kept)
+                );
+                self.results.discard_unjournaled();
+                Err(e)
+            }
+        }
+    }
+
+    async fn drive(&mut self) -> Result<()> {
+        let mut tasks: JoinSet<AttemptReport> = JoinSet::new();
+        let mut specs: HashMap<usize, Arc<ChunkSpec>> = HashMap::new();
+        let mut held_input = 0u64;
+        let mut rx = match &self.input {
+            Input::Streamed { paths, chunk_size } => Some(spawn_stream_reader(paths, *chunk_size)?),
+            Input::Planned { .. } => None,
+        };
+        let mut line_offsets: Vec<u64> = Vec::new();
+        if let Input::Planned { chunks, .. } = &self.input {
+            let mut acc = 0;
+            for c in chunks {
+                line_offsets.push(acc);
+                acc += c.lines.unwrap_or(0);
+            }
+        }
+        loop {
+            // Streamed input: take chunks while slots are free and memory allows.
+            while let Some(r) = rx.as_mut() {
+                let wanted = self.sched.pending() < self.sched.free_slots()
+                    && (held_input < STDIN_MEMORY || held_input == 0);
+                if !wanted {
+                    break;
+                }
+                match r.try_recv() {
+                    Ok(chunk) => {
+                        let chunk = chunk.context("reading the input")?;
+                        held_input += chunk.0.data.len() as u64;
+                        self.add_stream_chunk(chunk, &mut specs);
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => rx = None,
+                }
+            }
+            self.fill(&mut tasks, &mut specs, &line_offsets);
+            if rx.is_none() && self.sched.all_done() {
+                return Ok(());
+            }
+            if tasks.is_empty() && self.sched.pending() > 0 && self.sched.alive_nodes() == 0 {
+                anyhow::bail!("no node is left to run on");
+            }
+            let want_stream = self.sched.pending() < self.sched.free_slots()
+                && (held_input < STDIN_MEMORY || held_input == 0);
+            tokio::select! {
+                stop = crate::shutdown::requested() => {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    return Err(crate::shutdown::error(stop));
+                }
+                Some(joined) = tasks.join_next() => {
+                    let report = joined.context("a chunk task panicked")?;
+                    if let Some(spec) = specs.get(&report.chunk) {
+                        if report.outcome.is_ok() {
+                            if let ChunkData::Owned(d) = &spec.data {
+                                held_input -= d.len() as u64;
+                            }
+                            specs.remove(&report.chunk);
+                        }
+                    }
+                    if let Err(e) = self.handle(report) {
+                        tasks.abort_all();
+                        while tasks.join_next().await.is_some() {}
+                        return Err(e);
+                    }
+                }
+                got = async { rx.as_mut().expect("guarded").recv().await }, if rx.is_some() && want_stream => {
+                    match got {
+                        Some(chunk) => {
+                            let chunk = chunk.context("reading the input")?;
+                            held_input += chunk.0.data.len() as u64;
+                            self.add_stream_chunk(chunk, &mut specs);
+                        }
+                        None => rx = None,
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_stream_chunk(
+        &mut self,
+        chunk: (StreamChunk, u64),
+        specs: &mut HashMap<usize, Arc<ChunkSpec>>,
+    ) {
+        let (c, line_offset) = chunk;
+        let index = self.sched.add_chunk();
+        debug_assert_eq!(index, c.index);
+        self.results.add_chunk();
+        specs.insert(
+            index,
+            Arc::new(ChunkSpec {
+                index,
+                start: c.start,
+                len: c.data.len() as u64,
+                line_offset: Some(line_offset),
+                data: ChunkData::Owned(c.data),
+            }),
+        );
+    }
+
+    /// Start a chunk on every free slot, one node after another.
+    fn fill(
+        &mut self,
+        tasks: &mut JoinSet<AttemptReport>,
+        specs: &mut HashMap<usize, Arc<ChunkSpec>>,
+        line_offsets: &[u64],
+    ) {
+        loop {
+            let mut any = false;
+            for n in 0..self.nodes.len() {
+                let Some(c) = self.sched.next_for(n) else {
+                    continue;
+                };
+                any = true;
+                let spec = specs
+                    .entry(c)
+                    .or_insert_with(|| {
+                        let Input::Planned { stream, chunks, .. } = &self.input else {
+                            unreachable!("streamed chunks are added before they are scheduled")
+                        };
+                        let ch = &chunks[c];
+                        Arc::new(ChunkSpec {
+                            index: c,
+                            start: ch.start,
+                            len: ch.len,
+                            line_offset: line_offsets
+                                .get(c)
+                                .copied()
+                                .filter(|_| self.job.numeric()),
+                            data: ChunkData::Range(stream.clone()),
+                        })
+                    })
+                    .clone();
+                self.progress.started(n);
+                let node = self.nodes[n].clone();
+                let cmdline = self
+                    .job
+                    .command_line(&node.agent, spec.len, spec.line_offset);
+                let expect_partial = self.job.aggregate();
+                let budget = self.results.budget.clone();
+                let timeout = self.opts.timeout;
+                let want_checksum = self.results.want_checksum();
+                tasks.spawn(async move {
+                    let t0 = Instant::now();
+                    let outcome = attempt(
+                        &node.session,
+                        &cmdline,
+                        &spec,
+                        expect_partial,
+                        timeout,
+                        budget,
+                        want_checksum,
+                    )
+                    .await;
+                    AttemptReport {
+                        chunk: spec.index,
+                        len: spec.len,
+                        node: n,
+                        elapsed: t0.elapsed(),
+                        outcome,
+                    }
+                });
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    /// Account for one finished attempt.
+    fn handle(&mut self, r: AttemptReport) -> Result<()> {
+        let name = self.nodes[r.node].name.clone();
+        let ns = &mut self.summary.nodes[r.node];
+        ns.busy_seconds += r.elapsed.as_secs_f64();
+        match r.outcome {
+            Ok(v) => {
+                self.sched.done(r.chunk, r.node);
+                let len = r.len;
+                let ns = &mut self.summary.nodes[r.node];
+                ns.chunks += 1;
+                ns.bytes += len;
+                self.summary.chunks_run += 1;
+                self.summary.lines += v.lines;
+                self.progress.finished(r.node, len, v.lines);
+                self.results.accept(r.chunk, len, v, self.input.chunks())
+            }
+            Err(e) if e.input_error => Err(usage!("{}", e.message)),
+            Err(e) => {
+                self.progress.failed(r.node);
+                if e.fault == Fault::Lost {
+                    // The node went silent or its connection dropped: the
+                    // output can still be complete, but a node was dropped.
+                    self.exit = self.exit.max(Exit::Partial);
+                }
+                let out = self.sched.fault(r.chunk, r.node, e.fault);
+                self.summary.nodes[r.node].faults += 1;
+                self.summary.retries = self.sched.retried;
+                if !self.opts.quiet || !out.requeued {
+                    self.progress.warn(&format!(
+                        "chunk {} on {name}: {}{}",
+                        r.chunk,
+                        e.message,
+                        if out.requeued {
+                            " (will run again)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                if out.node_removed {
+                    self.summary.nodes[r.node].removed = true;
+                    self.exit = self.exit.max(Exit::Partial);
+                    self.progress.warn(&format!(
+                        "taking {name} out of the run after repeated failures"
+                    ));
+                }
+                if !out.requeued {
+                    anyhow::bail!(
+                        "chunk {} failed {} time(s), last on {name}: {}",
+                        r.chunk,
+                        self.opts.retries + 1,
+                        e.message
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The figures of a run, filled in by the runner and printed by
+//! [`crate::output::run_summary`].
+
+use serde::Serialize;
+
+/// Per-node figures for the summary.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct NodeSummary {
+    pub node: String,
+    pub slots: usize,
+    pub chunks: u64,
+    pub bytes: u64,
+    /// Sum of the node's chunk times (chunks overlap, so this exceeds wall time).
+    pub busy_seconds: f64,
+    pub faults: u64,
+    /// Taken out of the run after repeated faults.
+    pub removed: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub op: String,
+    pub chunks: usize,
+    /// Chunks processed by this invocation.
+    pub chunks_run: usize,
+    /// Chunks taken from the journal of an interrupted run (`--resume`).
+    pub chunks_resumed: usize,
+    pub bytes: u64,
+    pub lines: u64,
+    pub output_bytes: u64,
+    pub seconds: f64,
+    pub retries: u64,
+    pub nodes: Vec<NodeSummary>,
+    pub unreachable: Vec<String>,
+}
