@@ -294,7 +294,7 @@ fn timeout_kills_the_command_and_everything_it_started() {
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     for row in rows.as_array().unwrap() {
-        assert_eq!(row["status"], "timed_out", "{row}");
+        assert_eq!(row["status"], "timed-out", "{row}");
         assert_eq!(row["stdout"], "");
     }
     assert!(text(&out.stderr).contains("node[1-2]: timed out after 1s"));

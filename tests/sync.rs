@@ -105,7 +105,7 @@ fn check_sync_cycle(method: &str) {
     );
     assert_eq!(code, 0);
     for row in &rows {
-        assert_eq!(row["status"], "up_to_date", "{row}");
+        assert_eq!(row["status"], "up-to-date", "{row}");
         let sent = row["bytes_sent"].as_u64().unwrap();
         eprintln!("{method}: second sync sent {sent} bytes to {}", row["node"]);
         assert!(sent < 1500, "{row}");

@@ -4,5 +4,6 @@
 pub mod gather;
 pub mod lines;
 pub mod progress;
+pub mod relay;
 pub mod summary;
 pub mod table;
