@@ -47,7 +47,8 @@ pub struct Global {
     /// Only nodes carrying this label (repeat: all must match)
     #[arg(long, short = 'l', global = true, value_name = "LABEL")]
     pub label: Vec<String>,
-    /// At most this many nodes are contacted at once
+    /// At most N ssh connections being set up (handshakes) at once, for
+    /// every command; once connected, every selected node works at once
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub fanout: usize,
     /// Machine-readable JSON instead of tables

@@ -294,7 +294,7 @@ fn timeout_kills_the_command_and_everything_it_started() {
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     for row in rows.as_array().unwrap() {
-        assert_eq!(row["status"], "timed_out", "{row}");
+        assert_eq!(row["status"], "timed-out", "{row}");
         assert_eq!(row["stdout"], "");
     }
     assert!(text(&out.stderr).contains("node[1-2]: timed out after 1s"));
@@ -466,4 +466,52 @@ fn exec_takes_the_command_without_dashes_and_usage_errors_say_what_is_missing() 
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("--op") && err.contains("--exec"), "{err}");
+}
+
+/// `--fanout 1` limits handshakes, not work: every node runs at once. Each
+/// node waits until all three have started, so run one at a time they could
+/// never finish.
+#[test]
+fn fanout_1_connects_one_at_a_time_but_every_node_works_at_once() {
+    let cluster = TestCluster::start(3);
+    let barrier = cluster.dir.path().join("started");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let d = barrier.display();
+    let script = format!(
+        "touch {d}/\"${{SSH_CONNECTION##* }}\"; n=0; \
+         while [ \"$(ls {d} | wc -l)\" -lt 3 ]; do n=$((n+1)); [ $n -gt 300 ] && exit 9; sleep 0.1; done; echo together"
+    );
+    let out = exec(&cluster, &["--fanout", "1", "--json", "--", &script]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row["status"], "ok", "{row}");
+        assert_eq!(row["stdout"], "together\n");
+    }
+}
+
+#[test]
+fn one_node_down_is_exit_1_and_every_node_down_is_exit_3() {
+    let mut cluster = TestCluster::start(3);
+    cluster.stop_node(1);
+    let out = exec(&cluster, &["--json", "--", "echo hi"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["ok", "unreachable", "ok"]);
+    assert!(rows[1]["error"].as_str().unwrap().contains("refused"));
+    assert!(rows[1]["exit_code"].is_null());
+
+    cluster.stop_node(0);
+    cluster.stop_node(2);
+    let out = exec(&cluster, &["--", "echo hi"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no node reachable"));
 }

@@ -178,3 +178,19 @@ fn embedded_agent_is_static() {
         );
     }
 }
+
+/// `--fanout 1` still reaches every node, and says which node to rerun.
+#[test]
+fn setup_with_fanout_1_pushes_to_every_node() {
+    let mut cluster = TestCluster::start(3);
+    let (code, rows) = setup(&cluster, &["--fanout", "1"]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(results(&rows), ["pushed", "pushed", "pushed"]);
+
+    cluster.stop_node(2);
+    let out = cluster.distctl().args(["setup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("node3: unreachable"), "{err}");
+    assert!(err.contains("rerun on them with --nodes node3"), "{err}");
+}

@@ -358,3 +358,19 @@ fn test_nodes_skip_the_login_bashrc() {
         text(&out.stdout)
     );
 }
+
+/// The rows are `status`'s result: with no node answering it still prints
+/// one row per node and exits 1, not 3.
+#[test]
+fn every_node_down_still_gives_a_row_each_and_exit_1() {
+    let mut cluster = TestCluster::start(2);
+    cluster.stop_node(0);
+    cluster.stop_node(1);
+    let (code, rows) = status_json(&cluster, &["--fanout", "1"]);
+    assert_eq!(code, 1);
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row["reachable"], false, "{row}");
+        assert!(row["error"].as_str().unwrap().contains("refused"), "{row}");
+    }
+}

@@ -105,7 +105,7 @@ fn check_sync_cycle(method: &str) {
     );
     assert_eq!(code, 0);
     for row in &rows {
-        assert_eq!(row["status"], "up_to_date", "{row}");
+        assert_eq!(row["status"], "up-to-date", "{row}");
         let sent = row["bytes_sent"].as_u64().unwrap();
         eprintln!("{method}: second sync sent {sent} bytes to {}", row["node"]);
         assert!(sent < 1500, "{row}");
@@ -327,4 +327,51 @@ fn fetch_brings_a_tree_back_from_every_node() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("node1: failed"), "{stderr}");
     assert!(text(&out.stdout).contains("no such file or directory"));
+}
+
+/// `--fanout 1` still reaches every node; all down is exit 3 with a row each.
+#[test]
+fn sync_with_fanout_1_reaches_every_node_and_none_reachable_is_exit_3() {
+    let mut cluster = TestCluster::start(3);
+    let local = tempfile::tempdir().unwrap();
+    make_tree(local.path());
+    let dir = local.path().to_str().unwrap();
+    let (code, rows, err) = sync_json(&cluster, &["--fanout", "1", dir]);
+    assert_eq!(code, 0, "{err}");
+    assert!(rows.iter().all(|r| r["status"] == "synced"), "{rows:?}");
+    let (code, rows, err) = sync_json(&cluster, &["--fanout", "1", dir]);
+    assert_eq!(code, 0, "{err}");
+    assert!(rows.iter().all(|r| r["status"] == "up-to-date"), "{rows:?}");
+
+    for i in 0..3 {
+        cluster.stop_node(i);
+    }
+    let out = cluster.distctl().args(["sync", dir]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("no node reachable"), "{err}");
+    assert!(err.contains("node[1-3]: unreachable"), "{err}");
+}
+
+/// A node whose fetch fails is exit 4, its reason in the row and on stderr.
+#[test]
+fn a_failed_fetch_is_exit_4_with_its_reason() {
+    let cluster = TestCluster::start(2);
+    fs::create_dir_all(cluster.workdir(0)).unwrap();
+    fs::create_dir_all(cluster.workdir(1)).unwrap();
+    fs::write(cluster.workdir(0).join("only-here.txt"), "x").unwrap();
+    let to = tempfile::tempdir().unwrap();
+    let out = cluster
+        .distctl()
+        .args(["--json", "fetch", "only-here.txt", "--to"])
+        .arg(to.path())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "ok");
+    assert_eq!(rows[1]["status"], "failed");
+    assert!(rows[1]["error"].as_str().unwrap().contains("no such file"));
+    assert!(err.contains("node2: failed: no such file"), "{err}");
 }

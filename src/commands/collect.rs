@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cli::{CollectArgs, Global, MetricsFormat};
+use crate::cluster::driver::{each_node, Start};
 use crate::cluster::inventory::{Inventory, Node};
 use crate::cluster::workdir;
-use crate::commands::Cluster;
+use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::metrics::{now_rfc3339, MetricsOutput, MetricsSample, SampleStatus, Sampler};
+use crate::output::summary::{exit_for, NoneReached};
 use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::usage;
@@ -58,12 +60,12 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     tokio::pin!(interrupted);
     loop {
         let started = Instant::now();
-        let samples = tokio::select! {
+        let (outcomes, samples) = tokio::select! {
             s = sample_round(g, &nodes, interval, args.agentless) => s?,
             _ = &mut interrupted => break,
         };
         output.write_round(&samples)?;
-        exit = exit.max(report_failures(g, &samples));
+        exit = exit.max(report_failures(g, &outcomes, &samples)?);
         round += 1;
         if rounds.is_some_and(|n| round >= n) {
             break;
@@ -81,54 +83,61 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     Ok(exit)
 }
 
-/// Connect to every node, sample them all at once, one row per node in inventory order.
+/// Connect to every node, then sample them all at once (the same interval
+/// on every node, one timestamp): one row per node in inventory order, with
+/// how each node's sampling ended.
 pub async fn sample_round(
     g: &Global,
     nodes: &[Node],
     interval: Duration,
     agentless: bool,
-) -> Result<Vec<MetricsSample>> {
-    let cluster = Cluster::connect_nodes(g, nodes.to_vec()).await?;
-    let timestamp = now_rfc3339();
-    let samples = futures::future::join_all(cluster.nodes.iter().map(|(node, conn)| {
-        let timestamp = timestamp.clone();
-        async move {
-            let mut s = match conn {
-                Ok(session) => sample_node(session, interval, agentless)
-                    .await
-                    .unwrap_or_else(|e| failed(SampleStatus::Error, format!("{e:#}"))),
-                Err(e) => failed(SampleStatus::Unreachable, e.reason.clone()),
-            };
-            s.timestamp_utc = timestamp;
-            s.node = node.name.clone();
-            s.host = node.host.clone();
-            s
+) -> Result<(Vec<NodeOutcome>, Vec<MetricsSample>)> {
+    let timestamp = std::sync::OnceLock::new();
+    let timestamp = &timestamp;
+    let results = each_node(g.fanout, nodes, Start::Together, |session| async move {
+        timestamp.get_or_init(now_rfc3339);
+        match sample_node(&session, interval, agentless).await {
+            Ok(s) => (NodeOutcome::Ok, Some(s)),
+            Err(e) => {
+                let reason = format!("{e:#}").replace('\n', " ");
+                (NodeOutcome::ProbeFailed { reason }, None)
+            }
         }
-    }))
-    .await;
-    cluster.close().await;
-    Ok(samples)
+    })
+    .await?;
+    let timestamp = timestamp.get_or_init(now_rfc3339);
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            let mut s = r.detail.unwrap_or_else(|| MetricsSample {
+                status: match r.outcome {
+                    NodeOutcome::Unreachable { .. } => SampleStatus::Unreachable,
+                    _ => SampleStatus::Error,
+                },
+                error: r.outcome.reason().map(|e| e.replace('\n', " ")),
+                ..MetricsSample::default()
+            });
+            s.timestamp_utc = timestamp.clone();
+            s.node = r.node.name.clone();
+            s.host = r.node.host.clone();
+            (r.outcome, s)
+        })
+        .unzip())
 }
 
-fn failed(status: SampleStatus, error: String) -> MetricsSample {
-    MetricsSample {
-        status,
-        error: Some(error.replace('\n', " ")),
-        ..MetricsSample::default()
-    }
-}
-
-/// Exit 1 when some row is not `ok`; say which on stderr.
-fn report_failures(g: &Global, samples: &[MetricsSample]) -> Exit {
-    let bad: Vec<&str> = samples
+/// The round's exit code (1 when some node was not sampled); say which on stderr.
+fn report_failures(
+    g: &Global,
+    outcomes: &[NodeOutcome],
+    samples: &[MetricsSample],
+) -> Result<Exit> {
+    let bad: Vec<&str> = outcomes
         .iter()
-        .filter(|s| s.status != SampleStatus::Ok)
-        .map(|s| s.node.as_str())
+        .zip(samples)
+        .filter(|(o, _)| !o.succeeded())
+        .map(|(_, s)| s.node.as_str())
         .collect();
-    if bad.is_empty() {
-        return Exit::Ok;
-    }
-    if !g.quiet {
+    if !bad.is_empty() && !g.quiet {
         eprintln!(
             "distctl: {} of {} node(s) not sampled: {}",
             bad.len(),
@@ -136,7 +145,7 @@ fn report_failures(g: &Global, samples: &[MetricsSample]) -> Exit {
             crate::cluster::nodeset::fold(&bad)
         );
     }
-    Exit::Partial
+    exit_for(outcomes, NoneReached::IsPartial)
 }
 
 async fn sample_node(

@@ -11,39 +11,36 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::{FetchArgs, Global};
+use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
 use crate::cluster::inventory::{Inventory, Node};
-use crate::commands::for_each_node;
+use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::units::human_bytes;
 use crate::{cluster::workdir, output::table, sync::tarstream, usage};
 
+/// One node's row in `--json`.
 #[derive(Debug, Serialize)]
-pub struct NodeFetch {
-    pub node: String,
+pub struct FetchRow<'a> {
+    pub node: &'a str,
     /// `ok`, `failed` or `unreachable`.
-    pub status: &'static str,
+    pub status: &'a NodeOutcome,
     /// Where the node's copy now is.
-    pub path: Option<PathBuf>,
+    pub path: Option<&'a Path>,
     /// Regular files received.
     pub files: u64,
     /// Bytes of the archive stream received.
     pub bytes: u64,
-    pub error: Option<String>,
+    pub error: Option<&'a str>,
 }
 
-impl NodeFetch {
-    fn failed(node: &Node, status: &'static str, error: String) -> NodeFetch {
-        NodeFetch {
-            node: node.name.clone(),
-            status,
-            path: None,
-            files: 0,
-            bytes: 0,
-            error: Some(error),
-        }
-    }
+/// What one node sent.
+#[derive(Debug)]
+pub struct Fetched {
+    path: PathBuf,
+    files: u64,
+    bytes: u64,
 }
 
 /// The remote command: the path's parent as the archive's base, so the
@@ -74,29 +71,30 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
         .with_context(|| format!("cannot create {}", args.to.display()))?;
 
     let nodes = Inventory::load(g)?.select(g)?;
-    let rows: Vec<NodeFetch> = for_each_node(g, &nodes, |node, conn| {
-        let name = Path::new(&name);
-        async move {
-            match conn {
-                Err(e) => NodeFetch::failed(node, "unreachable", e.reason),
-                Ok(session) => {
-                    let row = fetch_node(&session, path, name, &args.to)
-                        .await
-                        .unwrap_or_else(|e| NodeFetch::failed(node, "failed", format!("{e:#}")));
-                    session.close().await;
-                    row
-                }
-            }
-        }
+    let name = Path::new(&name);
+    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+        failed_on_error(
+            fetch_node(&session, path, name, &args.to)
+                .await
+                .map(|f| (NodeOutcome::Ok, f)),
+        )
     })
     .await?;
-
-    crate::output::summary::finish(g, &rows, render, |r| {
-        (r.node.as_str(), r.status, r.error.is_some())
-    })
+    crate::output::summary::finish(g, &results, row, render)
 }
 
-async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Result<NodeFetch> {
+fn row(r: &NodeResult<Fetched>) -> FetchRow<'_> {
+    FetchRow {
+        node: &r.node.name,
+        status: &r.outcome,
+        path: r.detail.as_ref().map(|f| f.path.as_path()),
+        files: r.detail.as_ref().map_or(0, |f| f.files),
+        bytes: r.detail.as_ref().map_or(0, |f| f.bytes),
+        error: r.outcome.reason(),
+    }
+}
+
+async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Result<Fetched> {
     let node_dir = to.join(&s.node.name);
     std::fs::create_dir_all(&node_dir)
         .with_context(|| format!("cannot create {}", node_dir.display()))?;
@@ -144,30 +142,24 @@ async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Resu
     }
     std::fs::rename(&unpacked, &dest)
         .with_context(|| format!("cannot move the copy into {}", dest.display()))?;
-    Ok(NodeFetch {
-        node: s.node.name.clone(),
-        status: "ok",
-        path: Some(dest),
+    Ok(Fetched {
+        path: dest,
         files: received.files,
         bytes: received.bytes,
-        error: None,
     })
 }
 
-fn render(rows: &[NodeFetch]) -> String {
+fn render(rows: &[FetchRow]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| match &r.error {
-            Some(e) => vec![r.node.clone(), format!("{}: {e}", r.status)],
-            None => vec![
-                r.node.clone(),
+        .map(|r| match r.path {
+            None => vec![r.node.to_string(), r.status.to_string()],
+            Some(path) => vec![
+                r.node.to_string(),
                 r.status.to_string(),
                 r.files.to_string(),
                 human_bytes(r.bytes),
-                r.path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                path.display().to_string(),
             ],
         })
         .collect();

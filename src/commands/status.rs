@@ -8,10 +8,12 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::Global;
+use crate::cluster::driver::{each_node, Start};
 use crate::cluster::inventory::{Inventory, Node};
 use crate::cluster::workdir;
-use crate::commands::for_each_node;
+use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
+use crate::output::summary::NoneReached;
 use crate::output::table;
 use crate::transport::shell::quote;
 use crate::transport::NodeSession;
@@ -158,46 +160,54 @@ async fn probe(session: &NodeSession) -> Result<NodeStatus> {
 
 pub async fn run(g: &Global) -> Result<Exit> {
     let nodes = Inventory::load(g)?.select(g)?;
-    let rows = for_each_node(g, &nodes, |node, conn| async move {
-        match conn {
-            Ok(session) => {
-                let row = probe(&session)
-                    .await
-                    .unwrap_or_else(|e| NodeStatus::unreachable(node, format!("{e:#}")));
-                session.close().await;
-                row
-            }
-            Err(e) => NodeStatus::unreachable(node, e.reason),
+    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+        match probe(&session).await {
+            Ok(st) => (NodeOutcome::Ok, Some(st)),
+            Err(e) => (
+                NodeOutcome::ProbeFailed {
+                    reason: format!("{e:#}"),
+                },
+                None,
+            ),
         }
     })
     .await?;
 
-    let mut rows = rows;
+    let (outcomes, mut rows): (Vec<NodeOutcome>, Vec<NodeStatus>) = results
+        .into_iter()
+        .map(|r| {
+            let row = r.detail.unwrap_or_else(|| {
+                let reason = r.outcome.reason().unwrap_or_default();
+                NodeStatus::unreachable(&r.node, reason.to_string())
+            });
+            (r.outcome, row)
+        })
+        .unzip();
     let stamps: Vec<_> = rows
         .iter()
         .map(|r| r.sync.as_deref().and_then(crate::sync::stamp::Stamp::parse))
         .collect();
-    for (row, state) in rows.iter_mut().zip(crate::sync::stamp::states(&stamps)) {
-        row.sync = if row.reachable {
+    for ((row, state), outcome) in rows
+        .iter_mut()
+        .zip(crate::sync::stamp::states(&stamps))
+        .zip(&outcomes)
+    {
+        row.sync = if outcome.succeeded() {
             state.map(str::to_string)
         } else {
             None
         };
     }
 
-    let exit = if rows.iter().all(|r| r.reachable) {
-        Exit::Ok
-    } else {
-        Exit::Partial
-    };
     if g.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", render(&rows));
+        print!("{}", render(&outcomes, &rows));
         let down: Vec<&str> = rows
             .iter()
-            .filter(|r| !r.reachable)
-            .map(|r| r.node.as_str())
+            .zip(&outcomes)
+            .filter(|(_, o)| !o.succeeded())
+            .map(|(r, _)| r.node.as_str())
             .collect();
         if !down.is_empty() && !g.quiet {
             eprintln!(
@@ -208,23 +218,21 @@ pub async fn run(g: &Global) -> Result<Exit> {
             );
         }
     }
-    Ok(exit)
+    crate::output::summary::exit_for(&outcomes, NoneReached::IsPartial)
 }
 
-fn render(rows: &[NodeStatus]) -> String {
+fn render(outcomes: &[NodeOutcome], rows: &[NodeStatus]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            if !r.reachable {
-                return vec![
-                    r.node.clone(),
-                    format!("unreachable: {}", r.error.as_deref().unwrap_or("")),
-                ];
+        .zip(outcomes)
+        .map(|(r, outcome)| {
+            if !outcome.succeeded() {
+                return vec![r.node.clone(), outcome.to_string()];
             }
             let mib = |m: u64| human_bytes(m << 20);
             vec![
                 r.node.clone(),
-                "ok".into(),
+                outcome.to_string(),
                 r.latency_ms.map_or("-".into(), |l| format!("{l:.1}ms")),
                 r.uptime_s.map_or("-".into(), human_uptime),
                 r.load.map_or("-".into(), |l| {

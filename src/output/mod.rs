@@ -5,6 +5,7 @@ pub mod gather;
 pub mod lines;
 pub mod man;
 pub mod progress;
+pub mod relay;
 pub mod run_summary;
 pub mod summary;
 pub mod table;

@@ -1,29 +1,34 @@
 //! The closing lines of a command that ran on many nodes: which nodes did
 //! not succeed and why, as node sets that `--nodes` accepts, so the user can
-//! rerun just those.
+//! rerun just those; and the exit code, both derived from each node's
+//! [`NodeOutcome`].
 
-/// One line per distinct reason with its node set, then the set of all of
-/// them. `failures` holds `(node, reason)` for every node that did not
-/// succeed; nothing when empty.
+use crate::cluster::{NodeOutcome, NodeResult};
+use crate::exit::Exit;
+
+/// One line per distinct outcome with its node set, then the set of all of
+/// them. `outcomes` holds every node's outcome; successes are left out,
+/// nothing when all succeeded.
 pub fn failure_lines<'a>(
-    failures: impl IntoIterator<Item = (&'a str, String)>,
+    outcomes: impl IntoIterator<Item = (&'a str, &'a NodeOutcome)>,
     total: usize,
 ) -> Vec<String> {
-    let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
-    for (node, reason) in failures {
-        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+    let mut by_outcome: Vec<(String, Vec<&str>)> = Vec::new();
+    for (node, outcome) in outcomes.into_iter().filter(|(_, o)| !o.succeeded()) {
+        let line = outcome.to_string();
+        match by_outcome.iter_mut().find(|(l, _)| *l == line) {
             Some((_, nodes)) => nodes.push(node),
-            None => by_reason.push((reason, vec![node])),
+            None => by_outcome.push((line, vec![node])),
         }
     }
-    if by_reason.is_empty() {
+    if by_outcome.is_empty() {
         return Vec::new();
     }
-    let mut lines: Vec<String> = by_reason
+    let mut lines: Vec<String> = by_outcome
         .iter()
-        .map(|(reason, nodes)| format!("{}: {reason}", crate::cluster::nodeset::fold(nodes)))
+        .map(|(line, nodes)| format!("{}: {line}", crate::cluster::nodeset::fold(nodes)))
         .collect();
-    let all: Vec<&str> = by_reason
+    let all: Vec<&str> = by_outcome
         .iter()
         .flat_map(|(_, n)| n.iter().copied())
         .collect();
@@ -35,56 +40,57 @@ pub fn failure_lines<'a>(
     lines
 }
 
-/// The exit code of a command that gives one result per node, each
-/// `unreachable`, `failed` or a success: no node reachable is an error
-/// (exit 3), else unreachable → 1 and failed → 4, the larger winning.
-pub fn exit_for_results<'a>(
-    results: impl IntoIterator<Item = &'a str>,
-) -> anyhow::Result<crate::exit::Exit> {
-    use crate::exit::Exit;
+/// What it means when no node could be reached at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoneReached {
+    /// Nothing was done: the command fails (exit 3, `no node reachable`).
+    Fails,
+    /// The result is still complete, one row per node saying so (`status`,
+    /// `collect`): exit 1 like any unreachable node.
+    IsPartial,
+}
+
+/// The exit code of a command with one outcome per node: each node's
+/// [`NodeOutcome::exit`], the larger winning.
+pub fn exit_for<'a>(
+    outcomes: impl IntoIterator<Item = &'a NodeOutcome>,
+    none_reached: NoneReached,
+) -> anyhow::Result<Exit> {
     let mut any_reached = false;
     let mut exit = Exit::Ok;
-    for r in results {
-        any_reached |= r != "unreachable";
-        exit = exit.max(match r {
-            "unreachable" => Exit::Partial,
-            "failed" => Exit::RemoteFailed,
-            _ => Exit::Ok,
-        });
+    for o in outcomes {
+        any_reached |= o.reached();
+        exit = exit.max(o.exit());
     }
-    if !any_reached {
+    if !any_reached && none_reached == NoneReached::Fails {
         anyhow::bail!("no node reachable");
     }
     Ok(exit)
 }
 
-/// The end of a command with one result row per node (`sync`, `fetch`): the
-/// rows as a table or `--json`, the failures as node sets to rerun, and the
-/// exit code. `outcome` gives a row's node, its result and whether it failed.
-pub fn finish<R: serde::Serialize>(
+/// The end of a command with one result row per node (`setup`, `sync`,
+/// `fetch`): the rows as a table or `--json`, the failures as node sets to
+/// rerun, and the exit code.
+pub fn finish<'a, T, R: serde::Serialize>(
     g: &crate::cli::Global,
-    rows: &[R],
+    results: &'a [NodeResult<T>],
+    row: impl Fn(&'a NodeResult<T>) -> R,
     table: impl FnOnce(&[R]) -> String,
-    outcome: impl Fn(&R) -> (&str, &str, bool),
-) -> anyhow::Result<crate::exit::Exit> {
+) -> anyhow::Result<Exit> {
+    let rows: Vec<R> = results.iter().map(row).collect();
     if g.json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", table(rows));
+        print!("{}", table(&rows));
     }
-    print_failures(
-        rows.iter()
-            .map(&outcome)
-            .filter(|(_, _, failed)| *failed)
-            .map(|(node, result, _)| (node, result.to_string())),
-        rows.len(),
-    );
-    exit_for_results(rows.iter().map(|r| outcome(r).1))
+    print_failures(results);
+    exit_for(results.iter().map(|r| &r.outcome), NoneReached::Fails)
 }
 
 /// Print [`failure_lines`] to stderr.
-pub fn print_failures<'a>(failures: impl IntoIterator<Item = (&'a str, String)>, total: usize) {
-    for line in failure_lines(failures, total) {
+pub fn print_failures<T>(results: &[NodeResult<T>]) {
+    let outcomes = results.iter().map(|r| (r.node.name.as_str(), &r.outcome));
+    for line in failure_lines(outcomes, results.len()) {
         eprintln!("distctl: {line}");
     }
 }
@@ -94,12 +100,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_group_by_reason() {
+    fn failures_group_by_outcome() {
+        let refused = NodeOutcome::Unreachable {
+            reason: "connection refused".into(),
+        };
+        let exit3 = NodeOutcome::Exited { code: 3 };
         let lines = failure_lines(
             [
-                ("node2", "exit 3".to_string()),
-                ("node3", "unreachable: connection refused".to_string()),
-                ("node4", "exit 3".to_string()),
+                ("node1", &NodeOutcome::Ok),
+                ("node2", &exit3),
+                ("node3", &refused),
+                ("node4", &exit3),
             ],
             4,
         );
@@ -111,6 +122,21 @@ mod tests {
                 "3 of 4 node(s) failed; rerun on them with --nodes 'node[2-4]'"
             ]
         );
-        assert!(failure_lines([], 3).is_empty());
+        assert!(failure_lines([("node1", &NodeOutcome::UpToDate)], 1).is_empty());
+    }
+
+    #[test]
+    fn exit_codes_fold_and_none_reached_fails_only_where_it_means_nothing_was_done() {
+        let down = NodeOutcome::Unreachable { reason: "x".into() };
+        let both = [NodeOutcome::Exited { code: 1 }, down.clone()];
+        assert_eq!(
+            exit_for(&both, NoneReached::Fails).unwrap(),
+            Exit::RemoteFailed
+        );
+        assert!(exit_for([&down], NoneReached::Fails).is_err());
+        assert_eq!(
+            exit_for([&down], NoneReached::IsPartial).unwrap(),
+            Exit::Partial
+        );
     }
 }

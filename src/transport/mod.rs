@@ -211,10 +211,15 @@ impl NodeSession {
 
 /// Connects to nodes: owns the short control directory that holds the
 /// per-node master sockets and generated ssh configs for this invocation.
+///
+/// `--fanout` is enforced here, once for every command: at most `fanout`
+/// handshakes are under way at a time. A node that is connected holds no
+/// permit, so every connected node can work at once.
 pub struct Connector {
     control_dir: tempfile::TempDir,
     pub fanout: usize,
     pub server_alive: Duration,
+    handshakes: Semaphore,
 }
 
 impl Connector {
@@ -223,6 +228,7 @@ impl Connector {
             control_dir: ssh::control_dir()?,
             fanout: fanout.max(1),
             server_alive: Duration::from_secs(5),
+            handshakes: Semaphore::new(fanout.max(1)),
         })
     }
 
@@ -230,21 +236,21 @@ impl Connector {
     /// Results come back in the order of `nodes`; a failed node never holds
     /// up the others.
     pub async fn connect_all(&self, nodes: &[Node]) -> Vec<Result<Arc<NodeSession>, ConnectError>> {
-        let gate = Arc::new(Semaphore::new(self.fanout));
-        let tasks = nodes.iter().enumerate().map(|(i, node)| {
-            let gate = gate.clone();
-            async move {
-                let _permit = gate.acquire().await.expect("semaphore closed");
-                self.connect(i, node).await.map(Arc::new)
-            }
-        });
+        let tasks = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| async move { self.connect(i, node).await.map(Arc::new) });
         futures::future::join_all(tasks).await
     }
 
+    /// Connect to one node (`index` is its place in the selection, which
+    /// names its control socket), waiting while `fanout` other handshakes of
+    /// this connector are under way.
     pub async fn connect(&self, index: usize, node: &Node) -> Result<NodeSession, ConnectError> {
         if node.local {
             return Ok(NodeSession::local(node.clone()));
         }
+        let _handshake = self.handshakes.acquire().await.expect("semaphore closed");
         let start = Instant::now();
         let session = ssh::connect(self.control_dir.path(), index, node, self.server_alive).await?;
         Ok(NodeSession {
