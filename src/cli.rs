@@ -171,6 +171,16 @@ pub enum MetricsFormat {
     Prometheus,
 }
 
+impl From<MetricsFormat> for crate::metrics::Format {
+    fn from(f: MetricsFormat) -> Self {
+        match f {
+            MetricsFormat::Csv => Self::Csv,
+            MetricsFormat::Json => Self::Ndjson,
+            MetricsFormat::Prometheus => Self::Prometheus,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CollectArgs {
     /// Output file (default: stdout)

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod metrics;
 pub mod op;
 pub mod partial;
+pub mod units;
 
 pub use frame::{End, Frame, FrameDecoder, FrameError, Tag};
 pub use op::Op;
