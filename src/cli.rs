@@ -56,6 +56,25 @@ pub struct Global {
     pub quiet: bool,
 }
 
+impl From<&Global> for crate::cluster::inventory::Lookup {
+    fn from(g: &Global) -> Self {
+        Self {
+            hosts: g.hosts.clone(),
+            file: g.inventory.clone(),
+        }
+    }
+}
+
+impl From<&Global> for crate::cluster::inventory::Selection {
+    fn from(g: &Global) -> Self {
+        Self {
+            nodes: g.nodes.clone(),
+            exclude: g.exclude.clone(),
+            labels: g.label.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make workdirs and push the worker-agent binary to every node (idempotent)
