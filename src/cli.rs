@@ -59,6 +59,25 @@ pub struct Global {
     pub quiet: bool,
 }
 
+impl From<&Global> for crate::cluster::inventory::Lookup {
+    fn from(g: &Global) -> Self {
+        Self {
+            hosts: g.hosts.clone(),
+            file: g.inventory.clone(),
+        }
+    }
+}
+
+impl From<&Global> for crate::cluster::inventory::Selection {
+    fn from(g: &Global) -> Self {
+        Self {
+            nodes: g.nodes.clone(),
+            exclude: g.exclude.clone(),
+            labels: g.label.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make workdirs and push the worker-agent binary to every node (idempotent)
@@ -173,6 +192,16 @@ pub enum MetricsFormat {
     Csv,
     Json,
     Prometheus,
+}
+
+impl From<MetricsFormat> for crate::metrics::Format {
+    fn from(f: MetricsFormat) -> Self {
+        match f {
+            MetricsFormat::Csv => Self::Csv,
+            MetricsFormat::Json => Self::Ndjson,
+            MetricsFormat::Prometheus => Self::Prometheus,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// One duration syntax for distctl and worker-agent: the parser lives in the shared crate.
+pub use distctl_proto::units::{format_duration, parse_duration};
+
 /// A duration typed as `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -18,37 +21,8 @@ impl FromStr for Dur {
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if !ms.is_multiple_of(1000) {
-            write!(f, "{ms}ms")
-        } else {
-            write!(f, "{}s", ms / 1000)
-        }
+        f.write_str(&format_duration(self.0))
     }
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration '{s}' (expected e.g. 500ms, 10s, 2m)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in '{s}' (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("invalid duration '{s}' (negative or too large)"))
 }
 
 /// A size in bytes typed as `512K`, `64M`, `1G` (binary multiples; a bare number is bytes).
@@ -108,17 +82,6 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("10x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("99999999999999999999999h").is_err());
-    }
 
     #[test]
     fn sizes() {

@@ -95,6 +95,63 @@ fn a_stopped_node_is_unreachable_and_hides_nothing() {
     assert!(text(&out.stderr).contains("1 of 3 node(s) unreachable: node2"));
 }
 
+/// `--json` keys are the README's, in its order, and the figures are the
+/// ones `collect` measures with the same probe.
+#[test]
+fn status_json_keys_and_figures_match_collect() {
+    let cluster = TestCluster::start(1);
+    let (code, rows) = status_json(&cluster, &[]);
+    assert_eq!(code, 0);
+    let readme = [
+        "node",
+        "host",
+        "reachable",
+        "error",
+        "latency_ms",
+        "uptime_s",
+        "load",
+        "cores",
+        "mem_used_mib",
+        "mem_total_mib",
+        "disk_used_gib",
+        "disk_total_gib",
+        "agent",
+        "sync",
+    ];
+    let mut keys: Vec<&str> = rows[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = readme.to_vec();
+    keys.sort();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    // In the README's order in the printed text.
+    let out = run(cluster.distctl().args(["status", "--json"]));
+    let printed = text(&out.stdout);
+    let at: Vec<usize> = readme
+        .iter()
+        .map(|k| printed.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{printed}");
+    assert!(rows[0]["cores"].as_u64().unwrap() >= 1);
+    let out = run(cluster.distctl().args([
+        "collect",
+        "--agentless",
+        "--format",
+        "json",
+        "--sample-interval",
+        "100ms",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sample: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for exact in ["cores", "mem_total_mib", "disk_total_gib"] {
+        assert_eq!(rows[0][exact], sample[exact], "{exact}");
+    }
+}
+
 /// SIGKILL is asynchronous: give a killed process a moment to die.
 fn gone(pid: u32) -> bool {
     for _ in 0..100 {

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod metrics;
 pub mod op;
 pub mod partial;
+pub mod units;
 
 pub use agent_args::AgentCall;
 pub use frame::{End, Frame, FrameDecoder, FrameError, Tag};

@@ -11,7 +11,6 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize, Serializer};
 use toml::Spanned;
 
-use crate::cli::Global;
 use crate::cluster::nodeset;
 use crate::units::parse_duration;
 use crate::usage;
@@ -182,13 +181,39 @@ impl Located<'_> {
     }
 }
 
+/// Where the inventory comes from: an ad-hoc host list, a file, else the
+/// lookup order of [`Inventory::load`]. `cli.rs` builds it from the flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// `--hosts`: `node[1-3],admin@db:2222`.
+    pub hosts: Option<String>,
+    /// `--inventory`.
+    pub file: Option<PathBuf>,
+}
+
+/// Which nodes of the inventory a command works on (`--nodes`,
+/// `--exclude`, `--label`); the default selects every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Only these nodes (a node set such as `node[1-4,7],db`).
+    pub nodes: Option<String>,
+    /// Leave out these nodes (a node set).
+    pub exclude: Option<String>,
+    /// Only nodes carrying every one of these labels.
+    pub labels: Vec<String>,
+}
+
 impl Inventory {
-    /// Find and load the inventory the way every command does (see [`Global`]).
-    pub fn load(global: &Global) -> Result<Inventory> {
-        if let Some(hosts) = &global.hosts {
+    /// Find and load the inventory the way every command does: the host
+    /// list, the file, `$DISTCTL_INVENTORY`, `./cluster.toml`,
+    /// `~/.config/distctl/cluster.toml`, `/etc/distctl/cluster.toml`, else
+    /// the built-in `local` node.
+    pub fn load(lookup: impl Into<Lookup>) -> Result<Inventory> {
+        let lookup = lookup.into();
+        if let Some(hosts) = &lookup.hosts {
             return Inventory::from_hosts(hosts);
         }
-        if let Some(path) = &global.inventory {
+        if let Some(path) = &lookup.file {
             return Inventory::from_file(path);
         }
         if let Some(path) = std::env::var_os("DISTCTL_INVENTORY").filter(|p| !p.is_empty()) {
@@ -254,7 +279,8 @@ impl Inventory {
     }
 
     /// Apply `--nodes`, `--exclude` and `--label`. Selecting nothing is a usage error.
-    pub fn select(&self, global: &Global) -> Result<Vec<Node>> {
+    pub fn select(&self, selection: impl Into<Selection>) -> Result<Vec<Node>> {
+        let selection = selection.into();
         let known: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
         let names = |flag: &str, set: &str| -> Result<HashSet<String>> {
             let names = nodeset::expand(set).map_err(|e| usage!("{flag}: {e}"))?;
@@ -266,12 +292,12 @@ impl Inventory {
             }
             Ok(names.into_iter().collect())
         };
-        let only = global
+        let only = selection
             .nodes
             .as_deref()
             .map(|s| names("--nodes", s))
             .transpose()?;
-        let except = global
+        let except = selection
             .exclude
             .as_deref()
             .map(|s| names("--exclude", s))
@@ -281,19 +307,19 @@ impl Inventory {
             .iter()
             .filter(|n| only.as_ref().is_none_or(|o| o.contains(&n.name)))
             .filter(|n| except.as_ref().is_none_or(|x| !x.contains(&n.name)))
-            .filter(|n| global.label.iter().all(|l| n.labels.contains(l)))
+            .filter(|n| selection.labels.iter().all(|l| n.labels.contains(l)))
             .cloned()
             .collect();
         if selected.is_empty() {
-            let what = match global
-                .label
+            let what = match selection
+                .labels
                 .iter()
                 .find(|l| !self.nodes.iter().any(|n| n.labels.contains(l)))
             {
                 Some(l) => format!("no node carries label '{l}'"),
-                None if !global.label.is_empty() => format!(
+                None if !selection.labels.is_empty() => format!(
                     "no node carries every label of --label {} among the nodes --nodes/--exclude leave",
-                    global.label.join(" --label ")
+                    selection.labels.join(" --label ")
                 ),
                 None => "no node left after --nodes/--exclude".to_string(),
             };
@@ -594,6 +620,35 @@ mod tests {
         );
         assert_eq!(nodes[0].workdir, ".distctl");
         assert_eq!(nodes[0].host_key_checking, HostKeyChecking::Strict);
+    }
+
+    #[test]
+    fn selection_without_the_command_line() {
+        let inv = Inventory::load(Lookup {
+            hosts: Some("n[1-4]".into()),
+            file: None,
+        })
+        .unwrap();
+        let names = |sel: Selection| -> Vec<String> {
+            inv.select(sel)
+                .unwrap()
+                .into_iter()
+                .map(|n| n.name)
+                .collect()
+        };
+        assert_eq!(names(Selection::default()).len(), 4);
+        let sel = Selection {
+            nodes: Some("n[1-3]".into()),
+            exclude: Some("n2".into()),
+            labels: vec![],
+        };
+        assert_eq!(names(sel), ["n1", "n3"]);
+        let none = Selection {
+            labels: vec!["gpu".into()],
+            ..Selection::default()
+        };
+        let e = inv.select(none).unwrap_err().to_string();
+        assert!(e.contains("no node carries label 'gpu'"), "{e}");
     }
 
     #[test]

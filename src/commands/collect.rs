@@ -2,10 +2,9 @@
 //! their interval at the same time, into CSV, NDJSON or Prometheus text.
 //!
 //! One command per node: worker-agent's `sample` where it is installed, else
-//! (or with `--agentless`) a POSIX shell probe reading `/proc` and `df`, whose
-//! raw counters are turned into the same [`MetricsSample`] here.
+//! (or with `--agentless`) the shared POSIX shell probe reading `/proc` and
+//! `df`, parsed into the same [`MetricsSample`] by `distctl_proto::metrics`.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -21,7 +20,7 @@ use crate::output::summary::{exit_for, NoneReached};
 use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::usage;
-use distctl_proto::metrics::{mib, set_disk, set_io_rates, CpuTimes, IoCounters};
+use distctl_proto::metrics::{probe_dir, probe_script, ProbeOutput};
 
 /// Beyond the interval itself, how long a node may take to answer.
 const SAMPLE_GRACE: Duration = Duration::from_secs(30);
@@ -46,7 +45,7 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
         (None, true) => MetricsFormat::Json,
         (None, false) => MetricsFormat::Csv,
     };
-    let mut output = MetricsOutput::open(args.output.clone(), format, args.append)?;
+    let mut output = MetricsOutput::open(args.output.clone(), format.into(), args.append)?;
     let rounds = match args.every {
         Some(_) => args.count,
         None => Some(1),
@@ -170,172 +169,51 @@ async fn sample_node(
         s.sampler = Some(Sampler::Agent);
         Ok(s)
     } else {
-        parse_probe(&text)
+        ProbeOutput::parse(&text)
+            .sample()
+            .map_err(anyhow::Error::msg)
     }
 }
 
 /// The node-side command: the agent when it is installed and works, else
-/// the shell probe. Plain POSIX sh and coreutils (no awk, no procps).
+/// the shared shell probe.
 fn sample_script(node: &Node, interval: Duration, agentless: bool) -> String {
-    let wd = quote(&workdir::root(node));
-    let secs = format!("{:.3}", interval.as_secs_f64());
-    let probe = format!(
-        r#"snap() {{ echo "@uptime$1"; cat /proc/uptime; echo "@stat$1"; read -r l < /proc/stat; echo "$l"
-echo "@diskstats$1"; cat /proc/diskstats 2>/dev/null; echo "@netdev$1"; cat /proc/net/dev 2>/dev/null; }}
-snap 0; sleep {secs}; snap 1
-echo @loadavg; cat /proc/loadavg
-echo @meminfo; cat /proc/meminfo
-echo @cores; getconf _NPROCESSORS_ONLN 2>/dev/null || nproc
-echo @blockdevs; ls /sys/block 2>/dev/null
-echo @df; df -Pk -- "$d""#
-    );
-    let find_dir = format!(r#"d={wd}; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done"#);
+    let find_dir = probe_dir(&quote(&workdir::root(node)));
+    let probe = probe_script(Some(interval));
     if agentless {
-        return format!("{find_dir}\n{probe}\n");
+        return format!("{find_dir}{probe}");
     }
     let agent = quote(&workdir::agent_path(node));
     let ms = interval.as_millis();
     format!(
-        r#"{find_dir}
-a={agent}
+        r#"{find_dir}a={agent}
 if [ -x "$a" ] && out=$("$a" sample --interval {ms}ms --path "$d" 2>/dev/null); then printf '%s\n' "$out"; else
-{probe}
-fi
+{probe}fi
 "#
     )
-}
-
-/// Turn the shell probe's `@section` output into a sample.
-fn parse_probe(text: &str) -> Result<MetricsSample> {
-    let mut sections: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut current = "";
-    for line in text.lines() {
-        match line.strip_prefix('@') {
-            Some(name) if name.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                current = name;
-                sections.entry(name).or_default();
-            }
-            _ => sections.entry(current).or_default().push(line),
-        }
-    }
-    let joined = |name: &str| sections.get(name).map(|l| l.join("\n")).unwrap_or_default();
-    let first = |name: &str| -> Vec<f64> {
-        sections
-            .get(name)
-            .and_then(|l| l.first())
-            .map(|l| l.split_whitespace().map_while(|v| v.parse().ok()).collect())
-            .unwrap_or_default()
-    };
-    let bad = |what: &str| anyhow::anyhow!("unexpected probe output: no {what}");
-
-    let up0 = *first("uptime0")
-        .first()
-        .ok_or_else(|| bad("/proc/uptime"))?;
-    let up1 = *first("uptime1")
-        .first()
-        .ok_or_else(|| bad("/proc/uptime"))?;
-    let cpu0 = CpuTimes::parse(&joined("stat0")).ok_or_else(|| bad("/proc/stat"))?;
-    let cpu1 = CpuTimes::parse(&joined("stat1")).ok_or_else(|| bad("/proc/stat"))?;
-    let load = first("loadavg");
-    if load.len() < 3 {
-        return Err(bad("/proc/loadavg"));
-    }
-    let mut s = MetricsSample {
-        sampler: Some(Sampler::Ssh),
-        uptime_s: Some(up1 as u64),
-        load1: Some(load[0]),
-        load5: Some(load[1]),
-        load15: Some(load[2]),
-        cpu_pct: Some(CpuTimes::busy_pct(cpu0, cpu1)),
-        cores: first("cores").first().map(|&c| c as u32),
-        ..MetricsSample::default()
-    };
-
-    let mut kib: HashMap<&str, u64> = HashMap::new();
-    for line in sections.get("meminfo").into_iter().flatten() {
-        let mut it = line.split_whitespace();
-        if let (Some(k), Some(Ok(v))) = (it.next(), it.next().map(str::parse::<u64>)) {
-            kib.insert(k.trim_end_matches(':'), v);
-        }
-    }
-    let total = *kib.get("MemTotal").ok_or_else(|| bad("MemTotal"))?;
-    let avail = kib.get("MemAvailable").copied().unwrap_or_else(|| {
-        // Kernels before 3.14 have no MemAvailable: free + buffers + cache.
-        ["MemFree", "Buffers", "Cached"]
-            .iter()
-            .map(|k| kib.get(k).copied().unwrap_or(0))
-            .sum()
-    });
-    s.mem_total_mib = Some(mib(total * 1024));
-    s.mem_used_mib = Some(mib(total.saturating_sub(avail) * 1024));
-    let swap = |k: &str| kib.get(k).copied().unwrap_or(0);
-    s.swap_used_mib = Some(mib(
-        swap("SwapTotal").saturating_sub(swap("SwapFree")) * 1024
-    ));
-
-    // df -Pk: a header line, then `fs 1K-blocks used available capacity mount`.
-    let df: Vec<u64> = sections
-        .get("df")
-        .and_then(|l| l.get(1))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .take(2)
-                .filter_map(|v| v.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    if let [total, used] = df[..] {
-        set_disk(&mut s, total * 1024, total.saturating_sub(used) * 1024);
-    } else {
-        return Err(bad("df output"));
-    }
-
-    let devices: Vec<&str> = sections
-        .get("blockdevs")
-        .map(|l| l.iter().flat_map(|x| x.split_whitespace()).collect())
-        .unwrap_or_default();
-    let io = |i: u8| {
-        IoCounters::parse(
-            &joined(&format!("diskstats{i}")),
-            &joined(&format!("netdev{i}")),
-            &devices,
-        )
-    };
-    set_io_rates(&mut s, io(0), io(1), up1 - up0);
-    Ok(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The probe run for real by the local shell parses into a sane sample.
+    /// Without an agent on the node the wrapper falls back to the probe.
     #[test]
-    fn probe_runs_and_parses_locally() {
+    fn no_agent_falls_back_to_the_probe() {
         let mut node = Node::local();
         node.workdir = "/nonexistent/workdir".into();
-        let script = sample_script(&node, Duration::from_millis(200), true);
+        let script = sample_script(&node, Duration::from_millis(100), false);
         let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let s = parse_probe(&String::from_utf8_lossy(&out.stdout)).unwrap();
-        assert!(s.mem_used_mib.unwrap() <= s.mem_total_mib.unwrap());
+            .args(["-c", &script])
+            .output();
+        let out = String::from_utf8(out.unwrap().stdout).unwrap();
+        let s = ProbeOutput::parse(&out).sample().unwrap();
+        assert_eq!(s.sampler, Some(Sampler::Ssh));
         assert!((0.0..=100.0).contains(&s.cpu_pct.unwrap()));
-        assert!(s.cores.unwrap() >= 1);
-        assert!(s.disk_used_gib.unwrap() <= s.disk_total_gib.unwrap());
-        assert!(s.disk_read_kib_s.unwrap() >= 0.0);
     }
 
     #[test]
     fn probe_output_missing_parts_is_an_error() {
-        assert!(parse_probe("@uptime0\n1.0 2.0\n").is_err());
+        assert!(ProbeOutput::parse("@uptime0\n1.0 2.0\n").sample().is_err());
     }
 }

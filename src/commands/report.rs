@@ -7,7 +7,7 @@ use crate::cli::ReportArgs;
 use crate::exit::Exit;
 use crate::files::atomic::replace_file;
 use crate::metrics::html::{render, TimedSample};
-use crate::metrics::read_csv;
+use crate::metrics::{read_csv, sample_time};
 use crate::usage;
 
 pub async fn run(args: &ReportArgs) -> Result<Exit> {
@@ -17,21 +17,15 @@ pub async fn run(args: &ReportArgs) -> Result<Exit> {
         .into_iter()
         .enumerate()
         .map(|(i, sample)| {
-            let t = humantime::parse_rfc3339(&sample.timestamp_utc)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .ok_or_else(|| {
-                    usage!(
-                        "{}: line {}: bad timestamp '{}' (expected RFC 3339 UTC)",
-                        args.metrics.display(),
-                        i + 2,
-                        sample.timestamp_utc
-                    )
-                })?;
-            Ok(TimedSample {
-                t: t.as_secs_f64(),
-                sample,
-            })
+            let t = sample_time(&sample).ok_or_else(|| {
+                usage!(
+                    "{}: line {}: bad timestamp '{}' (expected RFC 3339 UTC)",
+                    args.metrics.display(),
+                    i + 2,
+                    sample.timestamp_utc
+                )
+            })?;
+            Ok(TimedSample { t, sample })
         })
         .collect::<Result<Vec<_>>>()?;
     let html = render(&samples, &args.metrics.display().to_string());

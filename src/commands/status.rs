@@ -13,11 +13,13 @@ use crate::cluster::inventory::{Inventory, Node};
 use crate::cluster::workdir;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
+use crate::metrics::MetricsSample;
 use crate::output::summary::NoneReached;
 use crate::output::table;
 use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 use crate::units::human_bytes;
+use distctl_proto::metrics::{self, format_uptime, probe_dir, ProbeOutput};
 
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
@@ -26,13 +28,10 @@ pub struct NodeStatus {
     pub reachable: bool,
     pub error: Option<String>,
     pub latency_ms: Option<f64>,
-    pub uptime_s: Option<u64>,
-    pub load: Option<[f64; 3]>,
-    pub cores: Option<u32>,
-    pub mem_used_mib: Option<u64>,
-    pub mem_total_mib: Option<u64>,
-    pub disk_used_gib: Option<f64>,
-    pub disk_total_gib: Option<f64>,
+    /// What the shared probe measured; `--json` shows the part status
+    /// shows (README), load as one array.
+    #[serde(flatten, serialize_with = "shown_figures")]
+    pub sample: MetricsSample,
     /// Installed worker-agent version, or "none".
     pub agent: Option<String>,
     /// `in sync`, `out of sync` or `never synced` against the newest
@@ -48,96 +47,63 @@ impl NodeStatus {
             reachable: false,
             error: Some(error),
             latency_ms: None,
-            uptime_s: None,
-            load: None,
-            cores: None,
-            mem_used_mib: None,
-            mem_total_mib: None,
-            disk_used_gib: None,
-            disk_total_gib: None,
+            sample: MetricsSample::default(),
             agent: None,
             sync: None,
         }
     }
+
+    fn load(&self) -> Option<[f64; 3]> {
+        let s = &self.sample;
+        Some([s.load1?, s.load5?, s.load15?])
+    }
 }
 
-/// The probe: plain POSIX sh, so it works before `setup` and on minimal
-/// images (no awk, no procps). Builtins only, but for the one `df`: at 64
-/// nodes on a small machine every fork on the nodes shows in the wall time.
-/// One `key values...` line per fact.
+/// The sample's columns in `status --json`, in the README's order.
+fn shown_figures<S: serde::Serializer>(s: &MetricsSample, ser: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let load = match (s.load1, s.load5, s.load15) {
+        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+        _ => None,
+    };
+    let mut m = ser.serialize_struct("Figures", 7)?;
+    m.serialize_field("uptime_s", &s.uptime_s)?;
+    m.serialize_field("load", &load)?;
+    m.serialize_field("cores", &s.cores)?;
+    m.serialize_field("mem_used_mib", &s.mem_used_mib)?;
+    m.serialize_field("mem_total_mib", &s.mem_total_mib)?;
+    m.serialize_field("disk_used_gib", &s.disk_used_gib)?;
+    m.serialize_field("disk_total_gib", &s.disk_total_gib)?;
+    m.end()
+}
+
+/// The shared probe (no interval: status shows no rates) plus status's own
+/// lines: the installed agent's version and the sync stamp.
 fn probe_script(node: &Node) -> String {
-    let wd = quote(&workdir::root(node));
     let agent = quote(&workdir::agent_path(node));
     let stamp = quote(&workdir::sync_stamp(node));
     format!(
-        r#"d={wd}; while [ ! -d "$d" ]; do case $d in */*) d=${{d%/*}}; d=${{d:-/}};; *) d=.;; esac; done
-read up idle < /proc/uptime; echo "uptime $up"
-read l1 l5 l15 rest < /proc/loadavg; echo "load $l1 $l5 $l15"
-read cpus < /sys/devices/system/cpu/online; echo "cpus $cpus"
-while read k v rest; do case $k in MemTotal:|MemAvailable:) echo "$k $v";; esac; done < /proc/meminfo
-set -- $(df -Pk -- "$d"); echo "disk $9 ${{10}} ${{11}}"
-if [ -x {agent} ]; then echo "agent $({agent} version 2>/dev/null || echo broken)"; else echo "agent none"; fi
-if [ -f {stamp} ]; then printf 'sync'; while read -r l; do printf ' %s' "$l"; done < {stamp}; echo; fi
-"#
+        r#"{}{}echo @agent; if [ -x {agent} ]; then {agent} version 2>/dev/null || echo broken; else echo none; fi
+if [ -f {stamp} ]; then echo @sync; while read -r l; do printf '%s ' "$l"; done < {stamp}; echo; fi
+"#,
+        probe_dir(&quote(&workdir::root(node))),
+        metrics::probe_script(None),
     )
 }
 
-/// Count CPUs in a kernel list like `0-3,8,10-11`.
-fn count_cpus(list: &str) -> Option<u32> {
-    let mut n = 0;
-    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-        n += b.checked_sub(a)? + 1;
-    }
-    (n > 0).then_some(n)
-}
-
 fn parse_probe(node: &Node, latency: Duration, text: &str) -> Result<NodeStatus> {
-    let mut st = NodeStatus::unreachable(node, String::new());
-    st.reachable = true;
-    st.error = None;
-    st.latency_ms = Some((latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0);
-    let (mut mem_total, mut mem_avail) = (None, None);
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let key = it.next().unwrap_or("");
-        let vals: Vec<&str> = it.collect();
-        let num = |i: usize| -> Option<f64> { vals.get(i).and_then(|v| v.parse().ok()) };
-        match key {
-            "uptime" => st.uptime_s = num(0).map(|v| v as u64),
-            "load" => {
-                st.load = Some([
-                    num(0).unwrap_or(0.0),
-                    num(1).unwrap_or(0.0),
-                    num(2).unwrap_or(0.0),
-                ])
-            }
-            "cpus" => st.cores = vals.first().and_then(|l| count_cpus(l)),
-            "MemTotal:" => mem_total = num(0),
-            "MemAvailable:" => mem_avail = num(0),
-            "disk" => {
-                // df -P: 1K blocks total, used, available; used as df shows it.
-                let gib = |k: f64| (k / (1024.0 * 1024.0) * 100.0).round() / 100.0;
-                st.disk_total_gib = num(0).map(gib);
-                st.disk_used_gib = num(1).map(gib);
-            }
-            "agent" => st.agent = Some(vals.join(" ")),
-            "sync" => st.sync = Some(vals.join(" ")),
-            _ => {}
-        }
-    }
-    if let (Some(t), Some(a)) = (mem_total, mem_avail) {
-        st.mem_total_mib = Some((t / 1024.0) as u64);
-        st.mem_used_mib = Some(((t - a) / 1024.0) as u64);
-    }
-    if st.uptime_s.is_none() || st.mem_total_mib.is_none() {
-        anyhow::bail!(
-            "unexpected probe output: {}",
-            text.lines().next().unwrap_or("")
-        );
-    }
-    Ok(st)
+    let out = ProbeOutput::parse(text);
+    let line = |name: &str| out.section(name).map(|l| l.join(" ").trim().to_string());
+    Ok(NodeStatus {
+        node: node.name.clone(),
+        host: node.host.clone(),
+        reachable: true,
+        error: None,
+        latency_ms: Some((latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0),
+        sample: out.sample().map_err(anyhow::Error::msg)?,
+        agent: line("agent"),
+        sync: line("sync"),
+    })
 }
 
 /// One command per node: every command a node runs pays its login shell's
@@ -234,15 +200,15 @@ fn render(outcomes: &[NodeOutcome], rows: &[NodeStatus]) -> String {
                 r.node.clone(),
                 outcome.to_string(),
                 r.latency_ms.map_or("-".into(), |l| format!("{l:.1}ms")),
-                r.uptime_s.map_or("-".into(), human_uptime),
-                r.load.map_or("-".into(), |l| {
+                r.sample.uptime_s.map_or("-".into(), format_uptime),
+                r.load().map_or("-".into(), |l| {
                     format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2])
                 }),
-                match (r.mem_used_mib, r.mem_total_mib) {
+                match (r.sample.mem_used_mib, r.sample.mem_total_mib) {
                     (Some(u), Some(t)) => format!("{} / {}", mib(u), mib(t)),
                     _ => "-".into(),
                 },
-                match (r.disk_used_gib, r.disk_total_gib) {
+                match (r.sample.disk_used_gib, r.sample.disk_total_gib) {
                     (Some(u), Some(t)) => format!("{u:.1} / {t:.1} GiB"),
                     _ => "-".into(),
                 },
@@ -275,28 +241,4 @@ fn render(outcomes: &[NodeOutcome], rows: &[NodeStatus]) -> String {
             .collect()
     };
     table::render(&header, &cells)
-}
-
-fn human_uptime(s: u64) -> String {
-    let (d, h, m) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else {
-        format!("{m}m {}s", s % 60)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_cpus;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(count_cpus("0-1"), Some(2));
-        assert_eq!(count_cpus("0"), Some(1));
-        assert_eq!(count_cpus("0-3,8,10-11\n"), Some(7));
-        assert_eq!(count_cpus("x"), None);
-    }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::metrics::{MetricsSample, SampleStatus};
+use distctl_proto::metrics::format_uptime;
 
 /// A sample placed on the time axis (seconds since the Unix epoch).
 pub struct TimedSample {
@@ -440,21 +441,12 @@ fn latest_table(series: &[(&str, &[&TimedSample])]) -> String {
             opt(s.disk_write_kib_s),
             opt(s.net_rx_kib_s),
             opt(s.net_tx_kib_s),
-            s.uptime_s.map_or("–".to_string(), uptime),
+            s.uptime_s.map_or("–".to_string(), format_uptime),
             esc(s.error.as_deref().unwrap_or(""))
         );
     }
     t.push_str("</tbody></table></div>\n");
     t
-}
-
-fn uptime(s: u64) -> String {
-    let (d, h, m) = (s / 86400, s % 86400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else {
-        format!("{h}h {m}m")
-    }
 }
 
 fn esc(s: &str) -> String {

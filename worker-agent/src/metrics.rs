@@ -1,17 +1,16 @@
 //! `worker-agent sample` and `worker-agent facts`: node metrics for
 //! `distctl collect` and `distctl status`.
 //!
-//! CPU, memory, load and uptime come from sysinfo; disk figures from
-//! `statvfs` of the workdir (as `df` counts them, not sysinfo's total −
-//! available); IO rates from `/proc/diskstats` and `/proc/net/dev`, parsed by
-//! the same code distctl's agentless sampler uses.
+//! The sample reads the same `/proc` and `/sys` files as distctl's shell
+//! probe and hands their text to the same parsers in `distctl_proto::metrics`,
+//! so the two samplers agree by construction; disk figures come from
+//! `statvfs` of the workdir (as `df` counts them). `facts` uses sysinfo.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use distctl_proto::metrics::{
-    mib, round, set_disk, set_io_rates, IoCounters, MetricsSample, NodeFacts, Sampler,
-};
+use distctl_proto::metrics::{mib, set_disk, Counters, NodeFacts, ProcTexts, Sampler};
+use distctl_proto::units::parse_duration;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 const USAGE: &str = "usage: worker-agent sample [--interval DURATION] [--path DIR]\n       worker-agent facts --json";
@@ -53,53 +52,25 @@ fn parse_sample_args(args: &[String]) -> Result<(Duration, PathBuf), String> {
     Ok((interval, path))
 }
 
-/// `250ms`, `1s`, `1.5s` or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, scale) = match s.strip_suffix("ms") {
-        Some(n) => (n, 0.001),
-        None => (s.strip_suffix('s').unwrap_or(s), 1.0),
-    };
-    num.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| Duration::from_secs_f64(v * scale))
-        .ok_or_else(|| format!("invalid duration '{s}' (e.g. 500ms, 1s)"))
-}
-
 fn sample(interval: Duration, path: &Path) -> Result<String, String> {
-    let cpu_kind = CpuRefreshKind::nothing().with_usage();
-    let mut sys = System::new_with_specifics(RefreshKind::nothing().with_cpu(cpu_kind))
-        .map_err(|e| format!("sysinfo: {e}"))?;
-    let io_before = read_io();
-    let start = Instant::now();
-    // sysinfo needs a minimum gap between two CPU readings to compute usage.
-    std::thread::sleep(interval.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
-    sys.refresh_cpu_specifics(cpu_kind);
-    let io_after = read_io();
-    let secs = start.elapsed().as_secs_f64();
-    sys.refresh_memory_specifics(MemoryRefreshKind::everything());
-
-    let mut s = MetricsSample {
-        sampler: Some(Sampler::Agent),
-        cpu_pct: Some(round(f64::from(sys.global_cpu_usage()), 1)),
-        cores: Some(sys.cpus().len() as u32),
-        mem_used_mib: Some(mib(sys.used_memory())),
-        mem_total_mib: Some(mib(sys.total_memory())),
-        swap_used_mib: Some(mib(sys.used_swap())),
-        uptime_s: System::uptime().ok(),
-        ..MetricsSample::default()
-    };
-    if let Ok(l) = System::load_average() {
-        s.load1 = Some(l.one);
-        s.load5 = Some(l.five);
-        s.load15 = Some(l.fifteen);
+    let before = read_counters()?;
+    std::thread::sleep(interval);
+    let after = read_counters()?;
+    let mut s = ProcTexts {
+        uptime: read("/proc/uptime")?,
+        loadavg: read("/proc/loadavg")?,
+        meminfo: read("/proc/meminfo")?,
+        cpus_online: read("/sys/devices/system/cpu/online").unwrap_or_default(),
     }
+    .sample(Sampler::Agent)?;
+    Counters::set_rates(&mut s, &before, &after);
     let (total, free) = statvfs(&existing_ancestor(path))?;
     set_disk(&mut s, total, free);
-    if let (Some(a), Some(b)) = (io_before, io_after) {
-        set_io_rates(&mut s, a, b, secs);
-    }
     serde_json::to_string(&s).map_err(|e| e.to_string())
+}
+
+fn read(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
 }
 
 fn facts() -> Result<String, String> {
@@ -124,10 +95,9 @@ fn facts() -> Result<String, String> {
     serde_json::to_string(&f).map_err(|e| e.to_string())
 }
 
-/// Block and network counters now; `None` where /proc is not readable.
-fn read_io() -> Option<IoCounters> {
-    let diskstats = std::fs::read_to_string("/proc/diskstats").ok()?;
-    let net_dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+/// The interval's counters now; block and network counts are zero where
+/// their files are not readable (as in the shell probe).
+fn read_counters() -> Result<Counters, String> {
     let devices: Vec<String> = std::fs::read_dir("/sys/block")
         .map(|d| {
             d.flatten()
@@ -135,7 +105,14 @@ fn read_io() -> Option<IoCounters> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(IoCounters::parse(&diskstats, &net_dev, &devices))
+    Counters::parse(
+        &read("/proc/uptime")?,
+        &read("/proc/stat")?,
+        &read("/proc/diskstats").unwrap_or_default(),
+        &read("/proc/net/dev").unwrap_or_default(),
+        &devices,
+    )
+    .ok_or_else(|| "unreadable /proc/uptime or /proc/stat".to_string())
 }
 
 /// The workdir may not exist yet (before `setup`): measure the filesystem it will be on.
@@ -173,17 +150,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("x").is_err());
+    fn interval_takes_the_shared_duration_syntax() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (d, _) = parse_sample_args(&args(&["--interval", "250ms"])).unwrap();
+        assert_eq!(d, Duration::from_millis(250));
+        let (d, p) = parse_sample_args(&args(&["--interval", "1.5s", "--path", "/x"])).unwrap();
+        assert_eq!((d, p), (Duration::from_millis(1500), PathBuf::from("/x")));
+        assert!(parse_sample_args(&args(&["--interval", "x"])).is_err());
     }
 
     #[test]
     fn sample_is_sane() {
         let json = sample(Duration::from_millis(250), Path::new("/nonexistent/dir")).unwrap();
-        let s: MetricsSample = serde_json::from_str(&json).unwrap();
+        let s: distctl_proto::metrics::MetricsSample = serde_json::from_str(&json).unwrap();
         assert!(s.mem_used_mib.unwrap() <= s.mem_total_mib.unwrap());
         let cpu = s.cpu_pct.unwrap();
         assert!((0.0..=100.0).contains(&cpu), "{cpu}");
