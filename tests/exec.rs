@@ -125,7 +125,7 @@ fn gather_folds_identical_output_with_equal_exit_codes() {
         on_port(cluster.port(1))
     );
     let out = exec(&cluster, &["--gather", "--", &cmd]);
-    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
         "---------------\nnode[1,3]\n---------------\nhello\n\
