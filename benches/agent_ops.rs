@@ -5,7 +5,6 @@
 //! `cargo bench --bench agent_ops` (AGENT_BENCH_MIB=N for another input size).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -19,56 +18,9 @@ fn children_cpu() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// Deterministic text: words (some non-ASCII) in lines of 1-15 words.
-fn write_text(path: &std::path::Path, bytes: u64) {
-    let words: [&[u8]; 10] = [
-        b"alpha",
-        b"beta",
-        b"Gamma",
-        b"delta",
-        "café".as_bytes(),
-        "naïve".as_bytes(),
-        b"x",
-        b"hello",
-        b"WORLD",
-        b"42",
-    ];
-    let mut w = BufWriter::new(File::create(path).unwrap());
-    let (mut seed, mut n) = (0x9E37_79B9_7F4A_7C15u64, 0u64);
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    while n < bytes {
-        let count = 1 + next() % 15;
-        for i in 0..count {
-            let word = words[(next() % 10) as usize];
-            if i > 0 {
-                w.write_all(b" ").unwrap();
-            }
-            w.write_all(word).unwrap();
-            n += word.len() as u64 + 1;
-        }
-        w.write_all(b"\n").unwrap();
-    }
-}
-
-fn write_numbers(path: &std::path::Path, bytes: u64) {
-    let mut w = BufWriter::new(File::create(path).unwrap());
-    let (mut i, mut n) = (0u64, 0u64);
-    while n < bytes {
-        let line = if i % 4 == 0 {
-            format!("{}.{}\n", i % 1000, i % 97)
-        } else {
-            format!("{}\n", i.wrapping_mul(2654435761) % 1_000_000)
-        };
-        w.write_all(line.as_bytes()).unwrap();
-        n += line.len() as u64;
-        i += 1;
-    }
-}
+#[path = "../tests/support/data.rs"]
+mod data;
+use data::{write_numbers, write_word_text as write_text};
 
 fn main() {
     let mib: u64 = std::env::var("AGENT_BENCH_MIB")

@@ -156,17 +156,6 @@ fn raw_ssh(b: &Bench, parts: &[PathBuf]) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn write_input(path: &Path, size: u64) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let line = b"The quick brown Fox jumps over the lazy Dog 0123456789 d\xc3\xa9j\xc3\xa0 vu\n";
-    let mut written = 0u64;
-    while written < size {
-        f.write_all(line).unwrap();
-        written += line.len() as u64;
-    }
-}
-
 /// Split `input` into `n` line-aligned parts for the raw baseline.
 fn split_parts(input: &Path, dir: &Path, n: usize) -> Vec<PathBuf> {
     let data = std::fs::read(input).unwrap();
@@ -213,7 +202,7 @@ fn main() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let input = work.path().join("input.txt");
-    write_input(&input, size);
+    support::data::write_word_text(&input, size);
     let parts = split_parts(&input, work.path(), 3);
     let out = work.path().join("out.txt");
 

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use support::text;
 use support::TestCluster;
 
 /// Schema v1, as the README documents it.
@@ -13,10 +14,6 @@ const HEADER: &str = "timestamp_utc,node,host,status,sampler,uptime_s,load1,load
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("cannot run distctl")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A CSV file as header + rows of (column → cell).

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::text;
+
 const IMAGE: &str = "distctl-node:bookworm";
 /// Label on every container and network these tests make: the PID of the test
 /// process that made it, so leftovers of a killed run can be told apart.
@@ -28,10 +31,6 @@ fn repo() -> &'static Path {
 
 fn distctl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_distctl"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// `docker ARGS`, its output whatever the exit.
@@ -833,51 +832,11 @@ fn local_op(args: &[&str], input: &Path) -> Vec<u8> {
 /// Deterministic awkward text of about `size` bytes: mixed case, UTF-8, CRLF
 /// lines, invalid bytes, empty lines, long lines, no final newline.
 fn write_text(path: &Path, size: usize) {
-    let words: [&[u8]; 10] = [
-        b"alpha",
-        b"Bravo",
-        b"CHARLIE",
-        b"d\xc3\xa9j\xc3\xa0",
-        b"\xe4\xb8\xad\xe6\x96\x87",
-        b"x\xffy",
-        b"tab\there",
-        b"\r",
-        b"0123",
-        b"mIxEd",
-    ];
-    let mut out = Vec::with_capacity(size + 100);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while out.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let n = (x % 23) as usize;
-        let n = if x.is_multiple_of(97) { 400 } else { n };
-        for k in 0..n {
-            if k > 0 {
-                out.push(b' ');
-            }
-            out.extend_from_slice(words[((x >> (k % 50)) % 10) as usize]);
-        }
-        out.extend_from_slice(if x.is_multiple_of(5) { b"\r\n" } else { b"\n" });
-    }
-    out.extend_from_slice(b"last line without newline");
-    fs::write(path, out).unwrap();
+    fs::write(path, support::data::awkward_text(size)).unwrap();
 }
 
-/// One number per line: integers and decimals, with spaces and CRLF.
 fn write_numbers(path: &Path, lines: usize) {
-    let mut s = String::new();
-    for i in 0..lines {
-        let v = (i as i64 * 7919) % 100_003 - 50_000;
-        match i % 4 {
-            0 => s.push_str(&format!("{v}\n")),
-            1 => s.push_str(&format!("  {v}.25 \n")),
-            2 => s.push_str(&format!("{v}\r\n")),
-            _ => s.push_str(&format!("{}\n", v * 1_000_000_007)),
-        }
-    }
-    fs::write(path, s).unwrap();
+    fs::write(path, support::data::numbers(lines)).unwrap();
 }
 
 /// What one `distctl run` gave.

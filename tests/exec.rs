@@ -8,11 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::text;
 use support::TestCluster;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn exec(cluster: &TestCluster, args: &[&str]) -> Output {
     cluster
@@ -256,21 +253,12 @@ fn json_outdir_and_stdin() {
 }
 
 /// PIDs of our processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
-                    c.contains(marker) && !c.contains("distctl")
-                })
-                .unwrap_or(false)
-        })
+/// PIDs of the node-side processes carrying `marker` (not distctl itself).
+fn remote_processes(marker: &str) -> Vec<u32> {
+    support::processes_with(marker)
+        .into_iter()
+        .filter(|(_, cmd)| !cmd.contains("distctl"))
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -301,9 +289,9 @@ fn timeout_kills_the_command_and_everything_it_started() {
     // Nothing of it is left running on either node.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = processes_with("4242.17")
+        let left = remote_processes("4242.17")
             .into_iter()
-            .chain(processes_with("4243.17"))
+            .chain(remote_processes("4243.17"))
             .collect::<Vec<_>>();
         if left.is_empty() {
             break;
@@ -348,7 +336,7 @@ fn signal_stops_exec_everywhere(sig: libc::c_int, tag: &str) {
         .unwrap();
     let markers = [2, 3, 4].map(|i| format!("{tag}{i}.17"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while markers.iter().any(|m| processes_with(m).len() < 2) {
+    while markers.iter().any(|m| remote_processes(m).len() < 2) {
         assert!(Instant::now() < deadline, "the commands did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -366,7 +354,7 @@ fn signal_stops_exec_everywhere(sig: libc::c_int, tag: &str) {
     assert!(stderr.contains("node[1-2]: interrupted"), "{stderr}");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left: Vec<u32> = markers.iter().flat_map(|m| processes_with(m)).collect();
+        let left: Vec<u32> = markers.iter().flat_map(|m| remote_processes(m)).collect();
         if left.is_empty() {
             break;
         }
@@ -390,7 +378,7 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_with("sleep 30.4417").is_empty() {
+    while remote_processes("sleep 30.4417").is_empty() {
         assert!(Instant::now() < deadline, "node2 did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -274,36 +274,25 @@ fn stdin_and_several_files_are_one_stream() {
 }
 
 /// Processes whose command line mentions `needle` (the cluster's unique temp dir).
-fn processes_with(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && cmd.contains("worker-agent") && !cmd.contains("sshd") {
-                found.push(pid);
-            }
-        }
-    }
-    found
+/// PIDs of worker-agents (not their sshd) whose command line has `needle`.
+fn agents_with(needle: &str) -> Vec<u32> {
+    support::processes_with(needle)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("worker-agent") && !cmd.contains("sshd"))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Wait until `cond` holds (at most 60 s).
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::wait_until(what, Duration::from_secs(60), cond);
 }
 
 fn no_agents_left(cluster: &TestCluster) {
     let needle = cluster.dir.path().to_string_lossy().into_owned();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = processes_with(&needle);
+        let left = agents_with(&needle);
         if left.is_empty() {
             return;
         }
@@ -342,10 +331,8 @@ fn a_node_killed_mid_run_loses_nothing() {
         .unwrap();
     // Kill node2 once it is working on chunks.
     let node2 = cluster.workdir(1).to_string_lossy().into_owned();
-    wait_for("node2 to run a chunk", || {
-        !processes_with(&node2).is_empty()
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    // Each chunk takes 0.3 s on the node: an agent seen running is mid-chunk.
+    wait_for("node2 to run a chunk", || !agents_with(&node2).is_empty());
     cluster.stop_node(1);
     let got = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&got.stderr);

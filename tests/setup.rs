@@ -9,11 +9,8 @@ use std::process::{Command, Output};
 
 use distctl::transport::shell::quote;
 use serde_json::Value;
+use support::text;
 use support::{ClusterOptions, TestCluster};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `distctl setup --json [extra]`: exit code and one row per node.
 fn setup(cluster: &TestCluster, extra: &[&str]) -> (i32, Vec<Value>) {

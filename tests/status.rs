@@ -6,14 +6,11 @@ use std::fs;
 use std::process::Output;
 
 use serde_json::Value;
+use support::text;
 use support::{distctl_bin, TestCluster};
 
 fn run(cmd: &mut std::process::Command) -> Output {
     cmd.output().expect("cannot run distctl")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn status_json(cluster: &TestCluster, extra: &[&str]) -> (i32, Vec<Value>) {

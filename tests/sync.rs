@@ -12,11 +12,8 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
+use support::text;
 use support::TestCluster;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Everything a user would compare in a tree: per relative path, its type,
 /// permission bits and content (link target for symlinks).
