@@ -77,22 +77,6 @@ pub struct MetricsSample {
     pub error: Option<String>,
 }
 
-/// Static facts about a node (`worker-agent facts --json`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NodeFacts {
-    pub hostname: String,
-    pub os: String,
-    pub kernel: String,
-    pub arch: String,
-    pub cores: u32,
-    pub mem_total_mib: u64,
-    pub swap_total_mib: u64,
-    /// Boot time, seconds since the Unix epoch.
-    pub boot_time_s: u64,
-    pub agent_version: String,
-}
-
 /// Aggregate CPU jiffies from the first line of `/proc/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuTimes {

@@ -9,5 +9,5 @@ pub const USAGE: &str = "usage:
   worker-agent op OP [--pattern REGEX] [--skip-invalid] [--line-offset L] [IO...]
       OP: upper lower count-lines count-words count-chars sum avg min max grep
   worker-agent exec [IO...] -- CMD [ARGS...]
-  worker-agent facts --json | sample ...
+  worker-agent sample [--interval DURATION] [--path DIR]
 IO: [--framed] [--expect-bytes N] [--input FILE] [--output FILE]";

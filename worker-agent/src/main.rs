@@ -28,7 +28,7 @@ fn main() {
             Ok(args::AgentCall::Exec(a)) => exec::run(a),
             Err(msg) => usage(msg),
         },
-        Some(cmd @ ("sample" | "facts")) => metrics::main(cmd, rest),
+        Some(cmd @ "sample") => metrics::main(cmd, rest),
         Some("-h" | "--help" | "help") => {
             println!("{}", args::USAGE);
             0

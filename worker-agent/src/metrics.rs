@@ -1,25 +1,23 @@
-//! `worker-agent sample` and `worker-agent facts`: node metrics for
-//! `distctl collect` and `distctl status`.
+//! `worker-agent sample`: node metrics for `distctl collect` and
+//! `distctl status`.
 //!
 //! The sample reads the same `/proc` and `/sys` files as distctl's shell
 //! probe and hands their text to the same parsers in `distctl_proto::metrics`,
 //! so the two samplers agree by construction; disk figures come from
-//! `statvfs` of the workdir (as `df` counts them). `facts` uses sysinfo.
+//! `statvfs` of the workdir (as `df` counts them).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use distctl_proto::metrics::{mib, set_disk, Counters, NodeFacts, ProcTexts, Sampler};
+use distctl_proto::metrics::{set_disk, Counters, ProcTexts, Sampler};
 use distctl_proto::units::parse_duration;
-use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-const USAGE: &str = "usage: worker-agent sample [--interval DURATION] [--path DIR]\n       worker-agent facts --json";
+const USAGE: &str = "usage: worker-agent sample [--interval DURATION] [--path DIR]";
 
-/// Entry point for the `sample` and `facts` subcommands; returns the exit code.
+/// Entry point for the `sample` subcommand; returns the exit code.
 pub fn main(cmd: &str, args: &[String]) -> i32 {
     let result = match cmd {
         "sample" => parse_sample_args(args).and_then(|(interval, path)| sample(interval, &path)),
-        "facts" if args == ["--json"] => facts(),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -71,28 +69,6 @@ fn sample(interval: Duration, path: &Path) -> Result<String, String> {
 
 fn read(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
-}
-
-fn facts() -> Result<String, String> {
-    let mut sys = System::new_with_specifics(
-        RefreshKind::nothing()
-            .with_cpu(CpuRefreshKind::nothing())
-            .with_memory(MemoryRefreshKind::everything()),
-    )
-    .map_err(|e| format!("sysinfo: {e}"))?;
-    sys.refresh_memory();
-    let f = NodeFacts {
-        hostname: System::host_name().unwrap_or_default(),
-        os: System::long_os_version().unwrap_or_default(),
-        kernel: System::kernel_version().unwrap_or_default(),
-        arch: System::cpu_arch(),
-        cores: sys.cpus().len() as u32,
-        mem_total_mib: mib(sys.total_memory()),
-        swap_total_mib: mib(sys.total_swap()),
-        boot_time_s: System::boot_time().unwrap_or_default(),
-        agent_version: distctl_proto::AGENT_VERSION.to_string(),
-    };
-    serde_json::to_string(&f).map_err(|e| e.to_string())
 }
 
 /// The interval's counters now; block and network counts are zero where
