@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::sync::mirror::SyncMethod;
 use crate::units::{ByteSize, Dur};
 
 #[derive(Debug, Parser)]
@@ -271,13 +272,6 @@ pub struct SyncArgs {
     /// have it (auto), or a tar stream of the changed files
     #[arg(long, value_enum, default_value = "auto")]
     pub method: SyncMethod,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SyncMethod {
-    Auto,
-    Rsync,
-    Tar,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cluster::inventory::{HostKeyChecking, Inventory, Node};
+use crate::cluster::inventory::{HostKeyChecking, Node};
 use crate::cluster::outcome::NodeOutcome;
 use crate::transport::{ConnectError, Connector, NodeSession};
 
@@ -123,16 +123,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Load the inventory, apply the selection flags and connect to every
-    /// selected node (at most `--fanout` handshakes at a time).
-    pub async fn connect(g: &crate::cli::Global) -> Result<Cluster> {
-        let nodes = Inventory::load(g)?.select(g)?;
-        Cluster::connect_nodes(g, nodes).await
-    }
-
-    pub async fn connect_nodes(g: &crate::cli::Global, nodes: Vec<Node>) -> Result<Cluster> {
+    /// Connect to every node given (at most `fanout` handshakes at a time).
+    pub async fn connect_nodes(fanout: usize, nodes: Vec<Node>) -> Result<Cluster> {
         warn_unchecked_host_keys(&nodes);
-        let connector = Connector::new(g.fanout)?;
+        let connector = Connector::new(fanout)?;
         let conns = connector.connect_all(&nodes).await;
         Ok(Cluster {
             connector,

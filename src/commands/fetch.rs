@@ -80,7 +80,7 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
         )
     })
     .await?;
-    crate::output::summary::finish(g, &results, row, render)
+    crate::output::summary::finish(g.json, &results, row, render)
 }
 
 fn row(r: &NodeResult<Fetched>) -> FetchRow<'_> {

@@ -57,7 +57,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     // A bad --agent file is the user's to fix before any node is contacted.
     let agent = crate::cluster::agent::AgentBinary::from_option(args.agent.as_deref())?;
     let cluster = tokio::select! {
-        c = Cluster::connect_nodes(g, selected) => c?,
+        c = Cluster::connect_nodes(g.fanout, selected) => c?,
         stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
     };
     let mut unreachable = Vec::new();

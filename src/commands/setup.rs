@@ -39,7 +39,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     })
     .await?;
 
-    let exit = crate::output::summary::finish(g, &results, row, render);
+    let exit = crate::output::summary::finish(g.json, &results, row, render);
     if !g.json && !g.quiet {
         eprintln!(
             "agent: {} ({}, sha256 {})",

@@ -118,7 +118,11 @@ pub async fn run(g: &Global, args: &SplitArgs) -> Result<Exit> {
 /// `slots` in the inventory is asked for its core count). The flag says some
 /// node was unreachable and left out.
 async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
-    let cluster = Cluster::connect(g).await?;
+    let cluster = Cluster::connect_nodes(
+        g.fanout,
+        crate::cluster::inventory::Inventory::load(g)?.select(g)?,
+    )
+    .await?;
     let mut names = Vec::new();
     let mut weights = Vec::new();
     let mut partial = false;

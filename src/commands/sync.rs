@@ -152,7 +152,7 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
         }))
     })
     .await?;
-    crate::output::summary::finish(g, &results, row, render)
+    crate::output::summary::finish(g.json, &results, row, render)
 }
 
 fn row(r: &NodeResult<Mirrored>) -> SyncRow<'_> {

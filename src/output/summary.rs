@@ -72,13 +72,13 @@ pub fn exit_for<'a>(
 /// `fetch`): the rows as a table or `--json`, the failures as node sets to
 /// rerun, and the exit code.
 pub fn finish<'a, T, R: serde::Serialize>(
-    g: &crate::cli::Global,
+    json: bool,
     results: &'a [NodeResult<T>],
     row: impl Fn(&'a NodeResult<T>) -> R,
     table: impl FnOnce(&[R]) -> String,
 ) -> anyhow::Result<Exit> {
     let rows: Vec<R> = results.iter().map(row).collect();
-    if g.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", table(&rows));

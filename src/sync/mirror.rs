@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use futures::future::{BoxFuture, Shared};
 
-use crate::cli::SyncMethod;
 use crate::cluster::inventory::Node;
 use crate::cluster::workdir;
 use crate::sync::tree::{self, Tree};
@@ -17,6 +16,15 @@ use crate::transport::shell::quote;
 use crate::transport::NodeSession;
 
 /// What every node gets: the scanned local tree, where it goes and how.
+/// How `sync` transfers: rsync over the node's connection when both ends
+/// have it (`auto`), or always one of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMethod {
+    Auto,
+    Rsync,
+    Tar,
+}
+
 pub struct SyncSpec {
     pub tree: Arc<Tree>,
     /// Computed while the nodes connect and transfer; needed for the stamp.
