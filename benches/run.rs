@@ -315,6 +315,12 @@ fn make_access_log(path: &Path, size: u64) {
             secs % 60,
         );
         let take = (size - written).min(line.len() as u64) as usize;
+        if take < line.len() {
+            // The last line is cut to fit, and still ends with a newline
+            // (the seed's `split -l` would drop an unterminated one).
+            line.truncate(take.saturating_sub(1));
+            line.push('\n');
+        }
         std::io::Write::write_all(&mut out, &line.as_bytes()[..take]).unwrap();
         written += take as u64;
     }
