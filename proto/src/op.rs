@@ -68,6 +68,12 @@ impl Op {
         Op::ALL.into_iter().find(|op| op.name() == name)
     }
 
+    /// Every output byte replaces the input byte at the same place: the
+    /// result of a chunk can be written straight to its offset in the output.
+    pub fn preserves_length(self) -> bool {
+        matches!(self, Op::Upper | Op::Lower)
+    }
+
     /// Aggregates answer with a [`crate::Partial`] (`P` frame), not data.
     pub fn is_aggregate(self) -> bool {
         !matches!(self, Op::Upper | Op::Lower | Op::Grep)

@@ -13,12 +13,15 @@ use distctl_proto::{End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::run::chunk::InputStream;
-use crate::run::merge::{MemoryBudget, ResultBuf};
+use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
 use crate::transport::{BoxRead, BoxWrite, NodeSession};
 
-/// Bytes per read from the input and per write to a channel.
-const SEND_BLOCK: usize = 256 << 10;
+/// Bytes per read from the input and per write to a channel (the channel
+/// pipes are widened to match, [`crate::transport::PIPE_SIZE`]).
+const SEND_BLOCK: usize = 1 << 20;
+/// Bytes per read of the result stream.
+const RECEIVE_BLOCK: usize = 1 << 20;
 /// Tail of a failed command's stderr kept for the error message.
 const STDERR_TAIL: usize = 2048;
 
@@ -87,30 +90,23 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
             last = data.last().copied().unwrap_or(b'\n');
         }
         ChunkData::Range(input) => {
+            // Read inline: the range is in the page cache more often than
+            // not, and a hop to a blocking thread per block cost more than
+            // the read itself.
             let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
-            let mut buf = vec![0u8; SEND_BLOCK];
+            let mut buf = vec![0u8; SEND_BLOCK.min(spec.len as usize)];
             let end = spec.start + spec.len;
             let mut pos = spec.start;
             while pos < end {
                 let want = ((end - pos) as usize).min(SEND_BLOCK);
-                let input = input.clone();
-                let (b, h, nl) = tokio::task::spawn_blocking(move || {
-                    let mut buf = buf;
-                    let mut hasher = hasher;
-                    input.read_exact_at(pos, &mut buf[..want])?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&buf[..want]);
-                    }
-                    let nl = memchr::memchr_iter(b'\n', &buf[..want]).count() as u64;
-                    Ok::<_, std::io::Error>((buf, hasher, nl))
-                })
-                .await
-                .map_err(std::io::Error::other)??;
-                buf = b;
-                hasher = h;
-                stdin.write_all(&buf[..want]).await?;
-                sent.lines += nl;
-                last = buf[want - 1];
+                let block = &mut buf[..want];
+                input.read_exact_at(pos, block)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(block);
+                }
+                sent.lines += memchr::memchr_iter(b'\n', block).count() as u64;
+                stdin.write_all(block).await?;
+                last = block[want - 1];
                 pos += want as u64;
                 sent.bytes += want as u64;
             }
@@ -134,16 +130,16 @@ struct AgentReply {
 async fn receive(
     stdout: &mut BoxRead,
     timeout: Duration,
-    budget: Arc<MemoryBudget>,
+    data: ResultBuf,
 ) -> Result<AgentReply, AttemptError> {
     let mut got = AgentReply {
-        data: ResultBuf::new(budget),
+        data,
         partial: None,
         end: None,
         stderr_tail: Vec::new(),
     };
     let mut dec = FrameDecoder::new();
-    let mut buf = vec![0u8; 256 << 10];
+    let mut buf = vec![0u8; RECEIVE_BLOCK];
     loop {
         let n = match tokio::time::timeout(timeout, stdout.read(&mut buf)).await {
             Err(_) => {
@@ -216,14 +212,15 @@ fn last_line(bytes: &[u8]) -> String {
 }
 
 /// Run one chunk on one node and verify the result: an `X` frame saying ok,
-/// with the byte counts of what was sent and received.
+/// with the byte counts of what was sent and received. `data`: where the
+/// result goes as it arrives.
 pub async fn attempt(
     session: &NodeSession,
     cmdline: &str,
     spec: &ChunkSpec,
     expect_partial: bool,
     timeout: Duration,
-    budget: Arc<MemoryBudget>,
+    data: ResultBuf,
     want_checksum: bool,
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
@@ -246,7 +243,7 @@ pub async fn attempt(
         tail
     });
     let writer = send(stdin, spec, want_checksum);
-    let reader = receive(&mut stdout, timeout, budget);
+    let reader = receive(&mut stdout, timeout, data);
     tokio::pin!(writer, reader);
     let mut sent = None;
     let received = loop {
@@ -327,6 +324,16 @@ pub async fn attempt(
                 "short result: {} of {} bytes arrived",
                 received.data.len(),
                 end.data_bytes
+            ),
+        ));
+    }
+    if received.data.is_direct() && received.data.len() != spec.len {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!(
+                "the result of a length-preserving op has {} bytes for {} of input",
+                received.data.len(),
+                spec.len
             ),
         ));
     }

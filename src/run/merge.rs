@@ -3,11 +3,14 @@
 //!
 //! Memory stays bounded whatever the order: a result waiting for its turn is
 //! held in memory while the shared [`MemoryBudget`] allows, and otherwise
-//! spills to an unlinked temporary file.
+//! spills to an unlinked temporary file. A result as long as its input
+//! (`upper`, `lower`) into a file skips both: it is written straight to its
+//! offset in the output as it arrives, and the writer only steps over it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -42,14 +45,26 @@ impl MemoryBudget {
     }
 }
 
+/// Bytes per read when a spilled result is copied to the output.
+const COPY_BLOCK: usize = 1 << 20;
+
 /// The result bytes of one chunk, gathered as they arrive: the pieces are
-/// kept as they came (no copy, no growing buffer), then spill to a file.
+/// kept as they came (no copy, no growing buffer), then spill to a file;
+/// or, for a [`ResultBuf::direct`] result, written in place in the output.
 pub struct ResultBuf {
     mem: Vec<Vec<u8>>,
     mem_len: usize,
     spill: Option<File>,
+    direct: Option<InPlace>,
     len: u64,
     budget: Arc<MemoryBudget>,
+}
+
+/// Where a direct result goes: the output file, at `offset`, at most `cap` bytes.
+struct InPlace {
+    file: Arc<File>,
+    offset: u64,
+    cap: u64,
 }
 
 impl ResultBuf {
@@ -58,9 +73,24 @@ impl ResultBuf {
             mem: Vec::new(),
             mem_len: 0,
             spill: None,
+            direct: None,
             len: 0,
             budget,
         }
+    }
+
+    /// A result written as it arrives to `file` at `offset`, never longer
+    /// than `cap` (its chunk's length): a longer one is refused before it
+    /// could touch the next chunk's bytes.
+    pub fn direct(file: Arc<File>, offset: u64, cap: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
+        let mut buf = ResultBuf::new(budget);
+        buf.direct = Some(InPlace { file, offset, cap });
+        buf
+    }
+
+    /// Already in its place in the output.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// A result kept in a file by an earlier, interrupted run.
@@ -69,12 +99,24 @@ impl ResultBuf {
             mem: Vec::new(),
             mem_len: 0,
             spill: Some(file),
+            direct: None,
             len,
             budget,
         }
     }
 
     pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if let Some(d) = &self.direct {
+            if self.len + data.len() as u64 > d.cap {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the result is longer than its chunk ({} bytes)", d.cap),
+                ));
+            }
+            d.file.write_all_at(&data, d.offset + self.len)?;
+            self.len += data.len() as u64;
+            return Ok(());
+        }
         self.len += data.len() as u64;
         if self.spill.is_none() && self.budget.try_take(data.len()) {
             self.mem_len += data.len();
@@ -105,8 +147,20 @@ impl ResultBuf {
         self.len = 0;
     }
 
-    /// Write the whole result to `out`.
+    /// Write the whole result to `out` (a direct result is read back from
+    /// its place, for the journal).
     pub fn write_to(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if let Some(d) = &self.direct {
+            let mut buf = vec![0u8; COPY_BLOCK.min(self.len as usize)];
+            let mut done = 0;
+            while done < self.len {
+                let n = (self.len - done).min(buf.len() as u64) as usize;
+                d.file.read_exact_at(&mut buf[..n], d.offset + done)?;
+                out.write_all(&buf[..n])?;
+                done += n as u64;
+            }
+            return Ok(());
+        }
         for piece in &self.mem {
             out.write_all(piece)?;
         }
@@ -119,13 +173,7 @@ impl ResultBuf {
             } else {
                 self.len - from_mem
             };
-            let copied = io::copy(&mut Read::by_ref(f).take(spill_len), out)?;
-            if copied != spill_len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "spilled result is short",
-                ));
-            }
+            copy_exact(f, out, spill_len)?;
         }
         Ok(())
     }
@@ -137,15 +185,72 @@ impl Drop for ResultBuf {
     }
 }
 
+/// Copy `len` bytes from `from` to `out` in large blocks (`io::copy` through
+/// a `dyn Write` moves 8 KiB per call).
+fn copy_exact(from: &mut File, out: &mut dyn Write, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; COPY_BLOCK.min(len as usize)];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = from.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spilled result is short",
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Where the ordered results go: a stream, or a file whose position can step
+/// over a result that is already in place.
+pub trait OrderedOutput: Write {
+    fn skip(&mut self, n: u64) -> io::Result<()>;
+}
+
+impl OrderedOutput for File {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        self.seek(SeekFrom::Current(n as i64)).map(|_| ())
+    }
+}
+
+fn not_seekable() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a result in place needs a file output",
+    )
+}
+
+impl OrderedOutput for io::Stdout {
+    fn skip(&mut self, _: u64) -> io::Result<()> {
+        Err(not_seekable())
+    }
+}
+
+impl OrderedOutput for Vec<u8> {
+    fn skip(&mut self, _: u64) -> io::Result<()> {
+        Err(not_seekable())
+    }
+}
+
+impl<T: OrderedOutput + ?Sized> OrderedOutput for Box<T> {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        (**self).skip(n)
+    }
+}
+
 /// Writes verified chunk results to `out` in input order.
-pub struct OrderedWriter<W: Write> {
+pub struct OrderedWriter<W: OrderedOutput> {
     next: usize,
     waiting: BTreeMap<usize, ResultBuf>,
     out: W,
     written: u64,
 }
 
-impl<W: Write> OrderedWriter<W> {
+impl<W: OrderedOutput> OrderedWriter<W> {
     /// `first`: the index of the next chunk to write (chunks before it are
     /// already in `out`, from an earlier run).
     pub fn new(out: W, first: usize, already_written: u64) -> OrderedWriter<W> {
@@ -163,7 +268,11 @@ impl<W: Write> OrderedWriter<W> {
         self.waiting.insert(index, result);
         let mut written = Vec::new();
         while let Some(mut r) = self.waiting.remove(&self.next) {
-            r.write_to(&mut self.out)?;
+            if r.is_direct() {
+                self.out.skip(r.len())?;
+            } else {
+                r.write_to(&mut self.out)?;
+            }
             self.written += r.len();
             written.push((self.next, r.len()));
             self.next += 1;
@@ -248,6 +357,27 @@ mod tests {
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert_eq!(out, b"ok");
+    }
+
+    #[test]
+    fn direct_results_land_in_place_and_the_writer_steps_over_them() {
+        let budget = MemoryBudget::new(4);
+        let mut out = tempfile::tempfile().unwrap();
+        let shared = Arc::new(out.try_clone().unwrap());
+        let mut w = OrderedWriter::new(out.try_clone().unwrap(), 0, 0);
+        let mut second = ResultBuf::direct(shared.clone(), 3, 3, budget.clone());
+        second.push(b"def".to_vec()).unwrap();
+        assert!(second.push(b"x".to_vec()).is_err(), "longer than its chunk");
+        assert!(w.insert(1, second).unwrap().is_empty());
+        let mut first = ResultBuf::direct(shared, 0, 3, budget.clone());
+        first.push(b"abc".to_vec()).unwrap();
+        assert_eq!(w.insert(0, first).unwrap(), vec![(0, 3), (1, 3)]);
+        w.insert(2, buf(&budget, b"g\n")).unwrap();
+        let mut got = String::new();
+        out.seek(SeekFrom::Start(0)).unwrap();
+        out.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "abcdefg\n");
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

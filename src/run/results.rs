@@ -17,7 +17,7 @@ use crate::run::chunk::Chunk;
 use crate::run::input::Input;
 use crate::run::job::Job;
 use crate::run::journal::{check_entries, checksum_hex, DoneEntry, Journal, Place};
-use crate::run::merge::{MemoryBudget, OrderedWriter, ResultBuf};
+use crate::run::merge::{MemoryBudget, OrderedOutput, OrderedWriter, ResultBuf};
 
 /// Results waiting for an earlier chunk are held in memory up to this many
 /// bytes in total; beyond it they spill to unlinked temp files.
@@ -42,7 +42,10 @@ pub struct Results {
     job: Arc<Job>,
     sink: Sink,
     /// Byte ops only.
-    writer: Option<OrderedWriter<Box<dyn Write + Send>>>,
+    writer: Option<OrderedWriter<Box<dyn OrderedOutput + Send>>>,
+    /// The output file, for results written straight to their offset
+    /// (length-preserving ops into `-o FILE`).
+    in_place: Option<Arc<File>>,
     /// Aggregate ops: one per chunk, once done.
     partials: Vec<Option<Partial>>,
     /// xxh3-128 of each finished chunk's input (journaled runs).
@@ -65,6 +68,7 @@ impl Results {
             job,
             sink: Sink::Stdout,
             writer: None,
+            in_place: None,
             partials: vec![None; input.chunks().len()],
             checksums: HashMap::new(),
             journal: None,
@@ -109,7 +113,11 @@ impl Results {
             results.sink = Sink::File(AtomicFile::create(dest)?);
         }
         if !results.job.aggregate() {
-            let out: Box<dyn Write + Send> = match &results.sink {
+            let in_place = results
+                .job
+                .op()
+                .is_some_and(distctl_proto::Op::preserves_length);
+            let out: Box<dyn OrderedOutput + Send> = match &results.sink {
                 Sink::Stdout => Box::new(std::io::stdout()),
                 Sink::File(AtomicFile { temp, .. }) => {
                     let f = OpenOptions::new()
@@ -121,6 +129,9 @@ impl Results {
                     f.set_len(written)?;
                     let mut f = f;
                     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(written))?;
+                    if in_place {
+                        results.in_place = Some(Arc::new(f.try_clone()?));
+                    }
                     Box::new(f)
                 }
             };
@@ -135,6 +146,16 @@ impl Results {
             results.writer = Some(writer);
         }
         Ok((results, resumed))
+    }
+
+    /// An empty buffer for the result of the chunk at `start` (`len` input
+    /// bytes): in place in the output when the op keeps lengths and the
+    /// output is a file, else gathered for the ordered writer.
+    pub fn result_buf(&self, start: u64, len: u64) -> ResultBuf {
+        match &self.in_place {
+            Some(f) => ResultBuf::direct(f.clone(), start, len, self.budget.clone()),
+            None => ResultBuf::new(self.budget.clone()),
+        }
     }
 
     /// Attempts hash what they send only when the journal needs it.

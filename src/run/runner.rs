@@ -368,7 +368,7 @@ impl Runner<'_> {
                     .job
                     .command_line(&node.agent, spec.len, spec.line_offset);
                 let expect_partial = self.job.aggregate();
-                let budget = self.results.budget.clone();
+                let data = self.results.result_buf(spec.start, spec.len);
                 let timeout = self.opts.timeout;
                 let want_checksum = self.results.want_checksum();
                 tasks.spawn(async move {
@@ -379,7 +379,7 @@ impl Runner<'_> {
                         &spec,
                         expect_partial,
                         timeout,
-                        budget,
+                        data,
                         want_checksum,
                     )
                     .await;

@@ -22,8 +22,13 @@ pub fn spawn(cmdline: &str, permit: OwnedSemaphorePermit) -> Result<RemoteProces
         .kill_on_drop(true)
         .spawn()
         .context("cannot start sh")?;
-    let stdin = child.stdin.take().map(|s| Box::pin(s) as super::BoxWrite);
-    let stdout = Box::pin(child.stdout.take().context("no stdout pipe")?);
+    let stdin = child.stdin.take().map(|s| {
+        super::widen_pipe(&s);
+        Box::pin(s) as super::BoxWrite
+    });
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    super::widen_pipe(&stdout);
+    let stdout = Box::pin(stdout);
     let stderr = Box::pin(child.stderr.take().context("no stderr pipe")?);
     Ok(RemoteProcess {
         stdin,

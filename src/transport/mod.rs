@@ -22,6 +22,18 @@ pub mod ssh;
 /// sshd's default `MaxSessions` is 10: stay below it on every master.
 pub const CHANNELS_PER_NODE: usize = 8;
 
+/// Capacity asked for every pipe to and from a command (Linux's default is
+/// 64 KiB, so a 1 MiB write took 16 wake-ups of each side; 1 MiB is the
+/// unprivileged `pipe-max-size`).
+pub const PIPE_SIZE: i32 = 1 << 20;
+
+/// Widen a pipe to [`PIPE_SIZE`]; a refusal (a lower `pipe-max-size`, a
+/// pipe-user quota) keeps it as it was, which only costs speed.
+pub fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+}
+
 /// A live connection to one node. Cheap to share (`Arc`) between tasks.
 pub struct NodeSession {
     pub node: Node,

@@ -335,8 +335,15 @@ pub async fn spawn(
         .spawn()
         .await
         .context("cannot open a channel to the node")?;
-    let stdin = child.stdin().take().map(|s| Box::pin(s) as super::BoxWrite);
-    let stdout = Box::pin(child.stdout().take().context("no stdout pipe")?);
+    // The native mux hands these pipes' far ends to the master: they are
+    // the data path, so widen them.
+    let stdin = child.stdin().take().map(|s| {
+        super::widen_pipe(&s);
+        Box::pin(s) as super::BoxWrite
+    });
+    let stdout = child.stdout().take().context("no stdout pipe")?;
+    super::widen_pipe(&stdout);
+    let stdout = Box::pin(stdout);
     let stderr = Box::pin(child.stderr().take().context("no stderr pipe")?);
     Ok(RemoteProcess {
         stdin,
