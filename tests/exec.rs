@@ -366,8 +366,11 @@ fn signal_stops_exec_everywhere(sig: libc::c_int, tag: &str) {
 #[test]
 fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
     let mut cluster = TestCluster::start(3);
+    // The marker names this cluster's port: a sleeper left by another run of
+    // this test can never be taken for this one's.
+    let marker = format!("sleep 30.{}", cluster.port(1));
     let cmd = format!(
-        "echo started; if {}; then sleep 30.4417; fi; sleep 2; echo done",
+        "echo started; if {}; then {marker}; fi; sleep 2; echo done",
         on_port(cluster.port(1))
     );
     let child = cluster
@@ -378,7 +381,7 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while remote_processes("sleep 30.4417").is_empty() {
+    while remote_processes(&marker).is_empty() {
         assert!(Instant::now() < deadline, "node2 did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
