@@ -68,6 +68,56 @@ impl From<&Global> for crate::cluster::inventory::Lookup {
     }
 }
 
+impl Global {
+    /// How `command` meets its nodes: `--fanout`, the rollout (none for
+    /// commands without rollout flags) and the record of its outcomes.
+    pub fn fleet(
+        &self,
+        inventory: &crate::cluster::inventory::Inventory,
+        command: &'static str,
+        rollout: Option<&RolloutArgs>,
+    ) -> crate::cluster::driver::Fleet {
+        crate::cluster::driver::Fleet {
+            fanout: self.fanout,
+            rollout: rollout.map(RolloutArgs::rollout).unwrap_or_default(),
+            record: Some(crate::cluster::driver::Record {
+                command,
+                source: inventory.source.clone(),
+            }),
+        }
+    }
+}
+
+/// Rolling a change out a few nodes at a time (`exec`, `sync`, `setup`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rollout")]
+pub struct RolloutArgs {
+    /// Work on N nodes (or P% of the selection) at a time; the next batch
+    /// starts when the previous one is done (default: every node at once)
+    #[arg(long, value_name = "N|P%")]
+    pub batch: Option<crate::cluster::driver::Share>,
+    /// Start no new node after the first failure (nodes not started are `skipped`)
+    #[arg(long, conflicts_with = "max_fail")]
+    pub fail_fast: bool,
+    /// Start no new node once more than N nodes (or P% of the selection)
+    /// failed (default: no limit)
+    #[arg(long, value_name = "N|P%")]
+    pub max_fail: Option<crate::cluster::driver::Share>,
+}
+
+impl RolloutArgs {
+    pub fn rollout(&self) -> crate::cluster::driver::Rollout {
+        crate::cluster::driver::Rollout {
+            batch: self.batch,
+            max_fail: if self.fail_fast {
+                Some(crate::cluster::driver::Share::Count(0))
+            } else {
+                self.max_fail
+            },
+        }
+    }
+}
+
 impl From<&Global> for crate::cluster::inventory::Selection {
     fn from(g: &Global) -> Self {
         Self {
@@ -115,6 +165,8 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// worker-agent binary to push (default: the static agent embedded in distctl)
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
@@ -234,6 +286,8 @@ pub struct StatusArgs {}
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// After all finish, print each distinct output once, headed by its nodes
     #[arg(long, short = 'g')]
     pub gather: bool,
@@ -259,6 +313,8 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// Local directory to mirror
     pub local_dir: PathBuf,
     /// Subdirectory of the workdir to mirror into (default: the workdir itself)

@@ -125,8 +125,10 @@ async fn probe(session: &NodeSession) -> Result<NodeStatus> {
 }
 
 pub async fn run(g: &Global) -> Result<Exit> {
-    let nodes = Inventory::load(g)?.select(g)?;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "status", None);
+    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
         match probe(&session).await {
             Ok(st) => (NodeOutcome::Ok, Some(st)),
             Err(e) => (

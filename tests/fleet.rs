@@ -1,0 +1,249 @@
+//! Fleet operations against real sshd nodes on loopback: rerunning what
+//! failed (`--nodes @failed`), rollouts (`--batch`, `--fail-fast`,
+//! `--max-fail`).
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::Value;
+use support::TestCluster;
+
+fn run(cluster: &TestCluster, args: &[&str]) -> Output {
+    cluster
+        .distctl()
+        .args(args)
+        .output()
+        .expect("cannot run distctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The nodes `--nodes EXPR` selects, as `distctl nodes` lists them.
+fn selected(cluster: &TestCluster, expr: &str) -> Vec<String> {
+    let out = run(cluster, &["--json", "nodes", "--nodes", expr]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A shell test that is true on the node listening on `port`.
+fn on_port(port: u16) -> String {
+    format!("[ \"${{SSH_CONNECTION##* }}\" = {port} ]")
+}
+
+fn outcomes(out: &Output) -> Vec<(String, String)> {
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["node"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_last_commands_outcomes_select_the_nodes_to_rerun() {
+    let mut cluster = TestCluster::start(4);
+    cluster.stop_node(1);
+    let fails_on_3 = format!("! {}", on_port(cluster.port(2)));
+    let out = run(&cluster, &["exec", &fails_on_3]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("2 of 4 node(s) failed; rerun on them with --nodes @failed (node[2-3])"),
+        "{err}"
+    );
+    assert_eq!(selected(&cluster, "@failed"), ["node2", "node3"]);
+    assert_eq!(selected(&cluster, "@unreachable"), ["node2"]);
+    assert_eq!(selected(&cluster, "@ok"), ["node1", "node4"]);
+    assert_eq!(
+        selected(&cluster, "@failed!@unreachable,node4"),
+        ["node3", "node4"]
+    );
+
+    // Rerun on just those: only they run, and the record is this run's now.
+    cluster.restart_node(1);
+    let out = run(
+        &cluster,
+        &["exec", "--nodes", "@failed", "--", "echo", "again"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    let mut ran: Vec<&str> = lines.lines().collect();
+    ran.sort();
+    assert_eq!(ran, ["node2: again", "node3: again"]);
+    assert_eq!(selected(&cluster, "@ok"), ["node2", "node3"]);
+    let out = run(&cluster, &["nodes", "--nodes", "@failed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no node selected"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn fail_fast_starts_no_node_after_a_failure_and_reports_the_rest_skipped() {
+    let cluster = TestCluster::start(4);
+    let fails_on_2 = format!("! {}", on_port(cluster.port(1)));
+    let out = run(
+        &cluster,
+        &["--json", "exec", "--batch", "1", "--fail-fast", &fails_on_2],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the cause's exit code: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        outcomes(&out),
+        [
+            ("node1".to_string(), "ok".to_string()),
+            ("node2".to_string(), "failed".to_string()),
+            ("node3".to_string(), "skipped".to_string()),
+            ("node4".to_string(), "skipped".to_string()),
+        ]
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rerun on them with --nodes @failed,@skipped (node[2-4])"),
+        "{err}"
+    );
+    assert_eq!(selected(&cluster, "@skipped"), ["node3", "node4"]);
+
+    // Every node is skipped only after the budget: 2 failures allowed of 4 (50%).
+    let fails_on_1_2 = format!(
+        "! {{ {} || {}; }}",
+        on_port(cluster.port(0)),
+        on_port(cluster.port(1))
+    );
+    let out = run(
+        &cluster,
+        &[
+            "--json",
+            "exec",
+            "--batch",
+            "1",
+            "--max-fail",
+            "50%",
+            &fails_on_1_2,
+        ],
+    );
+    let got: Vec<String> = outcomes(&out).into_iter().map(|(_, o)| o).collect();
+    assert_eq!(got, ["failed", "failed", "ok", "ok"]);
+    let out = run(
+        &cluster,
+        &[
+            "--json",
+            "exec",
+            "--batch",
+            "1",
+            "--max-fail",
+            "1",
+            &fails_on_1_2,
+        ],
+    );
+    let got: Vec<String> = outcomes(&out).into_iter().map(|(_, o)| o).collect();
+    assert_eq!(got, ["failed", "failed", "skipped", "skipped"]);
+}
+
+#[test]
+fn batches_run_one_after_the_other() {
+    let cluster = TestCluster::start(4);
+    let log = cluster.dir.path().join("order.log");
+    let cmd = format!(
+        "p=${{SSH_CONNECTION##* }}; echo start $p >> {0}; sleep 0.3; echo end $p >> {0}",
+        log.display()
+    );
+    let out = run(&cluster, &["exec", "--batch", "50%", &cmd]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(events.len(), 8, "{events:?}");
+    // The first two events of the second batch come after both ends of the first.
+    let first: Vec<&String> = events[..4].iter().collect();
+    assert_eq!(
+        first.iter().filter(|e| e.starts_with("end")).count(),
+        2,
+        "{events:?}"
+    );
+    for port in [cluster.port(0), cluster.port(1)] {
+        assert!(first.contains(&&format!("end {port}")), "{events:?}");
+    }
+}
+
+#[test]
+fn an_unreachable_node_stops_a_fail_fast_setup_and_the_table_says_skipped_under_quiet() {
+    let mut cluster = TestCluster::start(3);
+    cluster.stop_node(0);
+    let out = run(&cluster, &["-q", "setup", "--batch", "1", "--fail-fast"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let skipped = table.lines().filter(|l| l.contains("skipped")).count();
+    assert_eq!(skipped, 2, "{table}");
+    assert!(table.contains("unreachable"), "{table}");
+}
+
+#[test]
+fn commands_see_their_node_and_chunk_in_the_environment() {
+    let cluster = TestCluster::start(3);
+    let out = run(
+        &cluster,
+        &[
+            "exec",
+            "--nodes",
+            "node[2-3]",
+            "echo $DISTCTL_NODE $DISTCTL_NODE_INDEX $DISTCTL_NODE_COUNT; sh -c 'echo child $DISTCTL_NODE'",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "node2: child node2",
+            "node2: node2 0 2",
+            "node3: child node3",
+            "node3: node3 1 2"
+        ]
+    );
+
+    // `run --exec`: every chunk knows its index and the chunk count.
+    let input = cluster.dir.path().join("in.txt");
+    let data: String = (0..40).map(|i| format!("line {i:02}\n")).collect();
+    std::fs::write(&input, data).unwrap();
+    let out = cluster.distctl().args(["setup", "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster
+        .distctl()
+        .args(["run", "--quiet", "--chunk-size", "64", "--exec"])
+        .arg("cat >/dev/null; echo $DISTCTL_CHUNK/$DISTCTL_CHUNK_COUNT $DISTCTL_NODE_COUNT ${DISTCTL_NODE%[0-9]}")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    let count = lines.len();
+    assert!(count > 2, "{lines:?}");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line, &format!("{i}/{count} 3 node"), "{lines:?}");
+    }
+}
