@@ -291,6 +291,10 @@ pub struct ExecArgs {
     /// After all finish, print each distinct output once, headed by its nodes
     #[arg(long, short = 'g')]
     pub gather: bool,
+    /// After all finish, print the most common output once (headed by its
+    /// nodes) and every other output as a unified diff against it
+    #[arg(long, conflicts_with_all = ["gather", "outdir"])]
+    pub diff: bool,
     /// Write each node's stdout and stderr to DIR/<node>.out and .err
     #[arg(long, value_name = "DIR")]
     pub outdir: Option<PathBuf>,

@@ -247,3 +247,19 @@ fn commands_see_their_node_and_chunk_in_the_environment() {
         assert_eq!(line, &format!("{i}/{count} 3 node"), "{lines:?}");
     }
 }
+
+#[test]
+fn diff_prints_the_common_output_once_and_the_odd_node_as_a_diff() {
+    let cluster = TestCluster::start(3);
+    let cmd = format!(
+        "echo same; if {}; then echo odd; else echo usual; fi; echo end",
+        on_port(cluster.port(1))
+    );
+    let out = run(&cluster, &["exec", "--diff", &cmd]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "---------------\nnode[1,3]\n---------------\nsame\nusual\nend\n\
+         --- node[1,3]\n+++ node2\n@@ -1,3 +1,3 @@\n same\n-usual\n+odd\n end\n"
+    );
+}

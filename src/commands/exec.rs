@@ -27,6 +27,8 @@ enum Mode {
     Stream,
     /// stdout gathered at the end; stderr streams prefixed.
     Gather,
+    /// As Gather, printed as diffs against the most common output.
+    Diff,
     /// Everything captured for the JSON report.
     Json,
     /// Everything to DIR/<node>.out/.err.
@@ -48,6 +50,8 @@ struct NodeJson<'a> {
 pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     let mode = if g.json {
         Mode::Json
+    } else if args.diff {
+        Mode::Diff
     } else if args.gather {
         Mode::Gather
     } else if args.outdir.is_some() {
@@ -92,10 +96,10 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
         timeout: args.timeout.map(|t| t.0),
         print: [
             mode == Mode::Stream,
-            matches!(mode, Mode::Stream | Mode::Gather),
+            matches!(mode, Mode::Stream | Mode::Gather | Mode::Diff),
         ],
         capture: [
-            matches!(mode, Mode::Json | Mode::Gather),
+            matches!(mode, Mode::Json | Mode::Gather | Mode::Diff),
             mode == Mode::Json,
         ],
         outdir: args.outdir.as_deref(),
@@ -123,7 +127,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             let rows: Vec<NodeJson> = runs.iter().map(json_row).collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
-        Mode::Gather => {
+        Mode::Gather | Mode::Diff => {
             let reached: Vec<(&str, String, &[u8])> = runs
                 .iter()
                 .filter_map(|r| {
@@ -138,7 +142,12 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             );
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&gather::render(&groups));
+            let text = if mode == Mode::Diff {
+                gather::render_diff(&groups)
+            } else {
+                gather::render(&groups)
+            };
+            let _ = out.write_all(&text);
             let _ = out.flush();
         }
         Mode::Files => {
