@@ -263,3 +263,73 @@ fn diff_prints_the_common_output_once_and_the_odd_node_as_a_diff() {
          --- node[1,3]\n+++ node2\n@@ -1,3 +1,3 @@\n same\n-usual\n+odd\n end\n"
     );
 }
+
+/// The cluster's inventory with node2 behind node1 (`jump = "node1"`),
+/// optionally with node1's key replaced.
+fn behind_node1(cluster: &TestCluster, node1_key: Option<&std::path::Path>) {
+    cluster.write_inventory("");
+    let text = std::fs::read_to_string(cluster.inventory()).unwrap();
+    let mut text = text.replacen(
+        "name = \"node2\"\n",
+        "name = \"node2\"\njump = \"node1\"\n",
+        1,
+    );
+    if let Some(key) = node1_key {
+        text = text.replacen(
+            "name = \"node1\"\n",
+            &format!(
+                "name = \"node1\"\nidentity_file = {:?}\n",
+                key.display().to_string()
+            ),
+            1,
+        );
+    }
+    std::fs::write(cluster.inventory(), text).unwrap();
+}
+
+#[test]
+fn a_node_behind_a_jump_host_from_the_inventory_alone() {
+    let mut cluster = TestCluster::start(2);
+    behind_node1(&cluster, None);
+    // No ~/.ssh/config: a HOME with nothing in it.
+    let home = tempfile::tempdir().unwrap();
+    let exec = |cluster: &TestCluster| {
+        cluster
+            .distctl()
+            .env("HOME", home.path())
+            .args(["exec", "--nodes", "node2", "echo", "via"])
+            .output()
+            .unwrap()
+    };
+    let out = exec(&cluster);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "node2: via\n");
+
+    // It really goes through node1: with node1 down, node2 is unreachable,
+    // and the reason names the jump host.
+    cluster.stop_node(0);
+    let out = exec(&cluster);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("node2: unreachable: jump host node1: connection refused"),
+        "{err}"
+    );
+    cluster.restart_node(0);
+
+    // The jump hop uses its own identity: a key node1 does not accept fails there.
+    let other = cluster.dir.path().join("other_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    behind_node1(&cluster, Some(&other));
+    let out = exec(&cluster);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("jump host node1: authentication failed"),
+        "{err}"
+    );
+}

@@ -54,8 +54,36 @@ pub struct Node {
     pub host_key_checking: HostKeyChecking,
     pub known_hosts_file: Option<PathBuf>,
     pub ssh_options: Vec<String>,
+    /// The jump host (`jump`) the node is reached through.
+    pub jump: Option<Box<Jump>>,
+    /// Keep the node's master connection up this long after a command
+    /// (`persist`; `--persist` overrides), for the next one to reuse.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub persist: Option<Duration>,
     /// The built-in node: commands run here without SSH.
     pub local: bool,
+}
+
+/// A jump host with its own connection settings: another inventory node's,
+/// or an address (`user@host:port`) with the node's identity, known_hosts
+/// and host-key policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Jump {
+    /// The inventory node's name, or the address as written.
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub host_key_checking: HostKeyChecking,
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -80,6 +108,8 @@ impl Node {
             host_key_checking: HostKeyChecking::Strict,
             known_hosts_file: None,
             ssh_options: Vec::new(),
+            jump: None,
+            persist: None,
             local: false,
         }
     }
@@ -149,6 +179,8 @@ struct RawNode {
     host_key_checking: Option<Spanned<String>>,
     known_hosts_file: Option<String>,
     ssh_options: Option<Spanned<Vec<String>>>,
+    jump: Option<Spanned<String>>,
+    persist: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -501,6 +533,7 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
     };
     let mut nodes: Vec<Node> = Vec::new();
     let mut seen: Vec<(String, Range<usize>)> = Vec::new();
+    let mut jumps: Vec<Option<Spanned<String>>> = Vec::new();
     for entry in entries {
         let span = entry.span();
         let entry = entry.into_inner();
@@ -559,10 +592,109 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
                     .unwrap_or_else(|| node_name.clone()),
             };
             nodes.push(resolve(&loc, base, node_name, host, &entry, &defaults)?);
+            jumps.push(pick(&entry.jump, &defaults.jump).cloned());
         }
     }
+    resolve_jumps(&loc, &mut nodes, jumps)?;
     let groups = resolve_groups(&loc, raw.groups.unwrap_or_default(), &nodes)?;
     Ok((nodes, groups))
+}
+
+/// `jump = "NAME"` (another node) or `"user@host:port"`. A node that would
+/// jump through itself (a `jump` in `[defaults]` naming it) is reached
+/// directly; a jump host that needs a jump host of its own is refused.
+fn resolve_jumps(
+    loc: &Located,
+    nodes: &mut [Node],
+    jumps: Vec<Option<Spanned<String>>>,
+) -> Result<()> {
+    let settings: Vec<Node> = nodes.to_vec();
+    let raw: Vec<Option<String>> = jumps
+        .iter()
+        .map(|j| j.as_ref().map(|s| s.get_ref().trim().to_string()))
+        .collect();
+    for (node, jump) in nodes.iter_mut().zip(jumps) {
+        let Some(jump) = jump else { continue };
+        let value = jump.get_ref().trim();
+        if value == node.name {
+            continue;
+        }
+        let resolved = match settings.iter().position(|n| n.name == value) {
+            Some(i) => {
+                let via = &settings[i];
+                if via.local {
+                    return Err(loc.err(jump.span(), "the local node cannot be a jump host"));
+                }
+                if raw[i].as_deref().is_some_and(|j| j != via.name) {
+                    return Err(loc.err(
+                        jump.span(),
+                        format!("jump host '{value}' has a jump host of its own (chains are not supported)"),
+                    ));
+                }
+                Jump {
+                    name: via.name.clone(),
+                    host: via.host.clone(),
+                    port: via.port,
+                    user: via.user.clone(),
+                    identity_file: via.identity_file.clone(),
+                    known_hosts_file: via.known_hosts_file.clone(),
+                    host_key_checking: via.host_key_checking,
+                }
+            }
+            None => {
+                let (user, host, port) =
+                    parse_address(value).map_err(|e| loc.err(jump.span(), e))?;
+                Jump {
+                    name: value.to_string(),
+                    host,
+                    port,
+                    user,
+                    identity_file: node.identity_file.clone(),
+                    known_hosts_file: node.known_hosts_file.clone(),
+                    host_key_checking: node.host_key_checking,
+                }
+            }
+        };
+        node.jump = Some(Box::new(resolved));
+    }
+    Ok(())
+}
+
+/// `[user@]host[:port]`, with `[v6]:port` for IPv6.
+fn parse_address(s: &str) -> Result<(Option<String>, String, Option<u16>), String> {
+    let (user, rest) = match s.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+        Some(_) => return Err(format!("bad jump host '{s}' (empty user)")),
+        None => (None, s),
+    };
+    let port_of = |p: &str| -> Result<u16, String> {
+        p.parse()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("bad port '{p}' in jump host '{s}'"))
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (addr, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed '[' in jump host '{s}'"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(port_of(p)?),
+            None if after.is_empty() => None,
+            None => return Err(format!("bad jump host '{s}'")),
+        };
+        (addr.to_string(), port)
+    } else if rest.matches(':').count() == 1 {
+        let (h, p) = rest.split_once(':').expect("one colon");
+        (h.to_string(), Some(port_of(p)?))
+    } else {
+        (rest.to_string(), None)
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || "*?!,\"#[]".contains(c)) {
+        return Err(format!(
+            "bad jump host '{s}' (not an inventory node; expected NAME or user@host:port)"
+        ));
+    }
+    Ok((user, host, port))
 }
 
 /// Resolve `[groups]` to node names, each group after the groups it names;
@@ -780,6 +912,13 @@ fn resolve(
     if host.trim().is_empty() {
         return Err(loc.err(n.host.as_ref().map_or(0..0, |h| h.span()), "empty host"));
     }
+    let persist = match pick(&n.persist, &d.persist) {
+        Some(t) => {
+            let dur = parse_duration(t.get_ref()).map_err(|e| loc.err(t.span(), e))?;
+            (!dur.is_zero()).then_some(dur)
+        }
+        None => None,
+    };
     let local_path = |p: &String| -> PathBuf {
         match p.strip_prefix("~/") {
             Some(rest) => std::env::var_os("HOME")
@@ -802,6 +941,8 @@ fn resolve(
         host_key_checking,
         known_hosts_file: pick(&n.known_hosts_file, &d.known_hosts_file).map(local_path),
         ssh_options,
+        jump: None,
+        persist,
         local: false,
     })
 }
@@ -949,6 +1090,39 @@ mod tests {
             e.contains("--nodes: unknown group '@nope'") && e.contains("eu, odd, web"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn jump_hosts_are_nodes_or_addresses() {
+        let nodes = parse_str(
+            "[defaults]\nidentity_file = \"k\"\njump = \"bastion\"\n[[nodes]]\nname = \"bastion\"\nport = 2200\nuser = \"b\"\n[[nodes]]\nname = \"a\"\n[[nodes]]\nname = \"c\"\njump = \"ops@[::1]:2222\"\n",
+        )
+        .unwrap();
+        assert!(
+            nodes[0].jump.is_none(),
+            "the bastion itself is reached directly"
+        );
+        let j = nodes[1].jump.as_deref().unwrap();
+        assert_eq!(
+            (j.name.as_str(), j.port, j.user.as_deref()),
+            ("bastion", Some(2200), Some("b"))
+        );
+        let j = nodes[2].jump.as_deref().unwrap();
+        assert_eq!(
+            (j.host.as_str(), j.port, j.user.as_deref()),
+            ("::1", Some(2222), Some("ops"))
+        );
+        assert_eq!(
+            j.identity_file.as_deref(),
+            Some(Path::new("/base/k")),
+            "the node's own key"
+        );
+        let e = err("[[nodes]]\nname = \"a\"\njump = \"b\"\n[[nodes]]\nname = \"b\"\njump = \"c\"\n[[nodes]]\nname = \"c\"\n");
+        assert!(
+            e.starts_with("c.toml:3: jump host 'b' has a jump host of its own"),
+            "{e}"
+        );
+        assert!(err("[[nodes]]\nname = \"a\"\njump = \"x:0\"\n").starts_with("c.toml:3: bad port"));
     }
 
     #[test]

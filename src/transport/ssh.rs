@@ -12,7 +12,7 @@ use openssh::{ControlPersist, KnownHosts, SessionBuilder, Stdio};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ChildImpl, ConnectError, RemoteProcess};
-use crate::cluster::inventory::{HostKeyChecking, Node};
+use crate::cluster::inventory::{HostKeyChecking, Jump, Node};
 
 /// A fresh short directory for control sockets: the socket path must stay
 /// under 108 bytes, so never under a deep `$TMPDIR` or the project tree. It
@@ -107,6 +107,9 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
         ));
     }
     let _ = writeln!(s, "Host {}", node.host);
+    if node.jump.is_some() {
+        let _ = writeln!(s, "ProxyJump {}", jump_alias(node));
+    }
     if let Some(port) = node.port {
         let _ = writeln!(s, "Port {port}");
     }
@@ -131,6 +134,9 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
     if node.host_key_checking == HostKeyChecking::Off && node.known_hosts_file.is_none() {
         s.push_str("UserKnownHostsFile /dev/null\nLogLevel ERROR\n");
     }
+    if let Some(jump) = &node.jump {
+        jump_block(&mut s, node, jump)?;
+    }
     s.push_str("Match all\nInclude ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
     s.push_str("Match all\n");
     // Dead or frozen nodes must end the master instead of hanging it forever.
@@ -139,6 +145,78 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
     // aes128-gcm is the fastest cipher on hosts with AES-NI (~1.7x chacha20 here).
     s.push_str("Ciphers ^aes128-gcm@openssh.com\n");
     Ok(s)
+}
+
+/// The jump hop's own `Host` name: unique, so that a jump host and a node at
+/// the same address (two sshds on 127.0.0.1) never read each other's block.
+fn jump_alias(node: &Node) -> String {
+    let safe: String = node
+        .jump
+        .as_ref()
+        .map(|j| j.name.as_str())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("distctl-jump.{safe}")
+}
+
+/// The jump hop's settings under its alias: its own address, port, user,
+/// identity, known_hosts and host-key policy. The `ssh -W` that ProxyJump
+/// starts reads this same file (ssh passes `-F` on).
+fn jump_block(s: &mut String, node: &Node, jump: &Jump) -> Result<(), String> {
+    if jump.host.is_empty()
+        || jump
+            .host
+            .contains(|c: char| c.is_whitespace() || "*?!,\"#".contains(c))
+    {
+        return Err(format!(
+            "jump host {:?} cannot be written into an ssh config",
+            jump.host
+        ));
+    }
+    let _ = writeln!(s, "Host {}", jump_alias(node));
+    let _ = writeln!(s, "HostName {}", jump.host);
+    // Known hosts hold the jump host under its real address, not the alias.
+    let key_name = match jump.port {
+        Some(p) if p != 22 => format!("[{}]:{p}", jump.host),
+        _ => jump.host.clone(),
+    };
+    let _ = writeln!(s, "HostKeyAlias {}", config_word(&key_name)?);
+    if let Some(port) = jump.port {
+        let _ = writeln!(s, "Port {port}");
+    }
+    if let Some(user) = &jump.user {
+        let _ = writeln!(s, "User {}", config_word(user)?);
+    }
+    if let Some(key) = &jump.identity_file {
+        let _ = writeln!(s, "IdentityFile {}", config_path(key)?);
+    }
+    if let Some(kh) = &jump.known_hosts_file {
+        let _ = writeln!(s, "UserKnownHostsFile {}", config_path(kh)?);
+    }
+    let checking = match jump.host_key_checking {
+        HostKeyChecking::Strict => "yes",
+        HostKeyChecking::AcceptNew => "accept-new",
+        HostKeyChecking::Off => "no",
+    };
+    let _ = writeln!(s, "StrictHostKeyChecking {checking}");
+    if jump.host_key_checking == HostKeyChecking::Off && jump.known_hosts_file.is_none() {
+        s.push_str("UserKnownHostsFile /dev/null\n");
+    }
+    let _ = writeln!(
+        s,
+        "ConnectTimeout {}",
+        node.connect_timeout.as_secs().max(1)
+    );
+    s.push_str("BatchMode yes\n");
+    Ok(())
 }
 
 /// Host-key checking as the builder and as ssh_config spell it.
@@ -175,11 +253,19 @@ pub async fn connect(
         node: node.name.clone(),
         reason,
     };
-    if let Some(key) = &node.identity_file {
+    let jump_key = node
+        .jump
+        .as_ref()
+        .and_then(|j| Some((format!("jump host {}: ", j.name), j.identity_file.as_ref()?)));
+    let own_key = node.identity_file.as_ref().map(|k| (String::new(), k));
+    for (whose, key) in own_key
+        .into_iter()
+        .chain(jump_key.iter().map(|(w, k)| (w.clone(), *k)))
+    {
         // ssh would only warn and go on to "permission denied".
         if let Err(e) = std::fs::File::open(key) {
             return Err(fail(format!(
-                "identity_file {} {}",
+                "{whose}identity_file {} {}",
                 key.display(),
                 crate::files::preflight::why(&e)
             )));
@@ -215,6 +301,10 @@ pub async fn connect(
                 // stderr. Ask once more without the master to hear them.
                 if let Some(said) = diagnose(&config, node, limit).await {
                     reason = classify(&said);
+                    if let Some(jump) = &node.jump {
+                        // The proxy is the jump hop: what it said is its failure.
+                        reason = format!("jump host {}: {reason}", jump.name);
+                    }
                 }
             }
             Err(fail(reason))
@@ -431,6 +521,33 @@ mod tests {
         let fresh = t.path().join("1.conf");
         write_private(&fresh, b"Host x").unwrap();
         assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn each_hop_has_its_own_block() {
+        use crate::cluster::inventory::{Inventory, Jump};
+        let mut node = Inventory::from_hosts("127.0.0.1:2202")
+            .unwrap()
+            .nodes
+            .remove(0);
+        node.identity_file = Some("/k/node".into());
+        node.jump = Some(Box::new(Jump {
+            name: "node1".into(),
+            host: "127.0.0.1".into(),
+            port: Some(2201),
+            user: Some("j".into()),
+            identity_file: Some("/k/jump".into()),
+            known_hosts_file: Some("/k/known".into()),
+            host_key_checking: crate::cluster::inventory::HostKeyChecking::AcceptNew,
+        }));
+        let text = super::config_text(&node, std::time::Duration::from_secs(5)).unwrap();
+        let node_block = text.split("Host distctl-jump.node1\n").next().unwrap();
+        assert!(
+            node_block.contains("Host 127.0.0.1\nProxyJump distctl-jump.node1\nPort 2202\n"),
+            "{text}"
+        );
+        assert!(node_block.contains("IdentityFile \"/k/node\""), "{text}");
+        assert!(text.contains("Host distctl-jump.node1\nHostName 127.0.0.1\nHostKeyAlias \"[127.0.0.1]:2201\"\nPort 2201\nUser \"j\"\nIdentityFile \"/k/jump\"\nUserKnownHostsFile \"/k/known\"\nStrictHostKeyChecking accept-new\n"), "{text}");
     }
 
     #[test]
