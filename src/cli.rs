@@ -51,6 +51,11 @@ pub struct Global {
     /// every command; once connected, every selected node works at once
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub fanout: usize,
+    /// Keep each node's ssh master up this long after the command, for the
+    /// next invocation to reuse (e.g. 10m; 0 turns the inventory's `persist`
+    /// off; default: the inventory's, else none)
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub persist: Option<Dur>,
     /// Machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
@@ -79,6 +84,7 @@ impl Global {
     ) -> crate::cluster::driver::Fleet {
         crate::cluster::driver::Fleet {
             fanout: self.fanout,
+            persist: self.persist.map(|d| d.0),
             rollout: rollout.map(RolloutArgs::rollout).unwrap_or_default(),
             record: Some(crate::cluster::driver::Record {
                 command,
@@ -148,6 +154,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// List the selected nodes with their resolved settings
     Nodes(NodesArgs),
+    /// Close the ssh masters `--persist` left up for the selected nodes
+    Disconnect(DisconnectArgs),
     /// Render a metrics CSV as a self-contained HTML report with charts
     Report(ReportArgs),
     /// Print shell completions (bash, zsh, fish, ...) or a man page
@@ -351,6 +359,9 @@ pub struct FetchArgs {
 
 #[derive(Debug, Args)]
 pub struct NodesArgs {}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {}
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {

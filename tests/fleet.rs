@@ -333,3 +333,120 @@ fn a_node_behind_a_jump_host_from_the_inventory_alone() {
         "{err}"
     );
 }
+
+/// The control sockets of persistent masters under a runtime directory.
+fn persistent_sockets(runtime: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(runtime.join("distctl")) else {
+        return found;
+    };
+    for d in dirs
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().starts_with("m-"))
+    {
+        for c in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let sock = c.path().join("master");
+            if sock.exists() {
+                found.push(sock);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `ssh -O check` on a control socket: the master's pid when it answers.
+fn master_pid(sock: &std::path::Path) -> Option<u32> {
+    let out = std::process::Command::new("ssh")
+        .args(["-O", "check", "-S"])
+        .arg(sock)
+        .arg("unused")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    out.status.success().then(|| {
+        err.split("pid=")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .expect("ssh -O check names the master's pid")
+    })
+}
+
+fn warm(out: &Output) -> Vec<bool> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["warm"].as_bool().unwrap())
+        .collect()
+}
+
+#[test]
+fn persist_leaves_masters_up_for_the_next_invocation_until_disconnect() {
+    let cluster = TestCluster::start(2);
+    let runtime = tempfile::Builder::new()
+        .prefix("r")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let distctl = |args: &[&str]| {
+        cluster
+            .distctl()
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Default: no master outlives the command.
+    let out = distctl(&["exec", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(persistent_sockets(runtime.path()).is_empty());
+
+    let out = distctl(&["--persist", "60s", "exec", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sockets = persistent_sockets(runtime.path());
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    let pids: Vec<u32> = sockets
+        .iter()
+        .map(|s| master_pid(s).expect("alive"))
+        .collect();
+
+    // The next invocation rides them (the option also goes after the command).
+    assert_eq!(
+        warm(&distctl(&["--json", "status", "--persist", "60s"])),
+        [true, true]
+    );
+    assert_eq!(
+        persistent_sockets(runtime.path()),
+        sockets,
+        "the same masters"
+    );
+
+    // A master that died is replaced without a word.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    support::wait_until(
+        "the master to die",
+        std::time::Duration::from_secs(5),
+        || master_pid(&sockets[0]).is_none(),
+    );
+    let got = warm(&distctl(&["--json", "--persist", "60s", "status"]));
+    assert_eq!(got.iter().filter(|w| **w).count(), 1, "{got:?}");
+    assert_eq!(persistent_sockets(runtime.path()).len(), 2);
+
+    // disconnect closes them all.
+    let out = distctl(&["disconnect"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("closed").count(),
+        2,
+        "{}",
+        text(&out.stdout)
+    );
+    support::wait_until(
+        "the masters to exit",
+        std::time::Duration::from_secs(5),
+        || persistent_sockets(runtime.path()).is_empty(),
+    );
+    assert_eq!(warm(&distctl(&["--json", "status"])), [false, false]);
+}

@@ -58,6 +58,8 @@ pub fn failed_on_error<T>(result: Result<(NodeOutcome, T)>) -> NodeDone<T> {
 pub struct Fleet {
     /// `--fanout`: handshakes at once.
     pub fanout: usize,
+    /// `--persist`: over each node's `persist` (zero: none).
+    pub persist: Option<std::time::Duration>,
     pub rollout: Rollout,
     pub record: Option<Record>,
 }
@@ -161,7 +163,8 @@ where
     Fut: Future<Output = NodeDone<T>>,
 {
     warn_unchecked_host_keys(nodes);
-    let connector = Connector::new(fleet.fanout)?;
+    let mut connector = Connector::new(fleet.fanout)?;
+    connector.persist = fleet.persist;
     let body = &body;
     let gate = &Gate {
         allowed: fleet.rollout.max_fail.map(|m| m.of(nodes.len(), false)),
@@ -277,7 +280,8 @@ impl Cluster {
 
     pub async fn connect_nodes(g: &crate::cli::Global, nodes: Vec<Node>) -> Result<Cluster> {
         warn_unchecked_host_keys(&nodes);
-        let connector = Connector::new(g.fanout)?;
+        let mut connector = Connector::new(g.fanout)?;
+        connector.persist = g.persist.map(|d| d.0);
         let conns = connector.connect_all(&nodes).await;
         Ok(Cluster {
             connector,

@@ -27,6 +27,10 @@ pub struct NodeSession {
     pub node: Node,
     /// How long the connection took to come up (zero for the local node).
     pub connect_time: Duration,
+    /// The connection rode a master an earlier invocation left up (`--persist`).
+    pub warm: bool,
+    /// Leave the master up when this session closes (`--persist`).
+    persist: bool,
     conn: Conn,
     channels: Arc<Semaphore>,
 }
@@ -128,6 +132,8 @@ impl NodeSession {
         NodeSession {
             node,
             connect_time: Duration::ZERO,
+            warm: false,
+            persist: false,
             conn: Conn::Local,
             channels: Arc::new(Semaphore::new(64)),
         }
@@ -199,11 +205,16 @@ impl NodeSession {
         Ok(start.elapsed())
     }
 
-    /// Close the master connection (the local node has none).
+    /// Close the master connection (the local node has none); a persistent
+    /// one is left up for the next invocation.
     pub async fn close(self) {
         if let Conn::Ssh(session) = self.conn {
             if let Ok(session) = Arc::try_unwrap(session) {
-                let _ = session.close().await;
+                if self.persist {
+                    let _ = session.detach();
+                } else {
+                    let _ = session.close().await;
+                }
             }
         }
     }
@@ -219,15 +230,22 @@ pub struct Connector {
     control_dir: tempfile::TempDir,
     pub fanout: usize,
     pub server_alive: Duration,
+    /// `--persist`: keep every master up this long (zero: none), over each
+    /// node's own `persist`.
+    pub persist: Option<Duration>,
     handshakes: Semaphore,
 }
 
 impl Connector {
+    /// `ServerAliveInterval`: a frozen node is noticed within twice this.
+    pub const SERVER_ALIVE: Duration = Duration::from_secs(5);
+
     pub fn new(fanout: usize) -> Result<Connector> {
         Ok(Connector {
             control_dir: ssh::control_dir()?,
             fanout: fanout.max(1),
-            server_alive: Duration::from_secs(5),
+            server_alive: Self::SERVER_ALIVE,
+            persist: None,
             handshakes: Semaphore::new(fanout.max(1)),
         })
     }
@@ -252,10 +270,23 @@ impl Connector {
         }
         let _handshake = self.handshakes.acquire().await.expect("semaphore closed");
         let start = Instant::now();
-        let session = ssh::connect(self.control_dir.path(), index, node, self.server_alive).await?;
+        let persist = match self.persist {
+            Some(d) => (!d.is_zero()).then_some(d),
+            None => node.persist,
+        };
+        let (session, warm) = ssh::connect(
+            self.control_dir.path(),
+            index,
+            node,
+            self.server_alive,
+            persist,
+        )
+        .await?;
         Ok(NodeSession {
             node: node.clone(),
             connect_time: start.elapsed(),
+            warm,
+            persist: persist.is_some(),
             conn: Conn::Ssh(Arc::new(session)),
             channels: Arc::new(Semaphore::new(CHANNELS_PER_NODE)),
         })

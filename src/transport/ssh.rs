@@ -243,11 +243,105 @@ fn config_path(p: &Path) -> Result<String, String> {
     config_word(&p.display().to_string().replace('%', "%%"))
 }
 
+/// Where a node's persistent masters live: a private directory named by a
+/// hash of everything that makes the connection (the generated config, the
+/// host and port), so a changed inventory never rides an old master.
+pub fn persist_dir(node: &Node, server_alive: Duration) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let text = config_text(node, server_alive).map_err(|e| anyhow::anyhow!(e))?;
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    h.update(format!("\0{}\0{:?}", node.host, node.port).as_bytes());
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let uid = unsafe { libc::geteuid() };
+    let base = runtime_base(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), uid);
+    private_dir(&base, uid)?;
+    let dir = base.join(format!("m-{hex}"));
+    private_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+/// The live masters in `dir` (each `.ssh-connection*/master` that answers
+/// a mux alive check), newest first. Dead ones (their master exited: its
+/// `ControlPersist` ran out, or it was killed) are removed on the way; a
+/// directory without a socket yet is left alone while young (another
+/// invocation may be starting its master there).
+pub async fn live_masters(dir: &Path) -> Vec<openssh::Session> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ssh-connection")
+        })
+        .map(|e| {
+            let t = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, e.path())
+        })
+        .collect();
+    found.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut live = Vec::new();
+    for (modified, entry) in found {
+        let ctl = entry.join("master");
+        if ctl.exists() {
+            let session = openssh::Session::resume_mux(ctl.into_boxed_path(), None);
+            let alive = tokio::time::timeout(Duration::from_secs(3), session.check()).await;
+            if matches!(alive, Ok(Ok(()))) {
+                live.push(session);
+                continue;
+            }
+        } else if modified.elapsed().unwrap_or_default() < Duration::from_secs(120) {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(&entry);
+    }
+    live
+}
+
+/// Connect to `node`; with `persist`, ride a master an earlier invocation
+/// left up (the `bool` says so), else start one that outlives this one.
 pub async fn connect(
     control_dir: &Path,
     index: usize,
     node: &Node,
     server_alive: Duration,
+    persist: Option<Duration>,
+) -> Result<(openssh::Session, bool), ConnectError> {
+    let masters = match persist {
+        Some(_) => Some(persist_dir(node, server_alive).map_err(|e| ConnectError {
+            node: node.name.clone(),
+            reason: format!("{e:#}"),
+        })?),
+        None => None,
+    };
+    if let Some(dir) = &masters {
+        if let Some(session) = live_masters(dir).await.into_iter().next() {
+            return Ok((session, true));
+        }
+    }
+    let dir = masters.as_deref().unwrap_or(control_dir);
+    let keep = persist.unwrap_or(Duration::from_secs(30));
+    open_master(control_dir, dir, index, node, server_alive, keep)
+        .await
+        .map(|s| (s, false))
+}
+
+async fn open_master(
+    control_dir: &Path,
+    socket_dir: &Path,
+    index: usize,
+    node: &Node,
+    server_alive: Duration,
+    keep: Duration,
 ) -> Result<openssh::Session, ConnectError> {
     let fail = |reason: String| ConnectError {
         node: node.name.clone(),
@@ -277,9 +371,10 @@ pub async fn connect(
         .map_err(|e| fail(format!("cannot write ssh config: {e}")))?;
 
     let mut b = SessionBuilder::default();
-    b.control_directory(control_dir)
+    let keep = std::num::NonZeroUsize::new(keep.as_secs().max(1) as usize).expect("non-zero");
+    b.control_directory(socket_dir)
         .config_file(&config)
-        .control_persist(ControlPersist::IdleFor(30.try_into().expect("non-zero")))
+        .control_persist(ControlPersist::IdleFor(keep))
         // The builder always passes its own StrictHostKeyChecking: the same.
         .known_hosts_check(checking(node).0)
         .connect_timeout(node.connect_timeout);
