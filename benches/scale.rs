@@ -111,7 +111,9 @@ fn main() {
         let status = cell(measure(|| distctl(&["status", "-q"])));
         let cold = cell(measure(|| distctl(&["exec", "-q", "true"])));
         distctl(&["--persist", "5m", "exec", "-q", "true"]);
-        let warm = cell(measure(|| distctl(&["--persist", "5m", "exec", "-q", "true"])));
+        let warm = cell(measure(|| {
+            distctl(&["--persist", "5m", "exec", "-q", "true"])
+        }));
         distctl(&["disconnect", "-q"]);
         let setup = cell(measure(|| distctl(&["setup", "-q"])));
         let floor = cell(measure(|| {
@@ -126,10 +128,12 @@ fn main() {
                         .unwrap()
                 })
                 .collect();
-            children
+            // Wait for every child before judging any.
+            let ok: Vec<bool> = children
                 .into_iter()
                 .map(|mut c| c.wait().is_ok_and(|s| s.success()))
-                .fold(true, |a, b| a && b)
+                .collect();
+            ok.iter().all(|b| *b)
         }));
         let config = ssh_config(&cluster);
         let set = format!("node[1-{k}]");
@@ -146,13 +150,20 @@ fn main() {
         let clush = if on_path("clush") {
             cell(measure(|| {
                 let mut c = Command::new("clush");
-                c.args(["-o", &format!("-F {}", config.display())])
-                    .args(["-f", &k.to_string(), "-w", &set, "true"]);
+                c.args(["-o", &format!("-F {}", config.display())]).args([
+                    "-f",
+                    &k.to_string(),
+                    "-w",
+                    &set,
+                    "true",
+                ]);
                 quiet(c)
             }))
         } else {
             "not installed".into()
         };
-        println!("| {k} | {status} | {cold} | {warm} | {setup} | {floor} | {pdsh} | {clush} | {lost} |");
+        println!(
+            "| {k} | {status} | {cold} | {warm} | {setup} | {floor} | {pdsh} | {clush} | {lost} |"
+        );
     }
 }
