@@ -249,8 +249,9 @@ pub fn record_outcomes<'a>(
     record: &Record,
     outcomes: impl IntoIterator<Item = (&'a str, &'a NodeOutcome)>,
 ) {
-    let log = OutcomeLog::for_source(&record.source);
-    if let Err(e) = log.record(record.command, &record.source, outcomes) {
+    let recorded = OutcomeLog::for_source(&record.source)
+        .and_then(|log| log.record(record.command, &record.source, outcomes));
+    if let Err(e) = recorded {
         eprintln!("distctl: warning: cannot record outcomes for --nodes @failed: {e:#}");
     }
 }

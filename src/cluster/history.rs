@@ -106,11 +106,10 @@ fn file_name(source: &Source) -> String {
 }
 
 impl OutcomeLog {
-    pub fn for_source(source: &Source) -> OutcomeLog {
-        let dir = state_dir().unwrap_or_else(|_| PathBuf::from(".distctl-state"));
-        OutcomeLog {
-            path: dir.join(file_name(source)),
-        }
+    pub fn for_source(source: &Source) -> Result<OutcomeLog> {
+        Ok(OutcomeLog {
+            path: state_dir()?.join(file_name(source)),
+        })
     }
 
     /// The last command's outcomes; an error says none is recorded yet.

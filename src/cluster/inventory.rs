@@ -384,7 +384,8 @@ impl Inventory {
         let names = nodeset::evaluate(expr, |group| {
             if crate::cluster::history::OUTCOME_GROUPS.contains(&group) {
                 let log = log.get_or_insert_with(|| {
-                    crate::cluster::history::OutcomeLog::for_source(&self.source).load()
+                    crate::cluster::history::OutcomeLog::for_source(&self.source)
+                        .and_then(|l| l.load())
                 });
                 return match log {
                     Ok(last) => last.group(group),
