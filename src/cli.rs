@@ -52,6 +52,11 @@ pub struct Global {
     /// every command; once connected, every selected node works at once
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub fanout: usize,
+    /// Keep each node's ssh master up this long after the command, for the
+    /// next invocation to reuse (e.g. 10m; 0 turns the inventory's `persist`
+    /// off; default: the inventory's, else none)
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub persist: Option<Dur>,
     /// Machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
@@ -65,6 +70,57 @@ impl From<&Global> for crate::cluster::inventory::Lookup {
         Self {
             hosts: g.hosts.clone(),
             file: g.inventory.clone(),
+        }
+    }
+}
+
+impl Global {
+    /// How `command` meets its nodes: `--fanout`, the rollout (none for
+    /// commands without rollout flags) and the record of its outcomes.
+    pub fn fleet(
+        &self,
+        inventory: &crate::cluster::inventory::Inventory,
+        command: &'static str,
+        rollout: Option<&RolloutArgs>,
+    ) -> crate::cluster::driver::Fleet {
+        crate::cluster::driver::Fleet {
+            fanout: self.fanout,
+            persist: self.persist.map(|d| d.0),
+            rollout: rollout.map(RolloutArgs::rollout).unwrap_or_default(),
+            record: Some(crate::cluster::driver::Record {
+                command,
+                source: inventory.source.clone(),
+            }),
+        }
+    }
+}
+
+/// Rolling a change out a few nodes at a time (`exec`, `sync`, `setup`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rollout")]
+pub struct RolloutArgs {
+    /// Work on N nodes (or P% of the selection) at a time; the next batch
+    /// starts when the previous one is done (default: every node at once)
+    #[arg(long, value_name = "N|P%")]
+    pub batch: Option<crate::cluster::driver::Share>,
+    /// Start no new node after the first failure (nodes not started are `skipped`)
+    #[arg(long, conflicts_with = "max_fail")]
+    pub fail_fast: bool,
+    /// Start no new node once more than N nodes (or P% of the selection)
+    /// failed (default: no limit)
+    #[arg(long, value_name = "N|P%")]
+    pub max_fail: Option<crate::cluster::driver::Share>,
+}
+
+impl RolloutArgs {
+    pub fn rollout(&self) -> crate::cluster::driver::Rollout {
+        crate::cluster::driver::Rollout {
+            batch: self.batch,
+            max_fail: if self.fail_fast {
+                Some(crate::cluster::driver::Share::Count(0))
+            } else {
+                self.max_fail
+            },
         }
     }
 }
@@ -99,6 +155,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// List the selected nodes with their resolved settings
     Nodes(NodesArgs),
+    /// Close the ssh masters `--persist` left up for the selected nodes
+    Disconnect(DisconnectArgs),
     /// Render a metrics CSV as a self-contained HTML report with charts
     Report(ReportArgs),
     /// Print shell completions (bash, zsh, fish, ...) or a man page
@@ -116,6 +174,8 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// worker-agent binary to push (default: the static agent embedded in distctl)
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
@@ -235,9 +295,15 @@ pub struct StatusArgs {}
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// After all finish, print each distinct output once, headed by its nodes
     #[arg(long, short = 'g')]
     pub gather: bool,
+    /// After all finish, print the most common output once (headed by its
+    /// nodes) and every other output as a unified diff against it
+    #[arg(long, conflicts_with_all = ["gather", "outdir"])]
+    pub diff: bool,
     /// Write each node's stdout and stderr to DIR/<node>.out and .err
     #[arg(long, value_name = "DIR")]
     pub outdir: Option<PathBuf>,
@@ -260,6 +326,8 @@ pub struct ExecArgs {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// Local directory to mirror
     pub local_dir: PathBuf,
     /// Subdirectory of the workdir to mirror into (default: the workdir itself)
@@ -285,6 +353,9 @@ pub struct FetchArgs {
 
 #[derive(Debug, Args)]
 pub struct NodesArgs {}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {}
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {

@@ -1201,3 +1201,61 @@ fn sixteen_containers_run_and_collect() {
     assert_eq!(rows.len(), 16);
     assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
 }
+
+/// node2 and node3 named by their container names, which only the Docker
+/// network's DNS resolves: the host cannot reach them, node1 can. The
+/// inventory alone (`jump = "node1"`, strict host keys, no ~/.ssh/config)
+/// must get there, and a dead jump host is named as the cause.
+#[test]
+fn nodes_reached_only_through_a_jump_host_from_the_inventory_alone() {
+    let Some(cluster) = DockerCluster::start("jump", 3) else {
+        return;
+    };
+    if cluster.network.is_none() {
+        eprintln!("SKIPPED: host networking gives no names to hide behind a jump host");
+        return;
+    }
+    // Through node1, the others are `<container>` on port 22: known under that name.
+    let mut known = fs::read_to_string(cluster.known_hosts()).unwrap();
+    for i in 1..3 {
+        known.push_str(&format!(
+            "{} {}\n",
+            cluster.container(i),
+            cluster.host_key(i)
+        ));
+    }
+    fs::write(cluster.known_hosts(), known).unwrap();
+    let mut inventory = fs::read_to_string(cluster.inventory()).unwrap();
+    for n in &cluster.nodes[1..] {
+        inventory = inventory.replacen(
+            &format!(
+                "name = {:?}\nhost = {:?}\nport = {}\n",
+                n.name, n.host, n.port
+            ),
+            &format!(
+                "name = {:?}\nhost = {:?}\nport = 22\njump = \"{}\"\n",
+                n.name, n.container, cluster.nodes[0].name
+            ),
+            1,
+        );
+    }
+    fs::write(cluster.inventory(), inventory).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let exec = || {
+        let mut c = cluster.distctl();
+        c.env("HOME", home.path())
+            .args(["exec", "--nodes", "node[2-3]", "--", "echo", "behind"]);
+        run_bounded(&mut c, Duration::from_secs(60))
+    };
+    let out = exec();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(lines, ["node2: behind", "node3: behind"]);
+
+    cluster.kill(0);
+    let out = exec();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("jump host node1:").count(), 2, "{err}");
+}

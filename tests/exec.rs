@@ -58,7 +58,7 @@ fn streams_prefixed_lines_and_summarises_failed_and_unreachable_nodes() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("2 of 4 node(s) failed; rerun on them with --nodes 'node[2,4]'"),
+        stderr.contains("2 of 4 node(s) failed; rerun on them with --nodes @failed (node[2,4])"),
         "{stderr}"
     );
 

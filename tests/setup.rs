@@ -189,5 +189,8 @@ fn setup_with_fanout_1_pushes_to_every_node() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("node3: unreachable"), "{err}");
-    assert!(err.contains("rerun on them with --nodes node3"), "{err}");
+    assert!(
+        err.contains("rerun on them with --nodes @failed (node3)"),
+        "{err}"
+    );
 }

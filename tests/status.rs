@@ -114,6 +114,7 @@ fn status_json_keys_and_figures_match_collect() {
         "disk_total_gib",
         "agent",
         "sync",
+        "warm",
     ];
     let mut keys: Vec<&str> = rows[0]
         .as_object()

@@ -209,7 +209,10 @@ fn sync_into_the_workdir_root_never_deletes_distctl_files_and_status_shows_it() 
     let (code, rows, err) = sync_json(&cluster, &[local.path().to_str().unwrap()]);
     assert_eq!(code, 1, "an unreachable node is exit 1: {err}");
     assert_eq!(rows[2]["status"], "unreachable");
-    assert!(err.contains("rerun on them with --nodes node3"), "{err}");
+    assert!(
+        err.contains("rerun on them with --nodes @failed (node3)"),
+        "{err}"
+    );
     cluster.restart_node(2);
     let rows = status(&cluster);
     assert_eq!(rows[0]["sync"], "in sync");

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cluster::inventory::{HostKeyChecking, Node};
+use crate::cluster::history::OutcomeLog;
+use crate::cluster::inventory::{HostKeyChecking, Node, Source};
 use crate::cluster::outcome::NodeOutcome;
 use crate::transport::{ConnectError, Connector, NodeSession};
 
@@ -50,11 +51,109 @@ pub fn failed_on_error<T>(result: Result<(NodeOutcome, T)>) -> NodeDone<T> {
     }
 }
 
+/// How a per-node command meets its nodes, besides its body: how it
+/// connects, how many nodes it starts at a time ([`Rollout`]), and where it
+/// records what happened ([`Record`]).
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// `--fanout`: handshakes at once.
+    pub fanout: usize,
+    /// `--persist`: over each node's `persist` (zero: none).
+    pub persist: Option<std::time::Duration>,
+    pub rollout: Rollout,
+    pub record: Option<Record>,
+}
+
+/// Where a command's outcomes go, for `--nodes @failed` next time.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub command: &'static str,
+    pub source: Source,
+}
+
+/// A count of nodes, or a share of the selection: `--batch 4`, `--max-fail 10%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Share {
+    Count(usize),
+    Percent(f64),
+}
+
+impl Share {
+    /// Nodes out of `total`: a percentage rounds up for a batch (at least
+    /// one node), down for a failure budget.
+    fn of(self, total: usize, round_up: bool) -> usize {
+        match self {
+            Share::Count(n) => n,
+            Share::Percent(p) => {
+                let exact = p * total as f64 / 100.0;
+                if round_up {
+                    (exact.ceil() as usize).max(1)
+                } else {
+                    exact.floor() as usize
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Share {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Share, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad percentage '{s}' (e.g. 25%)"))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("'{s}' is not between 0% and 100%"));
+            }
+            return Ok(Share::Percent(v));
+        }
+        s.parse()
+            .map(Share::Count)
+            .map_err(|_| format!("bad count '{s}' (a number of nodes, or a percentage like 25%)"))
+    }
+}
+
+/// Rolling a change out a few nodes at a time (Ansible's `serial` and
+/// `max_fail_percentage`). The default starts every node at once and never stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rollout {
+    /// Nodes per batch; the next batch starts when the previous one is done.
+    pub batch: Option<Share>,
+    /// More failures than this (unreachable nodes count) start no new node;
+    /// `Count(0)` is `--fail-fast`.
+    pub max_fail: Option<Share>,
+}
+
+/// Counts failures as nodes finish and says when no new node may start.
+struct Gate {
+    allowed: Option<usize>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn closed(&self) -> bool {
+        self.allowed
+            .is_some_and(|a| self.failures.load(std::sync::atomic::Ordering::SeqCst) > a)
+    }
+
+    fn finished(&self, outcome: &NodeOutcome) {
+        if !outcome.succeeded() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// Connect every node in `nodes` and run `body` on each connected one; each
 /// session is closed once its body is done. Results come back in the order
-/// of `nodes`.
+/// of `nodes`; nodes the rollout never started are [`NodeOutcome::Skipped`].
+/// The outcomes are recorded where `fleet.record` says.
 pub async fn each_node<T, F, Fut>(
-    fanout: usize,
+    fleet: &Fleet,
     nodes: &[Node],
     start: Start,
     body: F,
@@ -64,19 +163,34 @@ where
     Fut: Future<Output = NodeDone<T>>,
 {
     warn_unchecked_host_keys(nodes);
-    let connector = Connector::new(fanout)?;
+    let mut connector = Connector::new(fleet.fanout)?;
+    connector.persist = fleet.persist;
     let body = &body;
+    let gate = &Gate {
+        allowed: fleet.rollout.max_fail.map(|m| m.of(nodes.len(), false)),
+        failures: Default::default(),
+    };
+    let skipped = |node: &Node| NodeResult {
+        node: node.clone(),
+        outcome: NodeOutcome::Skipped,
+        detail: None,
+    };
     let finish = |node: &Node, conn: Result<Arc<NodeSession>, ConnectError>| {
         let node = node.clone();
         async move {
             let (outcome, detail) = match conn {
                 Err(e) => (NodeOutcome::Unreachable { reason: e.reason }, None),
+                Ok(session) if gate.closed() => {
+                    close(session).await;
+                    (NodeOutcome::Skipped, None)
+                }
                 Ok(session) => {
                     let done = body(session.clone()).await;
                     close(session).await;
                     done
                 }
             };
+            gate.finished(&outcome);
             NodeResult {
                 node,
                 outcome,
@@ -87,11 +201,27 @@ where
     let results = match start {
         Start::AsConnected => {
             let connector = &connector;
-            futures::future::join_all(nodes.iter().enumerate().map(|(i, node)| async move {
-                let conn = connector.connect(i, node).await.map(Arc::new);
-                finish(node, conn).await
-            }))
-            .await
+            let batch = fleet
+                .rollout
+                .batch
+                .map_or(nodes.len(), |b| b.of(nodes.len(), true))
+                .max(1);
+            let mut results = Vec::with_capacity(nodes.len());
+            for (b, group) in nodes.chunks(batch).enumerate() {
+                let first = b * batch;
+                let done = futures::future::join_all(group.iter().enumerate().map(
+                    |(i, node)| async move {
+                        if gate.closed() {
+                            return skipped(node);
+                        }
+                        let conn = connector.connect(first + i, node).await.map(Arc::new);
+                        finish(node, conn).await
+                    },
+                ))
+                .await;
+                results.extend(done);
+            }
+            results
         }
         Start::Together => {
             let conns = connector.connect_all(nodes).await;
@@ -104,7 +234,26 @@ where
             .await
         }
     };
+    if let Some(record) = &fleet.record {
+        record_outcomes(
+            record,
+            results.iter().map(|r| (r.node.name.as_str(), &r.outcome)),
+        );
+    }
     Ok(results)
+}
+
+/// Keep this command's outcomes for `--nodes @failed`; a state directory
+/// that cannot be written costs a warning, never the command.
+pub fn record_outcomes<'a>(
+    record: &Record,
+    outcomes: impl IntoIterator<Item = (&'a str, &'a NodeOutcome)>,
+) {
+    let recorded = OutcomeLog::for_source(&record.source)
+        .and_then(|log| log.record(record.command, &record.source, outcomes));
+    if let Err(e) = recorded {
+        eprintln!("distctl: warning: cannot record outcomes for --nodes @failed: {e:#}");
+    }
 }
 
 /// Close a session once the last task holding it has let go.
@@ -123,10 +272,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connect to every node given (at most `fanout` handshakes at a time).
-    pub async fn connect_nodes(fanout: usize, nodes: Vec<Node>) -> Result<Cluster> {
+    /// Connect to every node given (at most `fanout` handshakes at a time;
+    /// masters kept up `persist` after the command where it is set).
+    pub async fn connect_nodes(
+        fanout: usize,
+        persist: Option<std::time::Duration>,
+        nodes: Vec<Node>,
+    ) -> Result<Cluster> {
         warn_unchecked_host_keys(&nodes);
-        let connector = Connector::new(fanout)?;
+        let mut connector = Connector::new(fanout)?;
+        connector.persist = persist;
         let conns = connector.connect_all(&nodes).await;
         Ok(Cluster {
             connector,
@@ -174,5 +329,23 @@ pub fn warn_unchecked_host_keys(nodes: &[Node]) {
                 crate::cluster::nodeset::fold(&off)
             )
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Share;
+
+    #[test]
+    fn shares_are_counts_or_percentages_of_the_selection() {
+        let batch = |s: &str, total| s.parse::<Share>().unwrap().of(total, true);
+        let budget = |s: &str, total| s.parse::<Share>().unwrap().of(total, false);
+        assert_eq!(batch("4", 10), 4);
+        assert_eq!(batch("25%", 10), 3, "a batch rounds up");
+        assert_eq!(batch("1%", 10), 1, "a batch is at least one node");
+        assert_eq!(budget("25%", 10), 2, "a failure budget rounds down");
+        assert_eq!(budget("0", 10), 0);
+        assert!("150%".parse::<Share>().is_err());
+        assert!("x".parse::<Share>().unwrap_err().contains("bad count"));
     }
 }

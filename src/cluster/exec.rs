@@ -108,9 +108,12 @@ fn out_paths(dir: &Path, node: &str, ext: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Run the plan's command on one node, to its end, a timeout or an interrupt.
+/// `env` is the node's own variables (`DISTCTL_NODE`, ...), exported
+/// before the plan's command line.
 pub async fn run_on(
     session: &NodeSession,
     opts: &ExecPlan<'_>,
+    env: &[(&str, String)],
     printer: &LinePrinter,
 ) -> (NodeOutcome, ExecRun) {
     let node = session.node.name.clone();
@@ -134,7 +137,8 @@ pub async fn run_on(
         }
     }
     let start = Instant::now();
-    let mut proc = match session.spawn(opts.cmdline).await {
+    let cmdline = format!("{}{}", shell::exports(env), opts.cmdline);
+    let mut proc = match session.spawn(&cmdline).await {
         Ok(p) => p,
         Err(e) => {
             if let Some(dir) = opts.outdir {

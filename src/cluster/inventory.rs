@@ -1,7 +1,7 @@
 //! The cluster inventory (`cluster.toml`): schema, validation with file and
 //! line in every error, range expansion, lookup order and node selection.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -54,8 +54,36 @@ pub struct Node {
     pub host_key_checking: HostKeyChecking,
     pub known_hosts_file: Option<PathBuf>,
     pub ssh_options: Vec<String>,
+    /// The jump host (`jump`) the node is reached through.
+    pub jump: Option<Box<Jump>>,
+    /// Keep the node's master connection up this long after a command
+    /// (`persist`; `--persist` overrides), for the next one to reuse.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub persist: Option<Duration>,
     /// The built-in node: commands run here without SSH.
     pub local: bool,
+}
+
+/// A jump host with its own connection settings: another inventory node's,
+/// or an address (`user@host:port`) with the node's identity, known_hosts
+/// and host-key policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Jump {
+    /// The inventory node's name, or the address as written.
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub host_key_checking: HostKeyChecking,
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -80,6 +108,8 @@ impl Node {
             host_key_checking: HostKeyChecking::Strict,
             known_hosts_file: None,
             ssh_options: Vec::new(),
+            jump: None,
+            persist: None,
             local: false,
         }
     }
@@ -129,6 +159,8 @@ impl fmt::Display for Source {
 pub struct Inventory {
     pub source: Source,
     pub nodes: Vec<Node>,
+    /// `[groups]`, each resolved to its node names.
+    pub groups: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// One table of settings: `[defaults]` or a `[[nodes]]` entry.
@@ -147,6 +179,8 @@ struct RawNode {
     host_key_checking: Option<Spanned<String>>,
     known_hosts_file: Option<String>,
     ssh_options: Option<Spanned<Vec<String>>>,
+    jump: Option<Spanned<String>>,
+    persist: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +188,24 @@ struct RawNode {
 struct RawInventory {
     defaults: Option<Spanned<RawNode>>,
     nodes: Option<Spanned<Vec<Spanned<RawNode>>>>,
+    groups: Option<BTreeMap<String, Spanned<RawGroup>>>,
+}
+
+/// A group's members: one set expression, or a list of them (unioned).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawGroup {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawGroup {
+    fn expressions(&self) -> Vec<&str> {
+        match self {
+            RawGroup::One(s) => vec![s.as_str()],
+            RawGroup::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// Locates problems in one inventory file: `path:line: message`.
@@ -232,6 +284,7 @@ impl Inventory {
         Ok(Inventory {
             source: Source::BuiltinLocal,
             nodes: vec![Node::local()],
+            groups: BTreeMap::new(),
         })
     }
 
@@ -239,10 +292,11 @@ impl Inventory {
         let text = std::fs::read_to_string(path)
             .map_err(|e| usage!("cannot read inventory {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let nodes = parse(path, &text, base)?;
+        let (nodes, groups) = parse_with_groups(path, &text, base)?;
         Ok(Inventory {
             source: Source::File(path.to_path_buf()),
             nodes,
+            groups,
         })
     }
 
@@ -275,32 +329,22 @@ impl Inventory {
         Ok(Inventory {
             source: Source::Hosts(spec.to_string()),
             nodes,
+            groups: BTreeMap::new(),
         })
     }
 
     /// Apply `--nodes`, `--exclude` and `--label`. Selecting nothing is a usage error.
     pub fn select(&self, selection: impl Into<Selection>) -> Result<Vec<Node>> {
         let selection = selection.into();
-        let known: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-        let names = |flag: &str, set: &str| -> Result<HashSet<String>> {
-            let names = nodeset::expand(set).map_err(|e| usage!("{flag}: {e}"))?;
-            if let Some(missing) = names.iter().find(|n| !known.contains(n.as_str())) {
-                return Err(usage!(
-                    "{flag}: no node named '{missing}' in {}",
-                    self.source
-                ));
-            }
-            Ok(names.into_iter().collect())
-        };
         let only = selection
             .nodes
             .as_deref()
-            .map(|s| names("--nodes", s))
+            .map(|s| self.resolve_set("--nodes", s))
             .transpose()?;
         let except = selection
             .exclude
             .as_deref()
-            .map(|s| names("--exclude", s))
+            .map(|s| self.resolve_set("--exclude", s))
             .transpose()?;
         let selected: Vec<Node> = self
             .nodes
@@ -330,6 +374,82 @@ impl Inventory {
         }
         Ok(selected)
     }
+
+    /// The node names a `--nodes`/`--exclude` expression stands for: names,
+    /// ranges, `@group`, `@label:NAME`, `@all` and the last command's
+    /// outcomes (`@failed`, ...), joined by ClusterShell's operators.
+    pub fn resolve_set(&self, flag: &str, expr: &str) -> Result<BTreeSet<String>> {
+        let known: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut log = None;
+        let names = nodeset::evaluate(expr, |group| {
+            if crate::cluster::history::OUTCOME_GROUPS.contains(&group) {
+                let log = log.get_or_insert_with(|| {
+                    crate::cluster::history::OutcomeLog::for_source(&self.source)
+                        .and_then(|l| l.load())
+                });
+                return match log {
+                    Ok(last) => last.group(group),
+                    Err(e) => Err(format!("@{group}: {e:#}")),
+                };
+            }
+            self.group(group)
+        })
+        .map_err(|e| usage!("{flag}: {e}"))?;
+        if let Some(missing) = names.iter().find(|n| !known.contains(n.as_str())) {
+            return Err(usage!(
+                "{flag}: no node named '{missing}' in {}",
+                self.source
+            ));
+        }
+        Ok(names)
+    }
+
+    /// `@NAME`: an inventory group, `all`, `label:NAME`, else a label of that name.
+    fn group(&self, name: &str) -> Result<BTreeSet<String>, String> {
+        group_members(&self.nodes, &self.groups, name).unwrap_or_else(|| {
+            let defined: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+            Err(format!(
+                "unknown group '@{name}' ({}; a label works as @label:NAME)",
+                if defined.is_empty() {
+                    format!("{} defines no [groups]", self.source)
+                } else {
+                    format!("groups in {}: {}", self.source, defined.join(", "))
+                }
+            ))
+        })
+    }
+}
+
+/// The members of `@name` among `nodes` and the groups resolved so far;
+/// `None` when nothing of that name exists.
+fn group_members(
+    nodes: &[Node],
+    groups: &BTreeMap<String, BTreeSet<String>>,
+    name: &str,
+) -> Option<Result<BTreeSet<String>, String>> {
+    let labelled = |label: &str| -> BTreeSet<String> {
+        nodes
+            .iter()
+            .filter(|n| n.labels.iter().any(|l| l == label))
+            .map(|n| n.name.clone())
+            .collect()
+    };
+    if name == "all" {
+        return Some(Ok(nodes.iter().map(|n| n.name.clone()).collect()));
+    }
+    if let Some(label) = name.strip_prefix("label:") {
+        let set = labelled(label);
+        return Some(if set.is_empty() {
+            Err(format!("no node carries label '{label}' (@{name})"))
+        } else {
+            Ok(set)
+        });
+    }
+    if let Some(set) = groups.get(name) {
+        return Some(Ok(set.clone()));
+    }
+    let set = labelled(name);
+    (!set.is_empty()).then_some(Ok(set))
 }
 
 /// Four dot-separated decimal octets, one of them with a leading zero
@@ -379,7 +499,14 @@ fn split_host_port(rest: &str, item: &str) -> Result<(Vec<String>, Option<u16>)>
     Ok((hosts, port))
 }
 
+#[cfg(test)]
 pub(crate) fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
+    Ok(parse_with_groups(path, text, base)?.0)
+}
+
+type Groups = BTreeMap<String, BTreeSet<String>>;
+
+fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>, Groups)> {
     let loc = Located { path, text };
     let raw: RawInventory = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");
@@ -407,6 +534,7 @@ pub(crate) fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
     };
     let mut nodes: Vec<Node> = Vec::new();
     let mut seen: Vec<(String, Range<usize>)> = Vec::new();
+    let mut jumps: Vec<Option<Spanned<String>>> = Vec::new();
     for entry in entries {
         let span = entry.span();
         let entry = entry.into_inner();
@@ -465,21 +593,242 @@ pub(crate) fn parse(path: &Path, text: &str, base: &Path) -> Result<Vec<Node>> {
                     .unwrap_or_else(|| node_name.clone()),
             };
             nodes.push(resolve(&loc, base, node_name, host, &entry, &defaults)?);
+            jumps.push(pick(&entry.jump, &defaults.jump).cloned());
         }
     }
-    Ok(nodes)
+    resolve_jumps(&loc, &mut nodes, jumps)?;
+    let groups = resolve_groups(&loc, raw.groups.unwrap_or_default(), &nodes)?;
+    Ok((nodes, groups))
+}
+
+/// `jump = "NAME"` (another node) or `"user@host:port"`. A node that would
+/// jump through itself (a `jump` in `[defaults]` naming it) is reached
+/// directly; a jump host that needs a jump host of its own is refused.
+fn resolve_jumps(
+    loc: &Located,
+    nodes: &mut [Node],
+    jumps: Vec<Option<Spanned<String>>>,
+) -> Result<()> {
+    let settings: Vec<Node> = nodes.to_vec();
+    let raw: Vec<Option<String>> = jumps
+        .iter()
+        .map(|j| j.as_ref().map(|s| s.get_ref().trim().to_string()))
+        .collect();
+    for (node, jump) in nodes.iter_mut().zip(jumps) {
+        let Some(jump) = jump else { continue };
+        let value = jump.get_ref().trim();
+        if value == node.name {
+            continue;
+        }
+        let resolved = match settings.iter().position(|n| n.name == value) {
+            Some(i) => {
+                let via = &settings[i];
+                if via.local {
+                    return Err(loc.err(jump.span(), "the local node cannot be a jump host"));
+                }
+                if raw[i].as_deref().is_some_and(|j| j != via.name) {
+                    return Err(loc.err(
+                        jump.span(),
+                        format!("jump host '{value}' has a jump host of its own (chains are not supported)"),
+                    ));
+                }
+                Jump {
+                    name: via.name.clone(),
+                    host: via.host.clone(),
+                    port: via.port,
+                    user: via.user.clone(),
+                    identity_file: via.identity_file.clone(),
+                    known_hosts_file: via.known_hosts_file.clone(),
+                    host_key_checking: via.host_key_checking,
+                }
+            }
+            None => {
+                let (user, host, port) =
+                    parse_address(value).map_err(|e| loc.err(jump.span(), e))?;
+                Jump {
+                    name: value.to_string(),
+                    host,
+                    port,
+                    user,
+                    identity_file: node.identity_file.clone(),
+                    known_hosts_file: node.known_hosts_file.clone(),
+                    host_key_checking: node.host_key_checking,
+                }
+            }
+        };
+        node.jump = Some(Box::new(resolved));
+    }
+    Ok(())
+}
+
+/// `[user@]host[:port]`, with `[v6]:port` for IPv6.
+fn parse_address(s: &str) -> Result<(Option<String>, String, Option<u16>), String> {
+    let (user, rest) = match s.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+        Some(_) => return Err(format!("bad jump host '{s}' (empty user)")),
+        None => (None, s),
+    };
+    let port_of = |p: &str| -> Result<u16, String> {
+        p.parse()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("bad port '{p}' in jump host '{s}'"))
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (addr, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed '[' in jump host '{s}'"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(port_of(p)?),
+            None if after.is_empty() => None,
+            None => return Err(format!("bad jump host '{s}'")),
+        };
+        (addr.to_string(), port)
+    } else if rest.matches(':').count() == 1 {
+        let (h, p) = rest.split_once(':').expect("one colon");
+        (h.to_string(), Some(port_of(p)?))
+    } else {
+        (rest.to_string(), None)
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || "*?!,\"#[]".contains(c)) {
+        return Err(format!(
+            "bad jump host '{s}' (not an inventory node; expected NAME or user@host:port)"
+        ));
+    }
+    Ok((user, host, port))
+}
+
+/// Resolve `[groups]` to node names, each group after the groups it names;
+/// a cycle, an unknown group or node, or a recorded outcome is an error at
+/// the group's line.
+fn resolve_groups(
+    loc: &Located,
+    raw: BTreeMap<String, Spanned<RawGroup>>,
+    nodes: &[Node],
+) -> Result<Groups> {
+    let known: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    // The groups each one names (only those defined in [groups]).
+    let mut refs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, value) in &raw {
+        let bad_name = name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if bad_name {
+            return Err(loc.err(
+                value.span(),
+                format!("bad group name '{name}' (letters, digits, '_', '-', '.')"),
+            ));
+        }
+        if name == "all" || crate::cluster::history::OUTCOME_GROUPS.contains(&name.as_str()) {
+            return Err(loc.err(
+                value.span(),
+                format!("group name '{name}' is reserved (@{name} is built in)"),
+            ));
+        }
+        let mut uses = Vec::new();
+        for expr in value.get_ref().expressions() {
+            let terms = nodeset::parse_expr(expr)
+                .map_err(|e| loc.err(value.span(), format!("group '{name}': {e}")))?;
+            for (_, term) in terms {
+                if let nodeset::Term::Group(g) = term {
+                    if crate::cluster::history::OUTCOME_GROUPS.contains(&g) {
+                        return Err(loc.err(
+                            value.span(),
+                            format!("group '{name}': @{g} cannot be part of a group (it changes with every command)"),
+                        ));
+                    }
+                    if let Some((k, _)) = raw.get_key_value(g) {
+                        uses.push(k.as_str());
+                    }
+                }
+            }
+        }
+        refs.insert(name.as_str(), uses);
+    }
+    let mut done: Groups = BTreeMap::new();
+    while done.len() < raw.len() {
+        let ready: Vec<&str> = refs
+            .iter()
+            .filter(|(g, uses)| {
+                !done.contains_key(**g) && uses.iter().all(|u| done.contains_key(*u))
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        if ready.is_empty() {
+            let (start, cycle) = find_cycle(&refs, &done);
+            return Err(loc.err(
+                raw[start].span(),
+                format!("group cycle: {}", cycle.join(" → @")),
+            ));
+        }
+        for name in ready {
+            let value = &raw[name];
+            let mut members = BTreeSet::new();
+            for expr in value.get_ref().expressions() {
+                let set = nodeset::evaluate(expr, |g| {
+                    group_members(nodes, &done, g)
+                        .unwrap_or_else(|| Err(format!("unknown group '@{g}'")))
+                })
+                .map_err(|e| loc.err(value.span(), format!("group '{name}': {e}")))?;
+                if let Some(missing) = set.iter().find(|n| !known.contains(n.as_str())) {
+                    return Err(loc.err(
+                        value.span(),
+                        format!("group '{name}': no node named '{missing}'"),
+                    ));
+                }
+                members.extend(set);
+            }
+            done.insert(name.to_string(), members);
+        }
+    }
+    Ok(done)
+}
+
+/// A cycle among the unresolved groups, as `a → @b → @a` (first name first).
+fn find_cycle<'a>(
+    refs: &BTreeMap<&'a str, Vec<&'a str>>,
+    done: &Groups,
+) -> (&'a str, Vec<&'a str>) {
+    let start = refs
+        .keys()
+        .find(|g| !done.contains_key(**g))
+        .copied()
+        .expect("an unresolved group");
+    let mut path = vec![start];
+    let mut at = start;
+    loop {
+        let next = refs[at]
+            .iter()
+            .copied()
+            .find(|u| !done.contains_key(*u))
+            .expect("an unresolved group names another");
+        if let Some(i) = path.iter().position(|p| *p == next) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(next);
+            return (cycle[0], cycle);
+        }
+        path.push(next);
+        at = next;
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("empty node name".into());
     }
+    // `,!&^` are the set operators of --nodes, a leading `@` names a group.
     if let Some(c) = name
         .chars()
-        .find(|c| c.is_control() || matches!(c, '/' | ','))
+        .find(|c| c.is_control() || matches!(c, '/' | ',' | '!' | '&' | '^'))
     {
         return Err(format!(
             "node name '{name}' contains {c:?}, which is not allowed"
+        ));
+    }
+    if name.starts_with('@') {
+        return Err(format!(
+            "node name '{name}' starts with '@', which names a group"
         ));
     }
     Ok(())
@@ -564,6 +913,13 @@ fn resolve(
     if host.trim().is_empty() {
         return Err(loc.err(n.host.as_ref().map_or(0..0, |h| h.span()), "empty host"));
     }
+    let persist = match pick(&n.persist, &d.persist) {
+        Some(t) => {
+            let dur = parse_duration(t.get_ref()).map_err(|e| loc.err(t.span(), e))?;
+            (!dur.is_zero()).then_some(dur)
+        }
+        None => None,
+    };
     let local_path = |p: &String| -> PathBuf {
         match p.strip_prefix("~/") {
             Some(rest) => std::env::var_os("HOME")
@@ -586,6 +942,8 @@ fn resolve(
         host_key_checking,
         known_hosts_file: pick(&n.known_hosts_file, &d.known_hosts_file).map(local_path),
         ssh_options,
+        jump: None,
+        persist,
         local: false,
     })
 }
@@ -680,6 +1038,130 @@ mod tests {
         );
         assert!(err("[[nodes]]\nname = \"a\"\nssh_options = [\"Nope\"]\n")
             .starts_with("c.toml:3: bad ssh option"));
+    }
+
+    fn inventory(text: &str) -> Result<Inventory> {
+        let (nodes, groups) = parse_with_groups(Path::new("c.toml"), text, Path::new("/b"))?;
+        Ok(Inventory {
+            source: Source::File("c.toml".into()),
+            nodes,
+            groups,
+        })
+    }
+
+    const GROUPED: &str = "[[nodes]]\nname = \"node[1-8]\"\n[[nodes]]\nname = \"db[1-2]\"\nlabels = [\"gpu\"]\n\n[groups]\nweb = \"node[1-8]\"\neu = [\"node1\", \"db[1-2]\", \"@odd\"]\nodd = \"node[1,3,5,7]\"\n";
+
+    #[test]
+    fn groups_and_set_operators_select_left_to_right() {
+        let inv = inventory(GROUPED).unwrap();
+        let pick = |nodes: &str, exclude: Option<&str>| -> Vec<String> {
+            let sel = Selection {
+                nodes: Some(nodes.into()),
+                exclude: exclude.map(String::from),
+                labels: vec![],
+            };
+            inv.select(sel)
+                .unwrap()
+                .into_iter()
+                .map(|n| n.name)
+                .collect()
+        };
+        assert_eq!(pick("@web&@eu", None), ["node1", "node3", "node5", "node7"]);
+        assert_eq!(
+            pick("@web,node[5-6]!node2", None).len(),
+            7,
+            "web plus node5 and node6, without node2"
+        );
+        assert_eq!(
+            pick("@eu^@web", None),
+            ["node2", "node4", "node6", "node8", "db1", "db2"]
+        );
+        assert_eq!(pick("@label:gpu", None), ["db1", "db2"]);
+        assert_eq!(pick("@gpu", None), ["db1", "db2"], "a label is a group");
+        assert_eq!(pick("@all", Some("@web")), ["db1", "db2"]);
+        let e = format!(
+            "{:#}",
+            inv.select(Selection {
+                nodes: Some("@web,@nope".into()),
+                ..Selection::default()
+            })
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("--nodes: unknown group '@nope'") && e.contains("eu, odd, web"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn jump_hosts_are_nodes_or_addresses() {
+        let nodes = parse_str(
+            "[defaults]\nidentity_file = \"k\"\njump = \"bastion\"\n[[nodes]]\nname = \"bastion\"\nport = 2200\nuser = \"b\"\n[[nodes]]\nname = \"a\"\n[[nodes]]\nname = \"c\"\njump = \"ops@[::1]:2222\"\n",
+        )
+        .unwrap();
+        assert!(
+            nodes[0].jump.is_none(),
+            "the bastion itself is reached directly"
+        );
+        let j = nodes[1].jump.as_deref().unwrap();
+        assert_eq!(
+            (j.name.as_str(), j.port, j.user.as_deref()),
+            ("bastion", Some(2200), Some("b"))
+        );
+        let j = nodes[2].jump.as_deref().unwrap();
+        assert_eq!(
+            (j.host.as_str(), j.port, j.user.as_deref()),
+            ("::1", Some(2222), Some("ops"))
+        );
+        assert_eq!(
+            j.identity_file.as_deref(),
+            Some(Path::new("/base/k")),
+            "the node's own key"
+        );
+        let e = err("[[nodes]]\nname = \"a\"\njump = \"b\"\n[[nodes]]\nname = \"b\"\njump = \"c\"\n[[nodes]]\nname = \"c\"\n");
+        assert!(
+            e.starts_with("c.toml:3: jump host 'b' has a jump host of its own"),
+            "{e}"
+        );
+        assert!(err("[[nodes]]\nname = \"a\"\njump = \"x:0\"\n").starts_with("c.toml:3: bad port"));
+    }
+
+    #[test]
+    fn group_errors_name_file_and_line() {
+        let base = "[[nodes]]\nname = \"n[1-2]\"\n[groups]\n";
+        let e = format!(
+            "{:#}",
+            inventory(&format!("{base}a = \"@b\"\nb = [\"n1\", \"@a\"]\n")).unwrap_err()
+        );
+        assert!(e.starts_with("c.toml:4: group cycle: a → @b → @a"), "{e}");
+        let e = format!(
+            "{:#}",
+            inventory(&format!("{base}a = \"n[1-3]\"\n")).unwrap_err()
+        );
+        assert!(
+            e.starts_with("c.toml:4: group 'a': no node named 'n3'"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            inventory(&format!("{base}a = \"@zz\"\n")).unwrap_err()
+        );
+        assert!(
+            e.starts_with("c.toml:4: group 'a': unknown group '@zz'"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            inventory(&format!("{base}a = \"@failed\"\n")).unwrap_err()
+        );
+        assert!(e.contains("cannot be part of a group"), "{e}");
+        let e = format!(
+            "{:#}",
+            inventory(&format!("{base}ok = \"n1\"\n")).unwrap_err()
+        );
+        assert!(e.contains("reserved"), "{e}");
+        let e = err("[[nodes]]\nname = \"a!b\"\n");
+        assert!(e.contains("not allowed"), "{e}");
     }
 
     #[test]

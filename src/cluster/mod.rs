@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod driver;
 pub mod exec;
+pub mod history;
 pub mod inventory;
 pub mod nodeset;
 pub mod outcome;

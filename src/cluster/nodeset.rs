@@ -1,8 +1,130 @@
 //! Node sets as pdsh and ClusterShell write them: `node[01-16,20],db`.
 //! [`expand`] turns one into names; [`fold`] turns names back into the
 //! shortest such set, so a summary can be pasted into `--nodes`.
+//! [`evaluate`] reads ClusterShell's set expressions: terms (names, ranges,
+//! `@group`) joined left to right by `,` (union), `!` (difference), `&`
+//! (intersection) and `^` (symmetric difference).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How a term joins the set built from the terms before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    /// `,`
+    Union,
+    /// `!`
+    Difference,
+    /// `&`
+    Intersection,
+    /// `^`
+    SymmetricDifference,
+}
+
+impl SetOp {
+    fn from_char(c: char) -> Option<SetOp> {
+        match c {
+            ',' => Some(SetOp::Union),
+            '!' => Some(SetOp::Difference),
+            '&' => Some(SetOp::Intersection),
+            '^' => Some(SetOp::SymmetricDifference),
+            _ => None,
+        }
+    }
+
+    /// Apply `self` with `rhs` to `acc`.
+    pub fn apply(self, acc: &mut BTreeSet<String>, rhs: BTreeSet<String>) {
+        match self {
+            SetOp::Union => acc.extend(rhs),
+            SetOp::Difference => acc.retain(|n| !rhs.contains(n)),
+            SetOp::Intersection => acc.retain(|n| rhs.contains(n)),
+            SetOp::SymmetricDifference => {
+                for n in rhs {
+                    if !acc.remove(&n) {
+                        acc.insert(n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One operand of a set expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term<'a> {
+    /// A name or range pattern: `node[1-4]`.
+    Names(&'a str),
+    /// `@NAME` (without the `@`): a group, a label (`label:NAME`) or a
+    /// recorded outcome (`failed`).
+    Group(&'a str),
+}
+
+/// Split an expression into its terms, each with the operator before it (the
+/// first one's is [`SetOp::Union`]). Operators inside brackets are part of a
+/// range (`node[1,3]`). Empty terms after a comma are ignored, as `a,,b`
+/// always was; an empty term after another operator is an error.
+pub fn parse_expr(expr: &str) -> Result<Vec<(SetOp, Term<'_>)>, String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start, mut op) = (0i32, 0usize, SetOp::Union);
+    if expr.trim_start().starts_with(['!', '&', '^']) {
+        return Err(format!("'{expr}' starts with an operator"));
+    }
+    let mut terms: Vec<(SetOp, &str)> = Vec::new();
+    for (i, c) in expr.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => {
+                if let Some(next) = SetOp::from_char(c) {
+                    terms.push((op, &expr[start..i]));
+                    start = i + c.len_utf8();
+                    op = next;
+                }
+            }
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(format!("unbalanced ']' in '{expr}'"));
+        }
+    }
+    if depth != 0 {
+        return Err(format!("unclosed '[' in '{expr}'"));
+    }
+    terms.push((op, &expr[start..]));
+    for (op, raw) in terms {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            if op == SetOp::Union {
+                continue;
+            }
+            return Err(format!("an operator in '{expr}' has nothing after it"));
+        }
+        let term = match raw.strip_prefix('@') {
+            Some(name) if name.trim().is_empty() => {
+                return Err(format!("'@' without a group name in '{expr}'"))
+            }
+            Some(name) => Term::Group(name.trim()),
+            None => Term::Names(raw),
+        };
+        out.push((op, term));
+    }
+    Ok(out)
+}
+
+/// Evaluate a set expression left to right; `group` resolves `@NAME`.
+pub fn evaluate(
+    expr: &str,
+    mut group: impl FnMut(&str) -> Result<BTreeSet<String>, String>,
+) -> Result<BTreeSet<String>, String> {
+    let mut acc = BTreeSet::new();
+    for (op, term) in parse_expr(expr)? {
+        let rhs = match term {
+            Term::Names(pattern) => expand_one(pattern)?.into_iter().collect(),
+            Term::Group(name) => group(name)?,
+        };
+        op.apply(&mut acc, rhs);
+    }
+    Ok(acc)
+}
 
 /// Split at commas that are not inside brackets: `a[1,2],b` → `a[1,2]`, `b`.
 pub fn split_top(s: &str) -> Vec<&str> {
@@ -186,6 +308,96 @@ mod tests {
         assert!(expand("n[]").unwrap_err().contains("expands to nothing"));
         assert!(expand("n[a-b]").is_err());
         assert!(expand("n[1-2").is_err());
+    }
+
+    fn names(s: &str) -> Vec<String> {
+        evaluate(s, |g| match g {
+            "ab" => Ok(["a".to_string(), "b".to_string()].into()),
+            other => Err(format!("unknown group '@{other}'")),
+        })
+        .unwrap()
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn set_expressions_go_left_to_right() {
+        assert_eq!(names("n[1-4]!n2"), ["n1", "n3", "n4"]);
+        assert_eq!(names("n[1-4]&n[3-9]"), ["n3", "n4"]);
+        assert_eq!(names("n[1-3]^n[2-4]"), ["n1", "n4"]);
+        // No precedence: (a,b) ! b , c
+        assert_eq!(names("@ab!b,c"), ["a", "c"]);
+        assert_eq!(names("a,,b"), ["a", "b"]);
+        assert!(parse_expr("!a")
+            .unwrap_err()
+            .contains("starts with an operator"));
+        assert!(parse_expr("a&").unwrap_err().contains("nothing after it"));
+        assert!(parse_expr("a,@")
+            .unwrap_err()
+            .contains("without a group name"));
+        assert!(parse_expr("a[1,2").unwrap_err().contains("unclosed"));
+        assert_eq!(
+            parse_expr(" @web & node[1,3] ").unwrap(),
+            [
+                (SetOp::Union, Term::Group("web")),
+                (SetOp::Intersection, Term::Names("node[1,3]"))
+            ]
+        );
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn op() -> impl Strategy<Value = (char, SetOp)> {
+            prop_oneof![
+                Just((',', SetOp::Union)),
+                Just(('!', SetOp::Difference)),
+                Just(('&', SetOp::Intersection)),
+                Just(('^', SetOp::SymmetricDifference)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_never_panics(s in "[a-c0-9\\[\\],!&^@ -]{0,24}") {
+                let _ = evaluate(&s, |_| Ok(BTreeSet::new()));
+            }
+
+            /// Any chain of ranges and operators equals the same operations
+            /// done one by one on sets, left to right.
+            #[test]
+            fn evaluation_matches_set_algebra(
+                first in (0u8..6, 0u8..6),
+                rest in proptest::collection::vec((op(), 0u8..6, 0u8..6), 0..6),
+            ) {
+                let range = |(a, b): (u8, u8)| {
+                    let (lo, hi) = (a.min(b), a.max(b));
+                    (format!("n[{lo}-{hi}]"), (lo..=hi).map(|v| format!("n{v}")).collect::<BTreeSet<_>>())
+                };
+                let (mut text, mut model) = range(first);
+                for ((c, op), a, b) in rest {
+                    let (t, set) = range((a, b));
+                    text.push(c);
+                    text.push_str(&t);
+                    match op {
+                        SetOp::Union => model = model.union(&set).cloned().collect(),
+                        SetOp::Difference => model = model.difference(&set).cloned().collect(),
+                        SetOp::Intersection => model = model.intersection(&set).cloned().collect(),
+                        SetOp::SymmetricDifference => model = model.symmetric_difference(&set).cloned().collect(),
+                    }
+                }
+                prop_assert_eq!(evaluate(&text, |_| Ok(BTreeSet::new())).unwrap(), model);
+            }
+
+            /// A folded set expands back to the same names.
+            #[test]
+            fn fold_round_trips(values in proptest::collection::btree_set(0u16..300, 1..40)) {
+                let names: Vec<String> = values.iter().map(|v| format!("n{v}")).collect();
+                let back: BTreeSet<String> = expand(&fold(&names)).unwrap().into_iter().collect();
+                prop_assert_eq!(back, names.into_iter().collect::<BTreeSet<_>>());
+            }
+        }
     }
 
     #[test]

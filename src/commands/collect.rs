@@ -39,7 +39,9 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     if let Some(out) = &args.output {
         crate::files::preflight::check_output(out)?;
     }
-    let nodes = Inventory::load(g)?.select(g)?;
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "collect", None);
     let format = match (args.format, g.json) {
         (Some(f), _) => f,
         (None, true) => MetricsFormat::Json,
@@ -60,7 +62,7 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     loop {
         let started = Instant::now();
         let (outcomes, samples) = tokio::select! {
-            s = sample_round(g, &nodes, interval, args.agentless) => s?,
+            s = sample_round(&fleet, &nodes, interval, args.agentless) => s?,
             _ = &mut interrupted => break,
         };
         output.write_round(&samples)?;
@@ -86,14 +88,14 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
 /// on every node, one timestamp): one row per node in inventory order, with
 /// how each node's sampling ended.
 pub async fn sample_round(
-    g: &Global,
+    fleet: &crate::cluster::driver::Fleet,
     nodes: &[Node],
     interval: Duration,
     agentless: bool,
 ) -> Result<(Vec<NodeOutcome>, Vec<MetricsSample>)> {
     let timestamp = std::sync::OnceLock::new();
     let timestamp = &timestamp;
-    let results = each_node(g.fanout, nodes, Start::Together, |session| async move {
+    let results = each_node(fleet, nodes, Start::Together, |session| async move {
         timestamp.get_or_init(now_rfc3339);
         match sample_node(&session, interval, agentless).await {
             Ok(s) => (NodeOutcome::Ok, Some(s)),

@@ -27,6 +27,8 @@ enum Mode {
     Stream,
     /// stdout gathered at the end; stderr streams prefixed.
     Gather,
+    /// As Gather, printed as diffs against the most common output.
+    Diff,
     /// Everything captured for the JSON report.
     Json,
     /// Everything to DIR/<node>.out/.err.
@@ -48,6 +50,8 @@ struct NodeJson<'a> {
 pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     let mode = if g.json {
         Mode::Json
+    } else if args.diff {
+        Mode::Diff
     } else if args.gather {
         Mode::Gather
     } else if args.outdir.is_some() {
@@ -92,10 +96,10 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
         timeout: args.timeout.map(|t| t.0),
         print: [
             mode == Mode::Stream,
-            matches!(mode, Mode::Stream | Mode::Gather),
+            matches!(mode, Mode::Stream | Mode::Gather | Mode::Diff),
         ],
         capture: [
-            matches!(mode, Mode::Json | Mode::Gather),
+            matches!(mode, Mode::Json | Mode::Gather | Mode::Diff),
             mode == Mode::Json,
         ],
         outdir: args.outdir.as_deref(),
@@ -103,11 +107,15 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
         stop,
     };
 
-    let nodes = Inventory::load(g)?.select(g)?;
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "exec", Some(&args.rollout));
     let printer = LinePrinter::start();
     let (plan, printer_ref) = (&plan, &printer);
-    let runs = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
-        let (outcome, run) = run_on(&session, plan, printer_ref).await;
+    let nodes_ref = &nodes;
+    let runs = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
+        let env = node_env(nodes_ref, &session.node.name);
+        let (outcome, run) = run_on(&session, plan, &env, printer_ref).await;
         (outcome, Some(run))
     })
     .await?;
@@ -119,7 +127,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             let rows: Vec<NodeJson> = runs.iter().map(json_row).collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
-        Mode::Gather => {
+        Mode::Gather | Mode::Diff => {
             let reached: Vec<(&str, String, &[u8])> = runs
                 .iter()
                 .filter_map(|r| {
@@ -134,19 +142,24 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             );
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&gather::render(&groups));
+            let text = if mode == Mode::Diff {
+                gather::render_diff(&groups)
+            } else {
+                gather::render(&groups)
+            };
+            let _ = out.write_all(&text);
             let _ = out.flush();
         }
         Mode::Files => {
-            if !g.quiet {
-                for r in &runs {
-                    if let Some(d) = r.detail.as_ref().and_then(|run| run.duration) {
-                        let how = match &r.outcome {
-                            NodeOutcome::Ok => "exit 0".to_string(),
-                            o => o.to_string(),
-                        };
-                        println!("{}: {how} in {:.2}s", r.node.name, d.as_secs_f64());
-                    }
+            // Per-node results, not informational messages: also under -q.
+            for r in &runs {
+                let how = match &r.outcome {
+                    NodeOutcome::Ok => "exit 0".to_string(),
+                    o => o.to_string(),
+                };
+                match r.detail.as_ref().and_then(|run| run.duration) {
+                    Some(d) => println!("{}: {how} in {:.2}s", r.node.name, d.as_secs_f64()),
+                    None => println!("{}: {how}", r.node.name),
                 }
             }
         }
@@ -155,6 +168,17 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
 
     print_failures(&runs);
     exit_for(runs.iter().map(|r| &r.outcome), NoneReached::Fails)
+}
+
+/// What the command sees of where it runs: `DISTCTL_NODE`,
+/// `DISTCTL_NODE_INDEX` (0-based, in selection order), `DISTCTL_NODE_COUNT`.
+fn node_env(nodes: &[crate::cluster::inventory::Node], name: &str) -> Vec<(&'static str, String)> {
+    let index = nodes.iter().position(|n| n.name == name).unwrap_or(0);
+    vec![
+        ("DISTCTL_NODE", name.to_string()),
+        ("DISTCTL_NODE_INDEX", index.to_string()),
+        ("DISTCTL_NODE_COUNT", nodes.len().to_string()),
+    ]
 }
 
 /// A node's header label in `--gather` ("" for success).

@@ -70,9 +70,11 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
     std::fs::create_dir_all(&args.to)
         .with_context(|| format!("cannot create {}", args.to.display()))?;
 
-    let nodes = Inventory::load(g)?.select(g)?;
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "fetch", None);
     let name = Path::new(&name);
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
         failed_on_error(
             fetch_node(&session, path, name, &args.to)
                 .await

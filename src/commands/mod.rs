@@ -8,6 +8,7 @@ use crate::exit::Exit;
 
 pub mod collect;
 pub mod completions;
+pub mod disconnect;
 pub mod exec;
 pub mod fetch;
 pub mod init;
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
     let g = &cli.global;
     match cli.command {
         Command::Nodes(_) => nodes::run(g).await,
+        Command::Disconnect(_) => disconnect::run(g).await,
         Command::Status(_) => interruptible(status::run(g)).await,
         Command::Collect(ref a) => collect::run(g, a).await,
         Command::Report(ref a) => report::run(a).await,

@@ -11,9 +11,18 @@ pub async fn run(g: &Global) -> Result<Exit> {
     let inventory = Inventory::load(g)?;
     let nodes = inventory.select(g)?;
     if g.json {
+        let groups: std::collections::BTreeMap<&str, String> = inventory
+            .groups
+            .iter()
+            .map(|(name, members)| {
+                let members: Vec<&String> = members.iter().collect();
+                (name.as_str(), crate::cluster::nodeset::fold(&members))
+            })
+            .collect();
         let doc = serde_json::json!({
             "inventory": inventory.source.to_string(),
             "nodes": nodes,
+            "groups": groups,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(Exit::Ok);

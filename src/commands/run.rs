@@ -14,6 +14,7 @@ use anyhow::Result;
 use distctl_proto::Op;
 
 use crate::cli::{Global, RunArgs};
+use crate::cluster::NodeOutcome;
 use crate::commands::Cluster;
 use crate::exit::Exit;
 use crate::output::run_summary;
@@ -57,7 +58,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     // A bad --agent file is the user's to fix before any node is contacted.
     let agent = crate::cluster::agent::AgentBinary::from_option(args.agent.as_deref())?;
     let cluster = tokio::select! {
-        c = Cluster::connect_nodes(g.fanout, selected) => c?,
+        c = Cluster::connect_nodes(g.fanout, g.persist.map(|d| d.0), selected) => c?,
         stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
     };
     let mut unreachable = Vec::new();
@@ -77,12 +78,47 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         json: g.json,
         quiet: g.quiet,
     };
+    let names: Vec<String> = cluster.nodes.iter().map(|(n, _)| n.name.clone()).collect();
     let finished = crate::run::runner::run(&opts, job, input, pool, &agent, started).await;
     // The runner has dropped every session it held: the cluster closes them all.
     cluster.close().await;
     let finished = finished?;
+    record_outcomes(&inventory, &names, &finished.summary);
     run_summary::print_summary(&finished.summary, g.json, g.quiet, args.output.is_some())?;
     Ok(finished.exit)
+}
+
+/// Each node's part for `--nodes @failed`: unreachable (or unprepared),
+/// failed when taken out after repeated faults, else ok.
+fn record_outcomes(
+    inventory: &crate::cluster::inventory::Inventory,
+    names: &[String],
+    summary: &crate::run::summary::RunSummary,
+) {
+    let outcomes: Vec<NodeOutcome> = names
+        .iter()
+        .map(|name| {
+            if summary.unreachable.contains(name) {
+                NodeOutcome::Unreachable {
+                    reason: "not reached or not prepared for the run".into(),
+                }
+            } else if summary.nodes.iter().any(|n| &n.node == name && n.removed) {
+                NodeOutcome::Failed {
+                    reason: "taken out of the run after repeated faults".into(),
+                }
+            } else {
+                NodeOutcome::Ok
+            }
+        })
+        .collect();
+    let record = crate::cluster::driver::Record {
+        command: "run",
+        source: inventory.source.clone(),
+    };
+    crate::cluster::driver::record_outcomes(
+        &record,
+        names.iter().map(String::as_str).zip(&outcomes),
+    );
 }
 
 /// The job from `--op`/`--pattern`/`--exec`/`--skip-invalid`.

@@ -26,9 +26,11 @@ pub struct SetupRow<'a> {
 
 pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     let agent = AgentBinary::from_option(a.agent.as_deref())?;
-    let nodes = Inventory::load(g)?.select(g)?;
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "setup", Some(&a.rollout));
     let agent = &agent;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
         failed_on_error(ensure_agent(&session, agent).await.map(|install| {
             let outcome = match install.action {
                 InstallAction::Pushed => NodeOutcome::Pushed,

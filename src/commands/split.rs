@@ -120,6 +120,7 @@ pub async fn run(g: &Global, args: &SplitArgs) -> Result<Exit> {
 async fn node_weights(g: &Global) -> Result<(Vec<String>, Vec<u64>, bool)> {
     let cluster = Cluster::connect_nodes(
         g.fanout,
+        g.persist.map(|d| d.0),
         crate::cluster::inventory::Inventory::load(g)?.select(g)?,
     )
     .await?;

@@ -37,6 +37,8 @@ pub struct NodeStatus {
     /// `in sync`, `out of sync` or `never synced` against the newest
     /// `distctl sync` stamp of all nodes (None when no node has one).
     pub sync: Option<String>,
+    /// The connection rode a master left up by an earlier `--persist`.
+    pub warm: bool,
 }
 
 impl NodeStatus {
@@ -47,6 +49,7 @@ impl NodeStatus {
             reachable: false,
             error: Some(error),
             latency_ms: None,
+            warm: false,
             sample: MetricsSample::default(),
             agent: None,
             sync: None,
@@ -95,6 +98,7 @@ fn parse_probe(node: &Node, latency: Duration, text: &str) -> Result<NodeStatus>
     let out = ProbeOutput::parse(text);
     let line = |name: &str| out.section(name).map(|l| l.join(" ").trim().to_string());
     Ok(NodeStatus {
+        warm: false,
         node: node.name.clone(),
         host: node.host.clone(),
         reachable: true,
@@ -116,17 +120,21 @@ async fn probe(session: &NodeSession) -> Result<NodeStatus> {
     if !out.success() {
         anyhow::bail!("probe failed: {}", out.failure_reason());
     }
-    parse_probe(
+    let mut st = parse_probe(
         &session.node,
         latency,
         &String::from_utf8_lossy(&out.stdout),
     )
-    .context("probe")
+    .context("probe")?;
+    st.warm = session.warm;
+    Ok(st)
 }
 
 pub async fn run(g: &Global) -> Result<Exit> {
-    let nodes = Inventory::load(g)?.select(g)?;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "status", None);
+    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
         match probe(&session).await {
             Ok(st) => (NodeOutcome::Ok, Some(st)),
             Err(e) => (
@@ -199,6 +207,7 @@ fn render(outcomes: &[NodeOutcome], rows: &[NodeStatus]) -> String {
             vec![
                 r.node.clone(),
                 outcome.to_string(),
+                if r.warm { "warm" } else { "new" }.to_string(),
                 r.latency_ms.map_or("-".into(), |l| format!("{l:.1}ms")),
                 r.sample.uptime_s.map_or("-".into(), format_uptime),
                 r.load().map_or("-".into(), |l| {
@@ -220,6 +229,7 @@ fn render(outcomes: &[NodeOutcome], rows: &[NodeStatus]) -> String {
     let mut header = vec![
         "NODE",
         "STATUS",
+        "SSH",
         "LATENCY",
         "UPTIME",
         "LOAD 1/5/15",

@@ -139,9 +139,11 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
         time: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
     });
 
-    let nodes = Inventory::load(g)?.select(g)?;
+    let inventory = Inventory::load(g)?;
+    let nodes = inventory.select(g)?;
+    let fleet = g.fleet(&inventory, "sync", Some(&args.rollout));
     let spec = &spec;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
         failed_on_error(mirror(&session, spec).await.map(|m| {
             let outcome = if m.up_to_date() {
                 NodeOutcome::UpToDate

@@ -45,11 +45,7 @@ pub fn group<'a>(items: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>) 
 pub fn render(groups: &[Group]) -> Vec<u8> {
     let mut out = Vec::new();
     for g in groups {
-        let title = if g.outcome.is_empty() {
-            g.nodes.clone()
-        } else {
-            format!("{} ({})", g.nodes, g.outcome)
-        };
+        let title = title(g);
         let rule = "-".repeat(title.chars().count().clamp(15, 80));
         out.extend_from_slice(format!("{rule}\n{title}\n{rule}\n").as_bytes());
         out.extend_from_slice(&g.output);
@@ -58,6 +54,49 @@ pub fn render(groups: &[Group]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// `--diff`: the largest group once (its header and output), then every
+/// other group as a unified diff against it, headed `--- BASE` / `+++ OTHER`
+/// (like `clush --diff`). Output equal to the base's with another outcome
+/// says so instead of an empty diff.
+pub fn render_diff(groups: &[Group]) -> Vec<u8> {
+    let Some(base_at) = (0..groups.len()).max_by_key(|&i| (groups[i].count, usize::MAX - i)) else {
+        return Vec::new();
+    };
+    let base = &groups[base_at];
+    let mut out = render(std::slice::from_ref(base));
+    let base_text = String::from_utf8_lossy(&base.output);
+    for (i, g) in groups.iter().enumerate() {
+        if i == base_at {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&g.output);
+        let diff = similar::TextDiff::from_lines(base_text.as_ref(), text.as_ref());
+        let body = diff
+            .unified_diff()
+            .context_radius(3)
+            .missing_newline_hint(false)
+            .to_string();
+        out.extend_from_slice(format!("--- {}\n+++ {}\n", title(base), title(g)).as_bytes());
+        if body.is_empty() {
+            out.extend_from_slice(b"(same output)\n");
+        } else {
+            out.extend_from_slice(body.as_bytes());
+            if !body.ends_with('\n') {
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+fn title(g: &Group) -> String {
+    if g.outcome.is_empty() {
+        g.nodes.clone()
+    } else {
+        format!("{} ({})", g.nodes, g.outcome)
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +124,23 @@ mod tests {
              ---------------\nnode2 (exit 1)\n---------------\na\n\
              ---------------\nnode4\n---------------\nb\n"
         );
+    }
+
+    #[test]
+    fn diff_shows_the_largest_group_and_the_others_against_it() {
+        let groups = group([
+            ("node1", "", &b"x\ny\nz\n"[..]),
+            ("node2", "", &b"x\nY\nz\n"[..]),
+            ("node3", "", &b"x\ny\nz\n"[..]),
+            ("node4", "exit 1", &b"x\ny\nz\n"[..]),
+        ]);
+        let text = String::from_utf8(render_diff(&groups)).unwrap();
+        assert_eq!(
+            text,
+            "---------------\nnode[1,3]\n---------------\nx\ny\nz\n\
+             --- node[1,3]\n+++ node2\n@@ -1,3 +1,3 @@\n x\n-y\n+Y\n z\n\
+             --- node[1,3]\n+++ node4 (exit 1)\n(same output)\n"
+        );
+        assert!(render_diff(&[]).is_empty());
     }
 }

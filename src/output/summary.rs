@@ -32,10 +32,23 @@ pub fn failure_lines<'a>(
         .iter()
         .flat_map(|(_, n)| n.iter().copied())
         .collect();
+    let skipped = by_outcome
+        .iter()
+        .find(|(line, _)| *line == NodeOutcome::Skipped.to_string())
+        .map_or(0, |(_, n)| n.len());
+    // The last command's outcomes are recorded: @failed names these nodes.
+    let (what, set) = match (all.len() - skipped, skipped) {
+        (_, 0) => ("failed".to_string(), "@failed"),
+        (0, _) => ("were skipped".to_string(), "@skipped"),
+        (_, s) => (
+            format!("failed or were skipped ({s} skipped)"),
+            "@failed,@skipped",
+        ),
+    };
     lines.push(format!(
-        "{} of {total} node(s) failed; rerun on them with --nodes {}",
+        "{} of {total} node(s) {what}; rerun on them with --nodes {set} ({})",
         all.len(),
-        crate::transport::shell::quote(&crate::cluster::nodeset::fold(&all))
+        crate::cluster::nodeset::fold(&all)
     ));
     lines
 }
@@ -56,13 +69,14 @@ pub fn exit_for<'a>(
     outcomes: impl IntoIterator<Item = &'a NodeOutcome>,
     none_reached: NoneReached,
 ) -> anyhow::Result<Exit> {
-    let mut any_reached = false;
+    // A rollout that stopped leaves nodes untried: not "no node reachable".
+    let mut any_reached_or_untried = false;
     let mut exit = Exit::Ok;
     for o in outcomes {
-        any_reached |= o.reached();
+        any_reached_or_untried |= o.reached() || *o == NodeOutcome::Skipped;
         exit = exit.max(o.exit());
     }
-    if !any_reached && none_reached == NoneReached::Fails {
+    if !any_reached_or_untried && none_reached == NoneReached::Fails {
         anyhow::bail!("no node reachable");
     }
     Ok(exit)
@@ -119,7 +133,7 @@ mod tests {
             [
                 "node[2,4]: exit 3",
                 "node3: unreachable: connection refused",
-                "3 of 4 node(s) failed; rerun on them with --nodes 'node[2-4]'"
+                "3 of 4 node(s) failed; rerun on them with --nodes @failed (node[2-4])"
             ]
         );
         assert!(failure_lines([("node1", &NodeOutcome::UpToDate)], 1).is_empty());

@@ -71,8 +71,16 @@ impl Job {
     }
 
     /// The remote shell's command line for one chunk, the agent at `agent`.
-    pub fn command_line(&self, agent: &str, len: u64, line_offset: Option<u64>) -> String {
-        let mut argv = vec![agent.to_string()];
+    /// `env` is set for the agent and the command it runs (`DISTCTL_CHUNK`, ...).
+    pub fn command_line(
+        &self,
+        agent: &str,
+        len: u64,
+        line_offset: Option<u64>,
+        env: &[(&str, String)],
+    ) -> String {
+        let mut argv = crate::transport::shell::env_words(env);
+        argv.push(agent.to_string());
         argv.extend(self.agent_call(len, line_offset).to_argv());
         crate::transport::shell::join(&argv)
     }
@@ -119,7 +127,7 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("/w/bin/worker-agent", 12, Some(3)),
+            job.command_line("/w/bin/worker-agent", 12, Some(3), &[]),
             r#"/w/bin/worker-agent exec --framed --expect-bytes 12 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
         );
         let job = Job {
@@ -130,7 +138,7 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("agent", 5, None),
+            job.command_line("agent", 5, None, &[]),
             "agent op grep --pattern 'a b' --framed --expect-bytes 5"
         );
     }

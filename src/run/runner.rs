@@ -329,6 +329,25 @@ impl Runner<'_> {
         );
     }
 
+    /// What a `--exec` command sees of where it runs: the node (its index
+    /// among the run's nodes) and the chunk (0-based; the count only when the
+    /// input was planned, not streamed).
+    fn chunk_env(&self, node: usize, chunk: usize) -> Vec<(&'static str, String)> {
+        if !matches!(self.job.work, crate::run::job::Work::Exec { .. }) {
+            return Vec::new();
+        }
+        let mut env = vec![
+            ("DISTCTL_NODE", self.nodes[node].name.clone()),
+            ("DISTCTL_NODE_INDEX", node.to_string()),
+            ("DISTCTL_NODE_COUNT", self.nodes.len().to_string()),
+            ("DISTCTL_CHUNK", chunk.to_string()),
+        ];
+        if let Input::Planned { chunks, .. } = &self.input {
+            env.push(("DISTCTL_CHUNK_COUNT", chunks.len().to_string()));
+        }
+        env
+    }
+
     /// Start a chunk on every free slot, one node after another.
     fn fill(
         &mut self,
@@ -364,9 +383,10 @@ impl Runner<'_> {
                     .clone();
                 self.progress.started(n);
                 let node = self.nodes[n].clone();
+                let env = self.chunk_env(n, spec.index);
                 let cmdline = self
                     .job
-                    .command_line(&node.agent, spec.len, spec.line_offset);
+                    .command_line(&node.agent, spec.len, spec.line_offset, &env);
                 let expect_partial = self.job.aggregate();
                 let data = self.results.result_buf(spec.start, spec.len);
                 let timeout = self.opts.timeout;

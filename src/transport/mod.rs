@@ -39,6 +39,10 @@ pub struct NodeSession {
     pub node: Node,
     /// How long the connection took to come up (zero for the local node).
     pub connect_time: Duration,
+    /// The connection rode a master an earlier invocation left up (`--persist`).
+    pub warm: bool,
+    /// Leave the master up when this session closes (`--persist`).
+    persist: bool,
     conn: Conn,
     channels: Arc<Semaphore>,
 }
@@ -140,6 +144,8 @@ impl NodeSession {
         NodeSession {
             node,
             connect_time: Duration::ZERO,
+            warm: false,
+            persist: false,
             conn: Conn::Local,
             channels: Arc::new(Semaphore::new(64)),
         }
@@ -211,11 +217,16 @@ impl NodeSession {
         Ok(start.elapsed())
     }
 
-    /// Close the master connection (the local node has none).
+    /// Close the master connection (the local node has none); a persistent
+    /// one is left up for the next invocation.
     pub async fn close(self) {
         if let Conn::Ssh(session) = self.conn {
             if let Ok(session) = Arc::try_unwrap(session) {
-                let _ = session.close().await;
+                if self.persist {
+                    let _ = session.detach();
+                } else {
+                    let _ = session.close().await;
+                }
             }
         }
     }
@@ -231,16 +242,99 @@ pub struct Connector {
     control_dir: tempfile::TempDir,
     pub fanout: usize,
     pub server_alive: Duration,
-    handshakes: Semaphore,
+    /// `--persist`: keep every master up this long (zero: none), over each
+    /// node's own `persist`.
+    pub persist: Option<Duration>,
+    handshakes: HandshakeLimit,
+}
+
+/// How many handshakes run at once: at most `--fanout`, fewer while
+/// handshakes slow down. A busy controller (2 cores, a hundred key
+/// exchanges) makes every handshake slower the more run together, until
+/// some time out although their nodes are fine; so, like TCP's congestion
+/// window, the limit starts low, grows by one with every handshake that is
+/// about as fast as the fastest seen, and shrinks by a quarter when one
+/// takes over four times that (and over a second).
+struct HandshakeLimit {
+    max: usize,
+    permits: Semaphore,
+    state: std::sync::Mutex<LimitState>,
+}
+
+#[derive(Debug)]
+struct LimitState {
+    /// The current limit (permits handed out plus available, minus debt).
+    limit: usize,
+    /// Permits to take out of circulation as they come back (shrinking).
+    debt: usize,
+    fastest: Option<Duration>,
+}
+
+impl HandshakeLimit {
+    fn new(max: usize) -> HandshakeLimit {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let start = max.min((4 * cores).max(8));
+        HandshakeLimit {
+            max,
+            permits: Semaphore::new(start),
+            state: std::sync::Mutex::new(LimitState {
+                limit: start,
+                debt: 0,
+                fastest: None,
+            }),
+        }
+    }
+
+    async fn acquire(&self) {
+        self.permits
+            .acquire()
+            .await
+            .expect("semaphore closed")
+            .forget();
+    }
+
+    /// A handshake ended after `took` (`ok`: it completed; a failure says
+    /// nothing of the controller's load and only hands its permit back).
+    fn release(&self, took: Duration, ok: bool) {
+        let mut s = self.state.lock().expect("handshake limit");
+        if ok {
+            let fastest = *s.fastest.get_or_insert(took);
+            if took < fastest {
+                s.fastest = Some(took);
+            }
+            if took > fastest * 4 && took > Duration::from_secs(1) {
+                let shrink = (s.limit / 4).max(1).min(s.limit.saturating_sub(2));
+                s.limit -= shrink;
+                s.debt += shrink;
+            } else if took <= fastest * 2 && s.limit < self.max {
+                s.limit += 1;
+                self.permits.add_permits(1);
+            }
+        }
+        if s.debt > 0 {
+            s.debt -= 1;
+        } else {
+            self.permits.add_permits(1);
+        }
+    }
+
+    #[cfg(test)]
+    fn limit(&self) -> usize {
+        self.state.lock().unwrap().limit
+    }
 }
 
 impl Connector {
+    /// `ServerAliveInterval`: a frozen node is noticed within twice this.
+    pub const SERVER_ALIVE: Duration = Duration::from_secs(5);
+
     pub fn new(fanout: usize) -> Result<Connector> {
         Ok(Connector {
             control_dir: ssh::control_dir()?,
             fanout: fanout.max(1),
-            server_alive: Duration::from_secs(5),
-            handshakes: Semaphore::new(fanout.max(1)),
+            server_alive: Self::SERVER_ALIVE,
+            persist: None,
+            handshakes: HandshakeLimit::new(fanout.max(1)),
         })
     }
 
@@ -262,14 +356,62 @@ impl Connector {
         if node.local {
             return Ok(NodeSession::local(node.clone()));
         }
-        let _handshake = self.handshakes.acquire().await.expect("semaphore closed");
+        self.handshakes.acquire().await;
+        // connect_timeout counts from here: a node waiting for its turn
+        // behind other handshakes is not late.
         let start = Instant::now();
-        let session = ssh::connect(self.control_dir.path(), index, node, self.server_alive).await?;
+        let persist = match self.persist {
+            Some(d) => (!d.is_zero()).then_some(d),
+            None => node.persist,
+        };
+        let connected = ssh::connect(
+            self.control_dir.path(),
+            index,
+            node,
+            self.server_alive,
+            persist,
+        )
+        .await;
+        // A warm master needed no key exchange: no news of the load.
+        let handshake = matches!(&connected, Ok((_, false)));
+        self.handshakes.release(start.elapsed(), handshake);
+        let (session, warm) = connected?;
         Ok(NodeSession {
             node: node.clone(),
             connect_time: start.elapsed(),
+            warm,
+            persist: persist.is_some(),
             conn: Conn::Ssh(Arc::new(session)),
             channels: Arc::new(Semaphore::new(CHANNELS_PER_NODE)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HandshakeLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn the_handshake_limit_grows_while_fast_shrinks_when_slow_and_stays_within_fanout() {
+        let ms = Duration::from_millis;
+        let l = HandshakeLimit::new(64);
+        let start = l.limit();
+        assert!((8..=64).contains(&start));
+        for _ in 0..200 {
+            l.release(ms(100), true);
+        }
+        assert_eq!(l.limit(), 64, "never above --fanout");
+        l.release(ms(2000), true);
+        assert_eq!(l.limit(), 48);
+        for _ in 0..20 {
+            l.release(ms(3000), true);
+        }
+        assert_eq!(l.limit(), 2, "never below two");
+        l.release(ms(5000), false);
+        assert_eq!(l.limit(), 2, "a failure is no measure of load");
+        let one = HandshakeLimit::new(1);
+        one.release(ms(10), true);
+        assert_eq!(one.limit(), 1);
     }
 }

@@ -43,10 +43,53 @@ pub fn remote_path(path: &str) -> String {
     }
 }
 
+/// Environment variables for a command line, set by the line itself (no
+/// reliance on sshd's `AcceptEnv`): `K=V; export K;` statements for a POSIX
+/// shell, so every command of a compound line sees them.
+pub fn exports(vars: &[(&str, String)]) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    for (k, v) in vars {
+        debug_assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        s.push_str(&format!("{k}={}; ", quote(v)));
+    }
+    let names: Vec<&str> = vars.iter().map(|(k, _)| *k).collect();
+    s.push_str(&format!("export {}; ", names.join(" ")));
+    s
+}
+
+/// `env K=V ...` words before one command (any login shell runs `env`).
+pub fn env_words(vars: &[(&str, String)]) -> Vec<String> {
+    if vars.is_empty() {
+        return Vec::new();
+    }
+    let mut argv = vec!["env".to_string()];
+    argv.extend(vars.iter().map(|(k, v)| format!("{k}={v}")));
+    argv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn environment_reaches_every_command_of_the_line() {
+        let vars = [("A_B", "it's $x".to_string()), ("N", "3".to_string())];
+        let line = format!("{}echo \"$A_B\"; sh -c 'echo $N'", exports(&vars));
+        let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "it's $x\n3\n");
+        let mut argv = env_words(&vars);
+        argv.extend(["sh".into(), "-c".into(), "echo \"$A_B/$N\"".into()]);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(join(&argv))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "it's $x/3\n");
+    }
 
     #[test]
     fn plain_words_stay_plain() {

@@ -12,7 +12,7 @@ use openssh::{ControlPersist, KnownHosts, SessionBuilder, Stdio};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ChildImpl, ConnectError, RemoteProcess};
-use crate::cluster::inventory::{HostKeyChecking, Node};
+use crate::cluster::inventory::{HostKeyChecking, Jump, Node};
 
 /// A fresh short directory for control sockets: the socket path must stay
 /// under 108 bytes, so never under a deep `$TMPDIR` or the project tree. It
@@ -107,6 +107,9 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
         ));
     }
     let _ = writeln!(s, "Host {}", node.host);
+    if node.jump.is_some() {
+        let _ = writeln!(s, "ProxyJump {}", jump_alias(node));
+    }
     if let Some(port) = node.port {
         let _ = writeln!(s, "Port {port}");
     }
@@ -131,6 +134,9 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
     if node.host_key_checking == HostKeyChecking::Off && node.known_hosts_file.is_none() {
         s.push_str("UserKnownHostsFile /dev/null\nLogLevel ERROR\n");
     }
+    if let Some(jump) = &node.jump {
+        jump_block(&mut s, node, jump)?;
+    }
     s.push_str("Match all\nInclude ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
     s.push_str("Match all\n");
     // Dead or frozen nodes must end the master instead of hanging it forever.
@@ -139,6 +145,78 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
     // aes128-gcm is the fastest cipher on hosts with AES-NI (~1.7x chacha20 here).
     s.push_str("Ciphers ^aes128-gcm@openssh.com\n");
     Ok(s)
+}
+
+/// The jump hop's own `Host` name: unique, so that a jump host and a node at
+/// the same address (two sshds on 127.0.0.1) never read each other's block.
+fn jump_alias(node: &Node) -> String {
+    let safe: String = node
+        .jump
+        .as_ref()
+        .map(|j| j.name.as_str())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("distctl-jump.{safe}")
+}
+
+/// The jump hop's settings under its alias: its own address, port, user,
+/// identity, known_hosts and host-key policy. The `ssh -W` that ProxyJump
+/// starts reads this same file (ssh passes `-F` on).
+fn jump_block(s: &mut String, node: &Node, jump: &Jump) -> Result<(), String> {
+    if jump.host.is_empty()
+        || jump
+            .host
+            .contains(|c: char| c.is_whitespace() || "*?!,\"#".contains(c))
+    {
+        return Err(format!(
+            "jump host {:?} cannot be written into an ssh config",
+            jump.host
+        ));
+    }
+    let _ = writeln!(s, "Host {}", jump_alias(node));
+    let _ = writeln!(s, "HostName {}", jump.host);
+    // Known hosts hold the jump host under its real address, not the alias.
+    let key_name = match jump.port {
+        Some(p) if p != 22 => format!("[{}]:{p}", jump.host),
+        _ => jump.host.clone(),
+    };
+    let _ = writeln!(s, "HostKeyAlias {}", config_word(&key_name)?);
+    if let Some(port) = jump.port {
+        let _ = writeln!(s, "Port {port}");
+    }
+    if let Some(user) = &jump.user {
+        let _ = writeln!(s, "User {}", config_word(user)?);
+    }
+    if let Some(key) = &jump.identity_file {
+        let _ = writeln!(s, "IdentityFile {}", config_path(key)?);
+    }
+    if let Some(kh) = &jump.known_hosts_file {
+        let _ = writeln!(s, "UserKnownHostsFile {}", config_path(kh)?);
+    }
+    let checking = match jump.host_key_checking {
+        HostKeyChecking::Strict => "yes",
+        HostKeyChecking::AcceptNew => "accept-new",
+        HostKeyChecking::Off => "no",
+    };
+    let _ = writeln!(s, "StrictHostKeyChecking {checking}");
+    if jump.host_key_checking == HostKeyChecking::Off && jump.known_hosts_file.is_none() {
+        s.push_str("UserKnownHostsFile /dev/null\n");
+    }
+    let _ = writeln!(
+        s,
+        "ConnectTimeout {}",
+        node.connect_timeout.as_secs().max(1)
+    );
+    s.push_str("BatchMode yes\n");
+    Ok(())
 }
 
 /// Host-key checking as the builder and as ssh_config spell it.
@@ -165,21 +243,123 @@ fn config_path(p: &Path) -> Result<String, String> {
     config_word(&p.display().to_string().replace('%', "%%"))
 }
 
+/// Where a node's persistent masters live: a private directory named by a
+/// hash of everything that makes the connection (the generated config, the
+/// host and port), so a changed inventory never rides an old master.
+pub fn persist_dir(node: &Node, server_alive: Duration) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let text = config_text(node, server_alive).map_err(|e| anyhow::anyhow!(e))?;
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    h.update(format!("\0{}\0{:?}", node.host, node.port).as_bytes());
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let uid = unsafe { libc::geteuid() };
+    let base = runtime_base(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), uid);
+    private_dir(&base, uid)?;
+    let dir = base.join(format!("m-{hex}"));
+    private_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+/// The live masters in `dir` (each `.ssh-connection*/master` that answers
+/// a mux alive check), newest first. Dead ones (their master exited: its
+/// `ControlPersist` ran out, or it was killed) are removed on the way; a
+/// directory without a socket yet is left alone while young (another
+/// invocation may be starting its master there).
+pub async fn live_masters(dir: &Path) -> Vec<openssh::Session> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ssh-connection")
+        })
+        .map(|e| {
+            let t = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, e.path())
+        })
+        .collect();
+    found.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut live = Vec::new();
+    for (modified, entry) in found {
+        let ctl = entry.join("master");
+        if ctl.exists() {
+            let session = openssh::Session::resume_mux(ctl.into_boxed_path(), None);
+            let alive = tokio::time::timeout(Duration::from_secs(3), session.check()).await;
+            if matches!(alive, Ok(Ok(()))) {
+                live.push(session);
+                continue;
+            }
+        } else if modified.elapsed().unwrap_or_default() < Duration::from_secs(120) {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(&entry);
+    }
+    live
+}
+
+/// Connect to `node`; with `persist`, ride a master an earlier invocation
+/// left up (the `bool` says so), else start one that outlives this one.
 pub async fn connect(
     control_dir: &Path,
     index: usize,
     node: &Node,
     server_alive: Duration,
+    persist: Option<Duration>,
+) -> Result<(openssh::Session, bool), ConnectError> {
+    let masters = match persist {
+        Some(_) => Some(persist_dir(node, server_alive).map_err(|e| ConnectError {
+            node: node.name.clone(),
+            reason: format!("{e:#}"),
+        })?),
+        None => None,
+    };
+    if let Some(dir) = &masters {
+        if let Some(session) = live_masters(dir).await.into_iter().next() {
+            return Ok((session, true));
+        }
+    }
+    let dir = masters.as_deref().unwrap_or(control_dir);
+    let keep = persist.unwrap_or(Duration::from_secs(30));
+    open_master(control_dir, dir, index, node, server_alive, keep)
+        .await
+        .map(|s| (s, false))
+}
+
+async fn open_master(
+    control_dir: &Path,
+    socket_dir: &Path,
+    index: usize,
+    node: &Node,
+    server_alive: Duration,
+    keep: Duration,
 ) -> Result<openssh::Session, ConnectError> {
     let fail = |reason: String| ConnectError {
         node: node.name.clone(),
         reason,
     };
-    if let Some(key) = &node.identity_file {
+    let jump_key = node
+        .jump
+        .as_ref()
+        .and_then(|j| Some((format!("jump host {}: ", j.name), j.identity_file.as_ref()?)));
+    let own_key = node.identity_file.as_ref().map(|k| (String::new(), k));
+    for (whose, key) in own_key
+        .into_iter()
+        .chain(jump_key.iter().map(|(w, k)| (w.clone(), *k)))
+    {
         // ssh would only warn and go on to "permission denied".
         if let Err(e) = std::fs::File::open(key) {
             return Err(fail(format!(
-                "identity_file {} {}",
+                "{whose}identity_file {} {}",
                 key.display(),
                 crate::files::preflight::why(&e)
             )));
@@ -191,9 +371,10 @@ pub async fn connect(
         .map_err(|e| fail(format!("cannot write ssh config: {e}")))?;
 
     let mut b = SessionBuilder::default();
-    b.control_directory(control_dir)
+    let keep = std::num::NonZeroUsize::new(keep.as_secs().max(1) as usize).expect("non-zero");
+    b.control_directory(socket_dir)
         .config_file(&config)
-        .control_persist(ControlPersist::IdleFor(30.try_into().expect("non-zero")))
+        .control_persist(ControlPersist::IdleFor(keep))
         // The builder always passes its own StrictHostKeyChecking: the same.
         .known_hosts_check(checking(node).0)
         .connect_timeout(node.connect_timeout);
@@ -215,6 +396,10 @@ pub async fn connect(
                 // stderr. Ask once more without the master to hear them.
                 if let Some(said) = diagnose(&config, node, limit).await {
                     reason = classify(&said);
+                    if let Some(jump) = &node.jump {
+                        // The proxy is the jump hop: what it said is its failure.
+                        reason = format!("jump host {}: {reason}", jump.name);
+                    }
                 }
             }
             Err(fail(reason))
@@ -438,6 +623,33 @@ mod tests {
         let fresh = t.path().join("1.conf");
         write_private(&fresh, b"Host x").unwrap();
         assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn each_hop_has_its_own_block() {
+        use crate::cluster::inventory::{Inventory, Jump};
+        let mut node = Inventory::from_hosts("127.0.0.1:2202")
+            .unwrap()
+            .nodes
+            .remove(0);
+        node.identity_file = Some("/k/node".into());
+        node.jump = Some(Box::new(Jump {
+            name: "node1".into(),
+            host: "127.0.0.1".into(),
+            port: Some(2201),
+            user: Some("j".into()),
+            identity_file: Some("/k/jump".into()),
+            known_hosts_file: Some("/k/known".into()),
+            host_key_checking: crate::cluster::inventory::HostKeyChecking::AcceptNew,
+        }));
+        let text = super::config_text(&node, std::time::Duration::from_secs(5)).unwrap();
+        let node_block = text.split("Host distctl-jump.node1\n").next().unwrap();
+        assert!(
+            node_block.contains("Host 127.0.0.1\nProxyJump distctl-jump.node1\nPort 2202\n"),
+            "{text}"
+        );
+        assert!(node_block.contains("IdentityFile \"/k/node\""), "{text}");
+        assert!(text.contains("Host distctl-jump.node1\nHostName 127.0.0.1\nHostKeyAlias \"[127.0.0.1]:2201\"\nPort 2201\nUser \"j\"\nIdentityFile \"/k/jump\"\nUserKnownHostsFile \"/k/known\"\nStrictHostKeyChecking accept-new\n"), "{text}");
     }
 
     #[test]

@@ -203,6 +203,8 @@ impl TestCluster {
     pub fn distctl(&self) -> Command {
         let mut c = Command::new(distctl_bin());
         c.arg("--inventory").arg(&self.inventory);
+        // Recorded outcomes (`--nodes @failed`) stay with this cluster.
+        c.env("XDG_STATE_HOME", self.dir.path().join("state"));
         c.stdin(Stdio::null());
         c
     }
@@ -430,6 +432,7 @@ pub fn local_distctl(dir: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .current_dir(dir)
         .env("HOME", dir)
+        .env_remove("XDG_STATE_HOME")
         .env_remove("DISTCTL_INVENTORY")
         .stdin(Stdio::null())
         .output()
