@@ -216,9 +216,11 @@ pub struct CollectArgs {
     #[arg(long, value_enum)]
     pub format: Option<MetricsFormat>,
     /// Interval over which CPU, disk IO and network rates are measured
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    pub sample_interval: Dur,
-    /// Sample repeatedly at this period (default: one round, then exit)
+    /// (default: 1s, or a quarter of --every when that is shorter)
+    #[arg(long, value_name = "DURATION")]
+    pub sample_interval: Option<Dur>,
+    /// Sample repeatedly at this period, rounds starting on its ticks
+    /// (default: one round, then exit)
     #[arg(long, value_name = "DURATION")]
     pub every: Option<Dur>,
     /// With --every: stop after this many rounds (default: until interrupted)

@@ -50,13 +50,29 @@ pub fn failed_on_error<T>(result: Result<(NodeOutcome, T)>) -> NodeDone<T> {
     }
 }
 
+/// Told as each node's part ends (unreachable or its body done), so that a
+/// command can show how many are done and which are pending; the driver
+/// itself knows nothing of terminals.
+pub trait Watch: Sync {
+    /// Node `index` (into the `nodes` given to [`each_node`]) has ended.
+    fn node_done(&self, index: usize, outcome: &NodeOutcome);
+}
+
+/// Nobody is watching.
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    fn node_done(&self, _: usize, _: &NodeOutcome) {}
+}
+
 /// Connect every node in `nodes` and run `body` on each connected one; each
-/// session is closed once its body is done. Results come back in the order
-/// of `nodes`.
+/// session is closed once its body is done, and `watch` is told. Results
+/// come back in the order of `nodes`.
 pub async fn each_node<T, F, Fut>(
     fanout: usize,
     nodes: &[Node],
     start: Start,
+    watch: &dyn Watch,
     body: F,
 ) -> Result<Vec<NodeResult<T>>>
 where
@@ -66,7 +82,7 @@ where
     warn_unchecked_host_keys(nodes);
     let connector = Connector::new(fanout)?;
     let body = &body;
-    let finish = |node: &Node, conn: Result<Arc<NodeSession>, ConnectError>| {
+    let finish = |i: usize, node: &Node, conn: Result<Arc<NodeSession>, ConnectError>| {
         let node = node.clone();
         async move {
             let (outcome, detail) = match conn {
@@ -77,6 +93,7 @@ where
                     done
                 }
             };
+            watch.node_done(i, &outcome);
             NodeResult {
                 node,
                 outcome,
@@ -89,7 +106,7 @@ where
             let connector = &connector;
             futures::future::join_all(nodes.iter().enumerate().map(|(i, node)| async move {
                 let conn = connector.connect(i, node).await.map(Arc::new);
-                finish(node, conn).await
+                finish(i, node, conn).await
             }))
             .await
         }
@@ -99,7 +116,8 @@ where
                 nodes
                     .iter()
                     .zip(conns)
-                    .map(|(node, conn)| finish(node, conn)),
+                    .enumerate()
+                    .map(|(i, (node, conn))| finish(i, node, conn)),
             )
             .await
         }

@@ -18,6 +18,7 @@ use crate::cluster::inventory::Inventory;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::output::gather;
+use crate::output::progress::NodesProgress;
 use crate::output::relay::LinePrinter;
 use crate::output::summary::{exit_for, print_failures, NoneReached};
 
@@ -104,14 +105,22 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     };
 
     let nodes = Inventory::load(g)?.select(g)?;
-    let printer = LinePrinter::start();
+    let progress = NodesProgress::new("exec", &nodes, g.quiet);
+    let printer = LinePrinter::start(progress.clone());
     let (plan, printer_ref) = (&plan, &printer);
-    let runs = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
-        let (outcome, run) = run_on(&session, plan, printer_ref).await;
-        (outcome, Some(run))
-    })
+    let runs = each_node(
+        g.fanout,
+        &nodes,
+        Start::AsConnected,
+        &progress,
+        |session| async move {
+            let (outcome, run) = run_on(&session, plan, printer_ref).await;
+            (outcome, Some(run))
+        },
+    )
     .await?;
     printer.finish();
+    progress.finish();
     on_signal.abort();
 
     match mode {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::{FetchArgs, Global};
-use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
+use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::{Inventory, Node};
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
@@ -72,7 +72,7 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
 
     let nodes = Inventory::load(g)?.select(g)?;
     let name = Path::new(&name);
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, "fetch", &nodes, |session| async move {
         failed_on_error(
             fetch_node(&session, path, name, &args.to)
                 .await

@@ -49,5 +49,31 @@ async fn interruptible(work: impl std::future::Future<Output = Result<Exit>>) ->
     }
 }
 
+/// The driver for `status`, `setup`, `sync` and `fetch`: each node as soon
+/// as it is connected, with the line of done and pending nodes on a
+/// terminal (`crate::output::progress`).
+async fn each_node_shown<T, F, Fut>(
+    g: &crate::cli::Global,
+    command: &str,
+    nodes: &[crate::cluster::inventory::Node],
+    body: F,
+) -> Result<Vec<crate::cluster::NodeResult<T>>>
+where
+    F: Fn(std::sync::Arc<crate::transport::NodeSession>) -> Fut,
+    Fut: std::future::Future<Output = crate::cluster::driver::NodeDone<T>>,
+{
+    let progress = crate::output::progress::NodesProgress::new(command, nodes, g.quiet);
+    let results = crate::cluster::each_node(
+        g.fanout,
+        nodes,
+        crate::cluster::Start::AsConnected,
+        &progress,
+        body,
+    )
+    .await;
+    progress.finish();
+    results
+}
+
 /// `run` and `split` connect every node before they plan.
 pub use crate::cluster::Cluster;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::cli::{Global, SetupArgs};
 use crate::cluster::agent::{ensure_agent, AgentBinary, AgentInstall, InstallAction};
-use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
+use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::Inventory;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
@@ -28,7 +28,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     let agent = AgentBinary::from_option(a.agent.as_deref())?;
     let nodes = Inventory::load(g)?.select(g)?;
     let agent = &agent;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, "setup", &nodes, |session| async move {
         failed_on_error(ensure_agent(&session, agent).await.map(|install| {
             let outcome = match install.action {
                 InstallAction::Pushed => NodeOutcome::Pushed,

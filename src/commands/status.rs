@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::Global;
-use crate::cluster::driver::{each_node, Start};
 use crate::cluster::inventory::{Inventory, Node};
 use crate::cluster::workdir;
 use crate::cluster::NodeOutcome;
@@ -126,7 +125,7 @@ async fn probe(session: &NodeSession) -> Result<NodeStatus> {
 
 pub async fn run(g: &Global) -> Result<Exit> {
     let nodes = Inventory::load(g)?.select(g)?;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, "status", &nodes, |session| async move {
         match probe(&session).await {
             Ok(st) => (NodeOutcome::Ok, Some(st)),
             Err(e) => (

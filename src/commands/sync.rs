@@ -17,7 +17,7 @@ use futures::future::FutureExt;
 use serde::Serialize;
 
 use crate::cli::{Global, SyncArgs, SyncMethod};
-use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
+use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::Inventory;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
@@ -141,7 +141,7 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
 
     let nodes = Inventory::load(g)?.select(g)?;
     let spec = &spec;
-    let results = each_node(g.fanout, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, "sync", &nodes, |session| async move {
         failed_on_error(mirror(&session, spec).await.map(|m| {
             let outcome = if m.up_to_date() {
                 NodeOutcome::UpToDate

@@ -6,6 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::output::lines::LineSplitter;
+use crate::output::progress::NodesProgress;
 use crate::transport::BoxRead;
 
 /// Writes whole prefixed lines to stdout/stderr from one thread, so lines
@@ -16,18 +17,21 @@ pub struct LinePrinter {
 }
 
 impl LinePrinter {
-    pub fn start() -> LinePrinter {
+    /// Lines are printed with `progress`'s line cleared, so the two never mix.
+    pub fn start(progress: NodesProgress) -> LinePrinter {
         let (tx, mut rx) = mpsc::channel::<(bool, Vec<u8>)>(256);
         let thread = std::thread::spawn(move || {
             use std::io::Write;
             while let Some((to_err, bytes)) = rx.blocking_recv() {
                 // A closed stdout (`| head`) must not stop the command on the nodes.
-                let _ = if to_err {
-                    std::io::stderr().lock().write_all(&bytes)
-                } else {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&bytes).and_then(|_| out.flush())
-                };
+                let _ = progress.suspend(|| {
+                    if to_err {
+                        std::io::stderr().lock().write_all(&bytes)
+                    } else {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes).and_then(|_| out.flush())
+                    }
+                });
             }
         });
         LinePrinter { tx, thread }

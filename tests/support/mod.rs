@@ -406,3 +406,5 @@ pub fn local_distctl(dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+pub mod pty;
