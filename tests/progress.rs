@@ -180,3 +180,55 @@ fn collect_every_prints_a_line_per_round_and_a_summary_on_a_terminal() {
     assert!(!stderr.contains("sample(s) written"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1 + 4);
 }
+
+#[test]
+fn the_run_bar_moves_with_the_bytes_before_any_chunk_finishes() {
+    let cluster = TestCluster::start(2);
+    let dir = cluster.dir.path();
+    let input = dir.join("in.txt");
+    let mut text = String::new();
+    for i in 0..262_144 {
+        text.push_str(&format!("{i:07}\n"));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let marker = dir.join("go");
+    // Each chunk is read whole, then held until the test says go.
+    let exec = format!(
+        "cat >/dev/null; while [ ! -e '{}' ]; do sleep 0.05; done",
+        marker.display()
+    );
+    let mut cmd = cluster.distctl();
+    cmd.arg("run")
+        .arg(&input)
+        .args(["--chunk-size", "1M", "--exec", &exec, "-o"])
+        .arg(dir.join("out.txt"));
+    let term = Terminal::spawn(&cmd);
+    term.wait_for("2.0 MiB/2.0 MiB sent", Duration::from_secs(60));
+    // Half a second on, there is a rate.
+    term.wait_for("2.0 MiB/2.0 MiB sent, ", Duration::from_secs(10));
+    term.wait_for(" lines/s, ", Duration::from_secs(10));
+    let screen = term.screen();
+    // Every byte is up, no chunk has finished: the bar moved with the bytes.
+    assert!(screen.contains("0 chunk(s) done"), "{screen}");
+    assert!(!screen.contains("1 chunk(s) done"), "{screen}");
+    assert!(screen.contains(" elapsed"), "{screen}");
+    // No ETA or rate before there is one; lines/s with separators.
+    assert!(!screen.contains("ETA 0s"), "{screen}");
+    assert!(!screen.contains("0 B/s"), "{screen}");
+    let rates: Vec<&str> = screen
+        .split(", ")
+        .filter(|p| p.ends_with(" lines/s"))
+        .collect();
+    assert!(!rates.is_empty(), "{screen}");
+    for r in rates {
+        let n = r.trim_end_matches(" lines/s");
+        let groups: Vec<&str> = n.split(',').collect();
+        assert!(
+            groups[0].len() <= 3 && groups[1..].iter().all(|g| g.len() == 3),
+            "{r}"
+        );
+    }
+    std::fs::write(&marker, "").unwrap();
+    let (status, screen) = term.finish();
+    assert_eq!(status.code(), Some(0), "{screen}");
+}

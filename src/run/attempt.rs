@@ -12,6 +12,7 @@ use std::time::Duration;
 use distctl_proto::{End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::output::progress::Traffic;
 use crate::run::chunk::InputStream;
 use crate::run::merge::{MemoryBudget, ResultBuf};
 use crate::run::schedule::Fault;
@@ -35,6 +36,8 @@ pub struct ChunkSpec {
     /// 0-based index of the chunk's first line (numeric ops name bad lines).
     pub line_offset: Option<u64>,
     pub data: ChunkData,
+    /// Where the bytes moved are counted as they go (the progress bar).
+    pub traffic: Arc<Traffic>,
 }
 
 /// A verified result.
@@ -84,6 +87,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
             stdin.write_all(data).await?;
             sent.bytes = data.len() as u64;
             sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
+            spec.traffic.sent(sent.bytes, sent.lines);
             last = data.last().copied().unwrap_or(b'\n');
         }
         ChunkData::Range(input) => {
@@ -109,6 +113,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
                 buf = b;
                 hasher = h;
                 stdin.write_all(&buf[..want]).await?;
+                spec.traffic.sent(want as u64, nl);
                 sent.lines += nl;
                 last = buf[want - 1];
                 pos += want as u64;
@@ -135,6 +140,7 @@ async fn receive(
     stdout: &mut BoxRead,
     timeout: Duration,
     budget: Arc<MemoryBudget>,
+    traffic: &Traffic,
 ) -> Result<AgentReply, AttemptError> {
     let mut got = AgentReply {
         data: ResultBuf::new(budget),
@@ -169,6 +175,7 @@ async fn receive(
             }
             return Ok(got);
         }
+        traffic.received(n as u64);
         dec.feed(&buf[..n]);
         while let Some(frame) = dec
             .next_frame()
@@ -246,7 +253,7 @@ pub async fn attempt(
         tail
     });
     let writer = send(stdin, spec, want_checksum);
-    let reader = receive(&mut stdout, timeout, budget);
+    let reader = receive(&mut stdout, timeout, budget, &spec.traffic);
     tokio::pin!(writer, reader);
     let mut sent = None;
     let received = loop {
