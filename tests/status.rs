@@ -431,3 +431,53 @@ fn every_node_down_still_gives_a_row_each_and_exit_1() {
         assert!(row["error"].as_str().unwrap().contains("refused"), "{row}");
     }
 }
+
+#[test]
+fn tables_stay_within_120_columns_and_long_reasons_are_said_in_full_below() {
+    let cluster = TestCluster::start(2);
+    let host = format!("{}.invalid", "no-such-host-".repeat(6));
+    cluster.write_inventory(&format!(
+        "\n[[nodes]]\nname = \"lost\"\nhost = {host:?}\nworkdir = \"/{}\"\n",
+        "a-long-workdir/".repeat(10)
+    ));
+    let out = run(cluster.distctl().arg("status"));
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for l in stdout.lines() {
+        assert!(
+            l.chars().count() <= 120,
+            "{} columns: {l}",
+            l.chars().count()
+        );
+    }
+    // The ok rows are not padded out to the long reason: STATUS stays narrow.
+    let ok_row = stdout.lines().find(|l| l.starts_with("node1")).unwrap();
+    let latency_at = ok_row.find("ms").unwrap();
+    assert!(latency_at < 30, "{stdout}");
+    let lost = stdout.lines().find(|l| l.starts_with("lost")).unwrap();
+    assert!(
+        lost.contains("unreachable: cannot resolve host name"),
+        "{stdout}"
+    );
+    // The full reason below the table and in --json.
+    assert!(
+        stderr.contains(&format!(
+            "lost: unreachable: cannot resolve host name {host}"
+        )),
+        "{stderr}"
+    );
+    let (_, rows) = status_json(&cluster, &[]);
+    let error = rows[2]["error"].as_str().unwrap();
+    assert!(error.contains(&host) && error.len() > 120, "{error}");
+
+    let out = run(cluster.distctl().arg("nodes"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("lost "), "{stdout}");
+    for l in stdout.lines() {
+        assert!(
+            l.chars().count() <= 120,
+            "{} columns: {l}",
+            l.chars().count()
+        );
+    }
+}

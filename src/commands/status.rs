@@ -175,6 +175,13 @@ pub async fn run(g: &Global) -> Result<Exit> {
             .map(|(r, _)| r.node.as_str())
             .collect();
         if !down.is_empty() && !g.quiet {
+            // The full reasons (a row cuts a long one at the table's width),
+            // one line per distinct reason with its nodes.
+            let named = rows.iter().map(|r| r.node.as_str()).zip(&outcomes);
+            let reasons = crate::output::summary::failure_lines(named, rows.len());
+            for line in &reasons[..reasons.len().saturating_sub(1)] {
+                eprintln!("{line}");
+            }
             eprintln!(
                 "{} of {} node(s) unreachable: {}",
                 down.len(),
