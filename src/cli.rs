@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::units::{ByteSize, Dur};
 
@@ -19,6 +20,26 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parse the command line (exit 2 with clap's message on a usage
+    /// error), noting which global flags were typed (a command that does
+    /// not use one refuses it: [`Global::refuse`]).
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let typed = |m: &ArgMatches, id: &str| {
+            m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        let sub = matches.subcommand().map(|(_, m)| m);
+        cli.global.typed = Cli::command()
+            .get_arguments()
+            .map(|a| a.get_id().as_str().to_string())
+            .filter(|id| typed(&matches, id) || sub.is_some_and(|m| typed(m, id)))
+            .collect();
+        cli
+    }
 }
 
 /// Flags every command takes; `--help` shows them under their own heading.
@@ -57,6 +78,21 @@ pub struct Global {
     /// No progress bars or informational messages
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// The global flags typed on the command line (by clap id, `fanout`).
+    #[arg(skip)]
+    pub typed: Vec<String>,
+}
+
+impl Global {
+    /// A usage error (exit 2) when one of `flags` (clap ids) was typed: a
+    /// command refuses the global flags it does not use rather than
+    /// ignoring them.
+    pub fn refuse(&self, command: &str, flags: &[&str]) -> anyhow::Result<()> {
+        match flags.iter().find(|f| self.typed.iter().any(|t| t == *f)) {
+            Some(flag) => Err(crate::usage!("{command} does not use --{flag}")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl From<&Global> for crate::cluster::inventory::Lookup {
@@ -99,6 +135,8 @@ pub enum Command {
     /// List the selected nodes with their resolved settings
     Nodes(NodesArgs),
     /// Render a metrics CSV as a self-contained HTML report with charts
+    /// (--nodes, --exclude and --label keep those nodes' rows; no node is
+    /// contacted, so --fanout is refused)
     Report(ReportArgs),
     /// Print shell completions (bash, zsh, fish, ...) or a man page
     Completions(CompletionsArgs),

@@ -1,10 +1,8 @@
-use clap::Parser;
-
 use distctl::cli::Cli;
 use distctl::exit::exit_for;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

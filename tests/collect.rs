@@ -216,13 +216,17 @@ fn append_to_a_foreign_header_exits_2_and_changes_nothing() {
     );
     assert_eq!(fs::read_to_string(&csv).unwrap(), seed);
     // And `report` refuses it the same way.
-    let out = run(cluster
-        .distctl()
+    let out = run(Command::new(support::distctl_bin())
         .arg("report")
         .arg(&csv)
         .arg("-o")
         .arg(dir.path().join("r.html")));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("column 1 is 'timestamp'"),
+        "{}",
+        text(&out.stderr)
+    );
     // JSON lines are never appended to a CSV either.
     let out = run(cluster
         .distctl()
@@ -344,8 +348,7 @@ fn report_has_a_chart_line_for_every_node() {
     assert_eq!(collect(&cluster).status.code(), Some(0));
     cluster.stop_node(2);
     assert_eq!(collect(&cluster).status.code(), Some(1));
-    let out = run(cluster
-        .distctl()
+    let out = run(Command::new(support::distctl_bin())
         .arg("report")
         .arg(&csv)
         .arg("-o")

@@ -26,7 +26,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Nodes(_) => nodes::run(g).await,
         Command::Status(_) => interruptible(status::run(g)).await,
         Command::Collect(ref a) => collect::run(g, a).await,
-        Command::Report(ref a) => report::run(a).await,
+        Command::Report(ref a) => report::run(g, a).await,
         Command::Split(ref a) => interruptible(split::run(g, a)).await,
         Command::Exec(ref a) => exec::run(g, a).await,
         Command::Sync(ref a) => interruptible(sync::run(g, a)).await,

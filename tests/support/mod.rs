@@ -407,4 +407,5 @@ pub fn local_distctl(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+pub mod metrics_csv;
 pub mod pty;
