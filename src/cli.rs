@@ -27,7 +27,22 @@ impl Cli {
     /// error), noting which global flags were typed (a command that does
     /// not use one refuses it: [`Global::refuse`]).
     pub fn parse_args() -> Cli {
-        let matches = Cli::command().get_matches();
+        let matches = Cli::command().try_get_matches().unwrap_or_else(|e| {
+            // With --json, a usage error is a JSON document on stdout too.
+            let help = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            if !help && std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                crate::output::json::print_error(
+                    first.trim_start_matches("error: "),
+                    e.exit_code(),
+                );
+            }
+            e.exit()
+        });
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let typed = |m: &ArgMatches, id: &str| {
             m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)

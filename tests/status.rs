@@ -41,7 +41,11 @@ fn status_reports_every_node() {
         assert!(used <= total && total > 0);
         assert!(row["disk_total_gib"].as_f64().unwrap() > 0.0);
         assert_eq!(row["agent"], "none", "no agent before setup");
-        assert_eq!(row["load"].as_array().unwrap().len(), 3);
+        for load in ["load1", "load5", "load15"] {
+            assert!(row[load].as_f64().unwrap() >= 0.0, "{row}");
+        }
+        assert_eq!(row["outcome"], "ok");
+        assert!(row["error"].is_null());
     }
     // The table for people names every node once.
     let out = run(cluster.distctl().arg("status"));
@@ -106,10 +110,11 @@ fn status_json_keys_and_figures_match_collect() {
         "node",
         "host",
         "reachable",
-        "error",
         "latency_ms",
         "uptime_s",
-        "load",
+        "load1",
+        "load5",
+        "load15",
         "cores",
         "mem_used_mib",
         "mem_total_mib",
@@ -117,6 +122,9 @@ fn status_json_keys_and_figures_match_collect() {
         "disk_total_gib",
         "agent",
         "sync",
+        "outcome",
+        "detail",
+        "error",
     ];
     let mut keys: Vec<&str> = rows[0]
         .as_object()
@@ -229,7 +237,7 @@ fn selection_flags_pick_nodes() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|n| n["name"].as_str().unwrap().to_string())
+            .map(|n| n["node"].as_str().unwrap().to_string())
             .collect();
         (code, names)
     };
@@ -368,9 +376,9 @@ fn example_inventory_parses() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes = doc["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1 + 17 + 1);
-    assert_eq!(nodes[1]["name"], "node01");
+    assert_eq!(nodes[1]["node"], "node01");
     assert_eq!(nodes[1]["host"], "10.0.1.1");
-    assert_eq!(nodes[17]["name"], "node20");
+    assert_eq!(nodes[17]["node"], "node20");
     assert_eq!(nodes[18]["port"], 2222);
 }
 

@@ -15,6 +15,7 @@ use crate::cli::{ExecArgs, Global};
 use crate::cluster::driver::{each_node, NodeResult, Start};
 use crate::cluster::exec::{remote_command, run_on, ExecPlan, ExecRun};
 use crate::cluster::inventory::Inventory;
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::output::gather;
@@ -37,13 +38,13 @@ enum Mode {
 #[derive(Serialize)]
 struct NodeJson<'a> {
     node: &'a str,
-    status: &'a NodeOutcome,
+    #[serde(flatten)]
+    outcome: OutcomeFields<'a>,
     exit_code: Option<i32>,
     /// Output as UTF-8 (invalid bytes replaced); use --outdir for raw bytes.
     stdout: String,
     stderr: String,
     duration_ms: Option<f64>,
-    error: Option<&'a str>,
 }
 
 pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
@@ -126,7 +127,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     match mode {
         Mode::Json => {
             let rows: Vec<NodeJson> = runs.iter().map(json_row).collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            crate::output::json::print(&rows)?;
         }
         Mode::Gather => {
             let reached: Vec<(&str, String, &[u8])> = runs
@@ -179,13 +180,12 @@ fn json_row(r: &NodeResult<ExecRun>) -> NodeJson<'_> {
     let text = |b: Option<&Vec<u8>>| String::from_utf8_lossy(b.map_or(&[][..], |b| b)).into_owned();
     NodeJson {
         node: &r.node.name,
-        status: &r.outcome,
+        outcome: OutcomeFields(&r.outcome),
         exit_code: run.and_then(|r| r.code),
         stdout: text(run.map(|r| &r.stdout)),
         stderr: text(run.map(|r| &r.stderr)),
         duration_ms: run
             .and_then(|r| r.duration)
             .map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0),
-        error: r.outcome.reason(),
     }
 }

@@ -15,7 +15,7 @@ pub async fn run(g: &Global) -> Result<Exit> {
             "inventory": inventory.source.to_string(),
             "nodes": nodes,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::json::print(&doc)?;
         return Ok(Exit::Ok);
     }
     let rows: Vec<Vec<String>> = nodes

@@ -53,7 +53,7 @@ pub async fn run(g: &Global, args: &ReportArgs) -> Result<Exit> {
             "first": first,
             "last": last,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::json::print(&doc)?;
     } else if !g.quiet {
         eprintln!(
             "distctl: wrote {}: {} row(s) of {} node(s){}",

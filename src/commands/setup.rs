@@ -8,6 +8,7 @@ use crate::cli::{Global, SetupArgs};
 use crate::cluster::agent::{ensure_agent, AgentBinary, AgentInstall, InstallAction};
 use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::Inventory;
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::output::table;
@@ -16,12 +17,13 @@ use crate::output::table;
 #[derive(Debug, Serialize)]
 pub struct SetupRow<'a> {
     pub node: &'a str,
-    /// `pushed`, `up-to-date`, `failed` or `unreachable`.
-    pub result: &'a NodeOutcome,
+    /// `outcome` (`ok`, `failed`, `unreachable`), `detail` (`pushed`,
+    /// `up-to-date`), `error`.
+    #[serde(flatten)]
+    pub outcome: OutcomeFields<'a>,
     /// The agent's path on the node.
     pub path: Option<&'a str>,
     pub machine: Option<&'a str>,
-    pub error: Option<&'a str>,
 }
 
 pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
@@ -54,10 +56,9 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
 fn row(r: &NodeResult<AgentInstall>) -> SetupRow<'_> {
     SetupRow {
         node: &r.node.name,
-        result: &r.outcome,
+        outcome: OutcomeFields(&r.outcome),
         path: r.detail.as_ref().map(|i| i.path.as_str()),
         machine: r.detail.as_ref().map(|i| i.machine.as_str()),
-        error: r.outcome.reason(),
     }
 }
 
@@ -67,7 +68,7 @@ fn render(rows: &[SetupRow]) -> String {
         .map(|r| {
             vec![
                 r.node.to_string(),
-                r.result.to_string(),
+                r.outcome.0.to_string(),
                 r.path.unwrap_or_default().to_string(),
             ]
         })

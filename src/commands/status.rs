@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::cli::Global;
 use crate::cluster::inventory::{Inventory, Node};
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::workdir;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
@@ -25,10 +26,12 @@ pub struct NodeStatus {
     pub node: String,
     pub host: String,
     pub reachable: bool,
+    /// In `--json` as the row's `error` ([`StatusJson`]).
+    #[serde(skip)]
     pub error: Option<String>,
     pub latency_ms: Option<f64>,
     /// What the shared probe measured; `--json` shows the part status
-    /// shows (README), load as one array.
+    /// shows (README), named as in `collect`.
     #[serde(flatten, serialize_with = "shown_figures")]
     pub sample: MetricsSample,
     /// Installed worker-agent version, or "none".
@@ -58,16 +61,24 @@ impl NodeStatus {
     }
 }
 
+/// A node's row in `status --json`: its status, then `outcome`, `detail`
+/// (null) and `error` as in every per-node row.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    #[serde(flatten)]
+    status: &'a NodeStatus,
+    #[serde(flatten)]
+    outcome: OutcomeFields<'a>,
+}
+
 /// The sample's columns in `status --json`, in the README's order.
 fn shown_figures<S: serde::Serializer>(s: &MetricsSample, ser: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let load = match (s.load1, s.load5, s.load15) {
-        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
-        _ => None,
-    };
-    let mut m = ser.serialize_struct("Figures", 7)?;
+    let mut m = ser.serialize_struct("Figures", 9)?;
     m.serialize_field("uptime_s", &s.uptime_s)?;
-    m.serialize_field("load", &load)?;
+    m.serialize_field("load1", &s.load1)?;
+    m.serialize_field("load5", &s.load5)?;
+    m.serialize_field("load15", &s.load15)?;
     m.serialize_field("cores", &s.cores)?;
     m.serialize_field("mem_used_mib", &s.mem_used_mib)?;
     m.serialize_field("mem_total_mib", &s.mem_total_mib)?;
@@ -165,7 +176,15 @@ pub async fn run(g: &Global) -> Result<Exit> {
     }
 
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let rows: Vec<StatusJson> = rows
+            .iter()
+            .zip(&outcomes)
+            .map(|(status, o)| StatusJson {
+                status,
+                outcome: OutcomeFields(o),
+            })
+            .collect();
+        crate::output::json::print(&rows)?;
     } else {
         print!("{}", render(&outcomes, &rows));
         let down: Vec<&str> = rows
