@@ -345,7 +345,11 @@ pub struct FetchArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct NodesArgs {}
+pub struct NodesArgs {
+    /// Only the names, one a line (what shell completion of --nodes offers)
+    #[arg(long, hide = true)]
+    pub names: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {

@@ -23,7 +23,7 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
     crate::shutdown::install()?;
     let g = &cli.global;
     match cli.command {
-        Command::Nodes(_) => nodes::run(g).await,
+        Command::Nodes(ref a) => nodes::run(g, a).await,
         Command::Status(_) => interruptible(status::run(g)).await,
         Command::Collect(ref a) => collect::run(g, a).await,
         Command::Report(ref a) => report::run(g, a).await,
