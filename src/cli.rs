@@ -298,6 +298,11 @@ pub struct ExecArgs {
     /// Send local stdin to every node
     #[arg(long)]
     pub stdin: bool,
+    /// Pass control characters from the nodes through to the terminal
+    /// (default: shown as `cat -v` does, e.g. ESC as ^[, when printing to
+    /// a terminal; never changed when piped or written to files)
+    #[arg(long)]
+    pub raw_output: bool,
     /// Kill the remote command after this long (default: no limit)
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<Dur>,

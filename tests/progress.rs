@@ -232,3 +232,53 @@ fn the_run_bar_moves_with_the_bytes_before_any_chunk_finishes() {
     let (status, screen) = term.finish();
     assert_eq!(status.code(), Some(0), "{screen}");
 }
+
+#[test]
+fn control_characters_from_nodes_are_shown_escaped_on_a_terminal() {
+    let cluster = TestCluster::start(2);
+    let cmd_line = r"printf 'a\033]0;pwned\007b\033[2Jc\r\n'";
+    let on_terminal = |extra: &[&str]| {
+        let mut cmd = cluster.distctl();
+        cmd.arg("exec").args(extra).arg(cmd_line);
+        let (status, screen) = Terminal::spawn(&cmd).finish();
+        assert_eq!(status.code(), Some(0), "{screen}");
+        screen
+    };
+    let screen = on_terminal(&[]);
+    assert!(
+        screen.contains("node1: a^[]0;pwned^Gb^[[2Jc\r\n"),
+        "{screen:?}"
+    );
+    assert!(!screen.contains('\x07'), "{screen:?}");
+    let screen = on_terminal(&["--gather"]);
+    assert!(screen.contains("a^[]0;pwned^Gb^[[2Jc"), "{screen:?}");
+    assert!(!screen.contains('\x07'), "{screen:?}");
+    // Asked for raw, the bytes reach the terminal as sent.
+    let screen = on_terminal(&["--raw-output"]);
+    assert!(screen.contains("a\x1b]0;pwned\x07b"), "{screen:?}");
+    // Piped, nothing is changed.
+    let out = cluster.distctl().args(["exec", cmd_line]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("node2: a\x1b]0;pwned\x07b\x1b[2Jc\r\n"),
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn gathered_output_is_bounded_per_node_and_says_what_was_cut() {
+    let cluster = TestCluster::start(2);
+    let out = cluster
+        .distctl()
+        .args(["exec", "--gather", "head -c 3000000 /dev/zero | tr '\\0' a"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("node[1-2] (output cut at 1.0 MiB of 2.9 MiB; --outdir keeps all)"),
+        "{}",
+        &stdout[..300.min(stdout.len())]
+    );
+    assert!(out.stdout.len() < (1 << 20) + 1000, "{}", out.stdout.len());
+}

@@ -8,6 +8,8 @@
 //! one command and its exact argv, each word quoted on the way
 //! ([`crate::cluster::exec`]).
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -19,9 +21,15 @@ use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::output::gather;
+use crate::output::lines::escape_controls;
 use crate::output::progress::NodesProgress;
 use crate::output::relay::LinePrinter;
 use crate::output::summary::{exit_for, print_failures, NoneReached};
+use crate::units::human_bytes;
+
+/// `--gather` keeps at most this much of each node's stdout in memory; the
+/// group's header says where a node's was cut.
+const GATHER_CAP: usize = 1 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -80,6 +88,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             .unwrap_or_default()
             .as_nanos()
     );
+    let escape_on = |stream: &dyn IsTerminal| !args.raw_output && stream.is_terminal();
     let cmdline = remote_command(&args.command, args.timeout.map(|t| t.0), &tag);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     // The first signal stops the command on every node and waits for that;
@@ -96,9 +105,14 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             mode == Mode::Stream,
             matches!(mode, Mode::Stream | Mode::Gather),
         ],
+        escape: [escape_on(&std::io::stdout()), escape_on(&std::io::stderr())],
         capture: [
-            matches!(mode, Mode::Json | Mode::Gather),
-            mode == Mode::Json,
+            match mode {
+                Mode::Json => Some(usize::MAX),
+                Mode::Gather => Some(GATHER_CAP),
+                _ => None,
+            },
+            (mode == Mode::Json).then_some(usize::MAX),
         ],
         outdir: args.outdir.as_deref(),
         tag: &tag,
@@ -134,7 +148,11 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
                 .iter()
                 .filter_map(|r| {
                     let run = r.detail.as_ref()?;
-                    Some((r.node.name.as_str(), label(&r.outcome), &run.stdout[..]))
+                    Some((
+                        r.node.name.as_str(),
+                        label(&r.outcome, run),
+                        &run.stdout[..],
+                    ))
                 })
                 .collect();
             let groups = gather::group(
@@ -144,7 +162,13 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             );
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&gather::render(&groups));
+            let text = gather::render(&groups);
+            let text = if escape_on(&std::io::stdout()) {
+                escape_controls(&text)
+            } else {
+                text
+            };
+            let _ = out.write_all(&text);
             let _ = out.flush();
         }
         Mode::Files => {
@@ -167,12 +191,21 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     exit_for(runs.iter().map(|r| &r.outcome), NoneReached::Fails)
 }
 
-/// A node's header label in `--gather` ("" for success).
-fn label(outcome: &NodeOutcome) -> String {
-    match outcome {
-        NodeOutcome::Ok => String::new(),
-        o => o.to_string(),
+/// A node's header label in `--gather` ("" for success), saying where its
+/// output was cut.
+fn label(outcome: &NodeOutcome, run: &ExecRun) -> String {
+    let mut parts = Vec::new();
+    if *outcome != NodeOutcome::Ok {
+        parts.push(outcome.to_string());
     }
+    if run.stdout_total > run.stdout.len() as u64 {
+        parts.push(format!(
+            "output cut at {} of {}; --outdir keeps all",
+            human_bytes(run.stdout.len() as u64),
+            human_bytes(run.stdout_total)
+        ));
+    }
+    parts.join(", ")
 }
 
 fn json_row(r: &NodeResult<ExecRun>) -> NodeJson<'_> {
