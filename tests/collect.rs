@@ -361,9 +361,11 @@ fn report_has_a_chart_line_for_every_node() {
     );
     for metric in [
         "cpu_pct",
-        "mem_used_mib",
-        "disk_used_gib",
-        "load1",
+        "mem_used_pct",
+        "disk_used_pct",
+        "load1_per_core",
+        "load15_per_core",
+        "swap_used_mib",
         "disk_read_kib_s",
         "disk_write_kib_s",
         "net_rx_kib_s",

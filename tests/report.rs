@@ -103,3 +103,111 @@ fn report_keeps_the_selected_nodes_rows_and_refuses_flags_it_does_not_use() {
         );
     }
 }
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&png[16..20]), be(&png[20..24]))
+}
+
+#[test]
+fn the_html_report_reads_at_a_glance_and_chromium_draws_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Six nodes over three hours, a row a minute; node2 down for 45 minutes.
+    std::fs::write(dir.path().join("m.csv"), metrics_csv::generate(6, 3)).unwrap();
+    let out = report(dir.path(), &["-o", "r.html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
+
+    // Time ticks on round times, with the date; times said to be UTC.
+    assert!(page.contains("times in UTC"));
+    let ticks: Vec<&str> = page
+        .split("class=\"axis tick\"")
+        .skip(1)
+        .map(|s| s.split('>').nth(1).unwrap().split('<').next().unwrap())
+        .collect();
+    assert!(!ticks.is_empty());
+    assert!(ticks[0].starts_with("11-23 "), "{ticks:?}");
+    for t in &ticks {
+        let hm = t.rsplit(' ').next().unwrap();
+        assert!(
+            hm.ends_with(":00") || hm.ends_with(":30"),
+            "not a round tick: {t} in {ticks:?}"
+        );
+    }
+    // Memory and disk as a share of each node's total; load per core; swap.
+    for id in [
+        "mem_used_pct",
+        "disk_used_pct",
+        "load1_per_core",
+        "load15_per_core",
+        "swap_used_mib",
+    ] {
+        assert!(page.contains(&format!("data-metric=\"{id}\"")), "{id}");
+    }
+    let mem = page.split("data-metric=\"mem_used_pct\"").nth(1).unwrap();
+    assert!(mem
+        .split("</section>")
+        .next()
+        .unwrap()
+        .contains(">100</text>"));
+    // The unreachable stretch says which node, when and why.
+    assert!(page.contains(
+        "node2 unreachable from 2026-11-23T07:43:52Z to 2026-11-23T08:27:52Z (45 sample(s))"
+    ));
+    let down = page.split("<tr data-down-node=\"node2\">").nth(1).unwrap();
+    assert!(down.contains("connection timed out"));
+    // Per node over the period: availability and min/avg/max/p95.
+    let stats = page.split("<tr data-stats-node=\"node2\">").nth(1).unwrap();
+    let stats = stats.split("</tr>").next().unwrap();
+    assert!(
+        stats.contains("<td>180</td><td class=\"bad\">75.0%</td>"),
+        "{stats}"
+    );
+    assert!(page.contains("<th>p95</th>"));
+    // A toggle per node hides its lines, no script needed.
+    assert!(page.contains("id=\"hide5\"") && page.contains("label class=\"key\" for=\"hide5\""));
+    assert!(!page.contains("<script"));
+    // An even number of panels: the two-column grid has no hole.
+    assert_eq!(page.matches("<section class=\"chart\"").count() % 2, 0);
+
+    // What a person sees: a headless Chromium screenshot.
+    if std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "chromium is not installed (scripts/install-deps installs it): screenshot skipped"
+        );
+        return;
+    }
+    let png = dir.path().join("r.png");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1200,1600")
+        .arg(format!("file://{}", dir.path().join("r.html").display()))
+        .output()
+        .unwrap();
+    assert!(png.exists(), "no screenshot: {}", text(&out.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(png_size(&bytes), (1200, 1600));
+    // A blank 1200×1600 page compresses to a few KiB; charts, lines and
+    // text do not.
+    assert!(
+        bytes.len() > 60_000,
+        "the screenshot looks blank: {} bytes",
+        bytes.len()
+    );
+}
