@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use crate::sync::mirror::SyncMethod;
 use crate::units::{ByteSize, Dur};
@@ -20,6 +21,41 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parse the command line (exit 2 with clap's message on a usage
+    /// error), noting which global flags were typed (a command that does
+    /// not use one refuses it: [`Global::refuse`]).
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().try_get_matches().unwrap_or_else(|e| {
+            // With --json, a usage error is a JSON document on stdout too.
+            let help = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            if !help && std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                crate::output::json::print_error(
+                    first.trim_start_matches("error: "),
+                    e.exit_code(),
+                );
+            }
+            e.exit()
+        });
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let typed = |m: &ArgMatches, id: &str| {
+            m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        let sub = matches.subcommand().map(|(_, m)| m);
+        cli.global.typed = Cli::command()
+            .get_arguments()
+            .map(|a| a.get_id().as_str().to_string())
+            .filter(|id| typed(&matches, id) || sub.is_some_and(|m| typed(m, id)))
+            .collect();
+        cli
+    }
 }
 
 /// Flags every command takes; `--help` shows them under their own heading.
@@ -63,6 +99,21 @@ pub struct Global {
     /// No progress bars or informational messages
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// The global flags typed on the command line (by clap id, `fanout`).
+    #[arg(skip)]
+    pub typed: Vec<String>,
+}
+
+impl Global {
+    /// A usage error (exit 2) when one of `flags` (clap ids) was typed: a
+    /// command refuses the global flags it does not use rather than
+    /// ignoring them.
+    pub fn refuse(&self, command: &str, flags: &[&str]) -> anyhow::Result<()> {
+        match flags.iter().find(|f| self.typed.iter().any(|t| t == *f)) {
+            Some(flag) => Err(crate::usage!("{command} does not use --{flag}")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl From<&Global> for crate::cluster::inventory::Lookup {
@@ -158,6 +209,8 @@ pub enum Command {
     /// Close the ssh masters `--persist` left up for the selected nodes
     Disconnect(DisconnectArgs),
     /// Render a metrics CSV as a self-contained HTML report with charts
+    /// (--nodes, --exclude and --label keep those nodes' rows; no node is
+    /// contacted, so --fanout is refused)
     Report(ReportArgs),
     /// Print shell completions (bash, zsh, fish, ...) or a man page
     Completions(CompletionsArgs),
@@ -277,9 +330,11 @@ pub struct CollectArgs {
     #[arg(long, value_enum)]
     pub format: Option<MetricsFormat>,
     /// Interval over which CPU, disk IO and network rates are measured
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    pub sample_interval: Dur,
-    /// Sample repeatedly at this period (default: one round, then exit)
+    /// (default: 1s, or a quarter of --every when that is shorter)
+    #[arg(long, value_name = "DURATION")]
+    pub sample_interval: Option<Dur>,
+    /// Sample repeatedly at this period, rounds starting on its ticks
+    /// (default: one round, then exit)
     #[arg(long, value_name = "DURATION")]
     pub every: Option<Dur>,
     /// With --every: stop after this many rounds (default: until interrupted)
@@ -310,6 +365,11 @@ pub struct ExecArgs {
     /// Send local stdin to every node
     #[arg(long)]
     pub stdin: bool,
+    /// Pass control characters from the nodes through to the terminal
+    /// (default: shown as `cat -v` does, e.g. ESC as ^[, when printing to
+    /// a terminal; never changed when piped or written to files)
+    #[arg(long)]
+    pub raw_output: bool,
     /// Kill the remote command after this long (default: no limit)
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<Dur>,
@@ -352,7 +412,11 @@ pub struct FetchArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct NodesArgs {}
+pub struct NodesArgs {
+    /// Only the names, one a line (what shell completion of --nodes offers)
+    #[arg(long, hide = true)]
+    pub names: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct DisconnectArgs {}

@@ -1,20 +1,24 @@
-use clap::Parser;
-
 use distctl::cli::Cli;
 use distctl::exit::exit_for;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
+    let json = cli.global.json;
     let code = match runtime.block_on(distctl::commands::dispatch(cli)) {
         Ok(exit) => exit,
         Err(err) => {
-            eprintln!("distctl: error: {}", one_line(&err));
-            exit_for(&err)
+            let line = one_line(&err);
+            eprintln!("distctl: error: {line}");
+            let code = exit_for(&err);
+            if json {
+                distctl::output::json::print_error(&line, code.code());
+            }
+            code
         }
     };
     // Drop the runtime before exiting so ssh masters and temp dirs are cleaned up.

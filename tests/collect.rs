@@ -213,13 +213,17 @@ fn append_to_a_foreign_header_exits_2_and_changes_nothing() {
     );
     assert_eq!(fs::read_to_string(&csv).unwrap(), seed);
     // And `report` refuses it the same way.
-    let out = run(cluster
-        .distctl()
+    let out = run(Command::new(support::distctl_bin())
         .arg("report")
         .arg(&csv)
         .arg("-o")
         .arg(dir.path().join("r.html")));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("column 1 is 'timestamp'"),
+        "{}",
+        text(&out.stderr)
+    );
     // JSON lines are never appended to a CSV either.
     let out = run(cluster
         .distctl()
@@ -341,8 +345,7 @@ fn report_has_a_chart_line_for_every_node() {
     assert_eq!(collect(&cluster).status.code(), Some(0));
     cluster.stop_node(2);
     assert_eq!(collect(&cluster).status.code(), Some(1));
-    let out = run(cluster
-        .distctl()
+    let out = run(Command::new(support::distctl_bin())
         .arg("report")
         .arg(&csv)
         .arg("-o")
@@ -355,9 +358,11 @@ fn report_has_a_chart_line_for_every_node() {
     );
     for metric in [
         "cpu_pct",
-        "mem_used_mib",
-        "disk_used_gib",
-        "load1",
+        "mem_used_pct",
+        "disk_used_pct",
+        "load1_per_core",
+        "load15_per_core",
+        "swap_used_mib",
         "disk_read_kib_s",
         "disk_write_kib_s",
         "net_rx_kib_s",
@@ -462,4 +467,73 @@ fn signal_ends_every_between_whole_rounds(sig: libc::c_int) {
         rows.len()
     );
     rows.iter().for_each(assert_sane);
+}
+
+/// Seconds since the epoch of a row's timestamp.
+fn row_time(row: &std::collections::HashMap<String, String>) -> f64 {
+    humantime::parse_rfc3339(&row["timestamp_utc"])
+        .expect("RFC 3339 UTC timestamp")
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn every_keeps_rounds_on_the_period_and_warns_once_when_one_overruns() {
+    // The built-in local node (no inventory anywhere): no ssh handshake
+    // whose time varies, so what is measured is the schedule itself.
+    let home = tempfile::tempdir().unwrap();
+    let csv = home.path().join("m.csv");
+    let out = run(Command::new(support::distctl_bin())
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env_remove("DISTCTL_INVENTORY")
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["collect", "--every", "700ms", "--count", "5", "-o"])
+        .arg(&csv));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = read_rows(&csv);
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[0]["node"], "local");
+    let starts: Vec<f64> = rows.iter().map(row_time).collect();
+    // Rounds start on absolute ticks: round k at start + k periods (each
+    // round samples for 175ms, a quarter of the period), and no error
+    // accumulates.
+    for (k, t) in starts.iter().enumerate() {
+        let off = t - starts[0] - 0.7 * k as f64;
+        assert!(
+            off.abs() < 0.15,
+            "round {k} is {off:.3}s off its tick: {starts:?}"
+        );
+    }
+
+    let cluster = TestCluster::start(2);
+
+    // A period shorter than a round: one warning, rounds skip missed ticks.
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--every", "300ms", "--sample-interval", "250ms"])
+        .args(["--count", "3"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("longer than --every 300ms"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with("distctl: warning: round 1 took "),
+        "{stderr}"
+    );
+
+    // A sample interval that cannot fit its period is refused up front.
+    let out = run(cluster
+        .distctl()
+        .args(["collect", "--every", "1s", "--sample-interval", "1s"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--sample-interval 1s must be shorter than --every 1s"),
+        "{}",
+        text(&out.stderr)
+    );
 }

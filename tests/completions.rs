@@ -155,3 +155,81 @@ fn help_puts_global_options_under_their_own_heading() {
         assert!(!help[own..heading].contains("--inventory"), "{cmd}");
     }
 }
+
+/// Complete the last of `words` the way bash does on Tab, with the bash
+/// script loaded and distctl on PATH; what it offers.
+fn bash_complete(dir: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_distctl"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect();
+    let script = format!(
+        "source <(distctl completions bash)\nCOMP_WORDS=({})\nCOMP_CWORD={}\nCOMP_LINE=\"${{COMP_WORDS[*]}}\"\nCOMP_POINT=${{#COMP_LINE}}\n_distctl_with_nodes distctl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("DISTCTL_INVENTORY")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn bash_completes_node_names_from_the_inventory_not_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        "[[nodes]]\nname = \"web1\"\nhost = \"a\"\n[[nodes]]\nname = \"web2\"\nhost = \"b\"\n[[nodes]]\nname = \"db\"\nhost = \"c\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("other.toml"),
+        "[[nodes]]\nname = \"gpu9\"\nhost = \"g\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("webfile.txt"), "").unwrap();
+    assert_eq!(
+        bash_complete(dir.path(), &["distctl", "exec", "--nodes", "we"]),
+        ["web1", "web2"]
+    );
+    assert_eq!(
+        bash_complete(dir.path(), &["distctl", "status", "-x", ""]),
+        ["web1", "web2", "db"]
+    );
+    // Each element of a comma list.
+    assert_eq!(
+        bash_complete(dir.path(), &["distctl", "exec", "--nodes", "db,w"]),
+        ["db,web1", "db,web2"]
+    );
+    // The inventory given before counts.
+    assert_eq!(
+        bash_complete(
+            dir.path(),
+            &["distctl", "-i", "other.toml", "status", "--nodes", ""]
+        ),
+        ["gpu9"]
+    );
+    // Nothing matching offers nothing, never file names.
+    assert!(bash_complete(dir.path(), &["distctl", "exec", "--nodes", "webf"]).is_empty());
+    // Elsewhere clap's completion still works.
+    assert!(bash_complete(dir.path(), &["distctl", "sta"]).contains(&"status".to_string()));
+}

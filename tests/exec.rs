@@ -211,13 +211,13 @@ fn json_outdir_and_stdin() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for row in &rows[..2] {
-        assert_eq!(row["status"], "failed");
+        assert_eq!(row["outcome"], "failed");
         assert_eq!(row["exit_code"], 5);
         assert_eq!(row["stdout"], "HELLO NODES\n");
         assert_eq!(row["stderr"], "err\n");
         assert!(row["duration_ms"].as_f64().unwrap() > 0.0);
     }
-    assert_eq!(rows[2]["status"], "unreachable");
+    assert_eq!(rows[2]["outcome"], "unreachable");
     assert!(rows[2]["error"].as_str().unwrap().contains("refused"));
 
     let dir = tempfile::tempdir().unwrap();
@@ -282,7 +282,7 @@ fn timeout_kills_the_command_and_everything_it_started() {
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     for row in rows.as_array().unwrap() {
-        assert_eq!(row["status"], "timed-out", "{row}");
+        assert_eq!(row["outcome"], "timed-out", "{row}");
         assert_eq!(row["stdout"], "");
     }
     assert!(text(&out.stderr).contains("node[1-2]: timed out after 1s"));
@@ -393,7 +393,7 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["stdout"], "started\ndone\n");
     assert_eq!(rows[2]["stdout"], "started\ndone\n");
-    assert_eq!(rows[1]["status"], "lost", "{}", rows[1]);
+    assert_eq!(rows[1]["outcome"], "lost", "{}", rows[1]);
 
     // A command killed by a signal on a live connection is not a lost node.
     let out = cluster
@@ -403,7 +403,7 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows[0]["status"], "killed", "{}", rows[0]);
+    assert_eq!(rows[0]["outcome"], "killed", "{}", rows[0]);
 }
 
 /// A low soft limit on file descriptors is raised to the hard one at start,
@@ -478,7 +478,7 @@ fn fanout_1_connects_one_at_a_time_but_every_node_works_at_once() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for row in rows {
-        assert_eq!(row["status"], "ok", "{row}");
+        assert_eq!(row["outcome"], "ok", "{row}");
         assert_eq!(row["stdout"], "together\n");
     }
 }
@@ -494,7 +494,7 @@ fn one_node_down_is_exit_1_and_every_node_down_is_exit_3() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["status"].as_str().unwrap())
+        .map(|r| r["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(status, ["ok", "unreachable", "ok"]);
     assert!(rows[1]["error"].as_str().unwrap().contains("refused"));

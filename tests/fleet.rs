@@ -7,6 +7,7 @@ mod support;
 use std::process::Output;
 
 use serde_json::Value;
+use support::text;
 use support::TestCluster;
 
 fn run(cluster: &TestCluster, args: &[&str]) -> Output {
@@ -15,10 +16,6 @@ fn run(cluster: &TestCluster, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run distctl")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The nodes `--nodes EXPR` selects, as `distctl nodes` lists them.
@@ -30,7 +27,7 @@ fn selected(cluster: &TestCluster, expr: &str) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| n["name"].as_str().unwrap().to_string())
+        .map(|n| n["node"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -48,7 +45,7 @@ fn outcomes(out: &Output) -> Vec<(String, String)> {
         .map(|r| {
             (
                 r["node"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
             )
         })
         .collect()

@@ -22,7 +22,7 @@ fn names(out: &Output) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| n["name"].as_str().unwrap().to_string())
+        .map(|n| n["node"].as_str().unwrap().to_string())
         .collect()
 }
 

@@ -18,7 +18,7 @@ fn init_writes_a_working_inventory_and_never_overwrites_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["nodes"][0]["name"], "localhost", "{v}");
+    assert_eq!(v["nodes"][0]["node"], "localhost", "{v}");
     assert_eq!(v["inventory"], "cluster.toml", "{v}");
 
     std::fs::write(dir.path().join("cluster.toml"), "# mine\n").unwrap();

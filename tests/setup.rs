@@ -27,7 +27,13 @@ fn setup(cluster: &TestCluster, extra: &[&str]) -> (i32, Vec<Value>) {
 
 fn results(rows: &[Value]) -> Vec<String> {
     rows.iter()
-        .map(|r| r["result"].as_str().unwrap().to_string())
+        .map(|r| {
+            r["detail"]
+                .as_str()
+                .or(r["outcome"].as_str())
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -125,7 +131,7 @@ fn wrong_machine_is_refused_and_unreachable_nodes_exit_1() {
     let (code, rows) = setup(&cluster, &["--agent", fake.to_str().unwrap()]);
     assert_eq!(code, 4, "a refused push exits 4: {rows:?}");
     for row in &rows {
-        assert_eq!(row["result"], "failed");
+        assert_eq!(row["outcome"], "failed");
         let err = row["error"].as_str().unwrap();
         assert!(err.contains("x86_64") && err.contains("aarch64"), "{err}");
     }

@@ -38,7 +38,11 @@ fn status_reports_every_node() {
         assert!(used <= total && total > 0);
         assert!(row["disk_total_gib"].as_f64().unwrap() > 0.0);
         assert_eq!(row["agent"], "none", "no agent before setup");
-        assert_eq!(row["load"].as_array().unwrap().len(), 3);
+        for load in ["load1", "load5", "load15"] {
+            assert!(row[load].as_f64().unwrap() >= 0.0, "{row}");
+        }
+        assert_eq!(row["outcome"], "ok");
+        assert!(row["error"].is_null());
     }
     // The table for people names every node once.
     let out = run(cluster.distctl().arg("status"));
@@ -103,10 +107,11 @@ fn status_json_keys_and_figures_match_collect() {
         "node",
         "host",
         "reachable",
-        "error",
         "latency_ms",
         "uptime_s",
-        "load",
+        "load1",
+        "load5",
+        "load15",
         "cores",
         "mem_used_mib",
         "mem_total_mib",
@@ -115,6 +120,9 @@ fn status_json_keys_and_figures_match_collect() {
         "agent",
         "sync",
         "warm",
+        "outcome",
+        "detail",
+        "error",
     ];
     let mut keys: Vec<&str> = rows[0]
         .as_object()
@@ -227,7 +235,7 @@ fn selection_flags_pick_nodes() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|n| n["name"].as_str().unwrap().to_string())
+            .map(|n| n["node"].as_str().unwrap().to_string())
             .collect();
         (code, names)
     };
@@ -366,9 +374,9 @@ fn example_inventory_parses() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes = doc["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1 + 17 + 1);
-    assert_eq!(nodes[1]["name"], "node01");
+    assert_eq!(nodes[1]["node"], "node01");
     assert_eq!(nodes[1]["host"], "10.0.1.1");
-    assert_eq!(nodes[17]["name"], "node20");
+    assert_eq!(nodes[17]["node"], "node20");
     assert_eq!(nodes[18]["port"], 2222);
 }
 
@@ -427,5 +435,55 @@ fn every_node_down_still_gives_a_row_each_and_exit_1() {
     for row in &rows {
         assert_eq!(row["reachable"], false, "{row}");
         assert!(row["error"].as_str().unwrap().contains("refused"), "{row}");
+    }
+}
+
+#[test]
+fn tables_stay_within_120_columns_and_long_reasons_are_said_in_full_below() {
+    let cluster = TestCluster::start(2);
+    let host = format!("{}.invalid", "no-such-host-".repeat(6));
+    cluster.write_inventory(&format!(
+        "\n[[nodes]]\nname = \"lost\"\nhost = {host:?}\nworkdir = \"/{}\"\n",
+        "a-long-workdir/".repeat(10)
+    ));
+    let out = run(cluster.distctl().arg("status"));
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for l in stdout.lines() {
+        assert!(
+            l.chars().count() <= 120,
+            "{} columns: {l}",
+            l.chars().count()
+        );
+    }
+    // The ok rows are not padded out to the long reason: STATUS stays narrow.
+    let ok_row = stdout.lines().find(|l| l.starts_with("node1")).unwrap();
+    let latency_at = ok_row.find("ms").unwrap();
+    assert!(latency_at < 30, "{stdout}");
+    let lost = stdout.lines().find(|l| l.starts_with("lost")).unwrap();
+    assert!(
+        lost.contains("unreachable: cannot resolve host name"),
+        "{stdout}"
+    );
+    // The full reason below the table and in --json.
+    assert!(
+        stderr.contains(&format!(
+            "lost: unreachable: cannot resolve host name {host}"
+        )),
+        "{stderr}"
+    );
+    let (_, rows) = status_json(&cluster, &[]);
+    let error = rows[2]["error"].as_str().unwrap();
+    assert!(error.contains(&host) && error.len() > 120, "{error}");
+
+    let out = run(cluster.distctl().arg("nodes"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("lost "), "{stdout}");
+    for l in stdout.lines() {
+        assert!(
+            l.chars().count() <= 120,
+            "{} columns: {l}",
+            l.chars().count()
+        );
     }
 }

@@ -85,7 +85,7 @@ fn check_sync_cycle(method: &str) {
     );
     assert_eq!(code, 0, "{err}");
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row["status"], "synced", "{row}");
+        assert_eq!(row["detail"], "synced", "{row}");
         assert_eq!(row["method"], method);
         assert_eq!(row["changed"], 9, "{row}");
         assert!(row["bytes_sent"].as_u64().unwrap() > 300_000 / 100, "{row}");
@@ -102,7 +102,7 @@ fn check_sync_cycle(method: &str) {
     );
     assert_eq!(code, 0);
     for row in &rows {
-        assert_eq!(row["status"], "up-to-date", "{row}");
+        assert_eq!(row["detail"], "up-to-date", "{row}");
         let sent = row["bytes_sent"].as_u64().unwrap();
         eprintln!("{method}: second sync sent {sent} bytes to {}", row["node"]);
         assert!(sent < 1500, "{row}");
@@ -208,7 +208,7 @@ fn sync_into_the_workdir_root_never_deletes_distctl_files_and_status_shows_it() 
     cluster.stop_node(2);
     let (code, rows, err) = sync_json(&cluster, &[local.path().to_str().unwrap()]);
     assert_eq!(code, 1, "an unreachable node is exit 1: {err}");
-    assert_eq!(rows[2]["status"], "unreachable");
+    assert_eq!(rows[2]["outcome"], "unreachable");
     assert!(
         err.contains("rerun on them with --nodes @failed (node3)"),
         "{err}"
@@ -285,7 +285,7 @@ fn fetch_brings_a_tree_back_from_every_node() {
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     for i in 0..3 {
         let row = &rows[i];
-        assert_eq!(row["status"], "ok", "{row}");
+        assert_eq!(row["outcome"], "ok", "{row}");
         assert_eq!(row["files"], 6);
         let got = to.join(format!("node{}", i + 1)).join("results");
         assert_eq!(
@@ -293,7 +293,7 @@ fn fetch_brings_a_tree_back_from_every_node() {
             snapshot(&cluster.workdir(i).join("results"))
         );
     }
-    assert_eq!(rows[3]["status"], "unreachable");
+    assert_eq!(rows[3]["outcome"], "unreachable");
     // No temporary directories left behind.
     let names: Vec<String> = fs::read_dir(to.join("node1"))
         .unwrap()
@@ -338,10 +338,10 @@ fn sync_with_fanout_1_reaches_every_node_and_none_reachable_is_exit_3() {
     let dir = local.path().to_str().unwrap();
     let (code, rows, err) = sync_json(&cluster, &["--fanout", "1", dir]);
     assert_eq!(code, 0, "{err}");
-    assert!(rows.iter().all(|r| r["status"] == "synced"), "{rows:?}");
+    assert!(rows.iter().all(|r| r["detail"] == "synced"), "{rows:?}");
     let (code, rows, err) = sync_json(&cluster, &["--fanout", "1", dir]);
     assert_eq!(code, 0, "{err}");
-    assert!(rows.iter().all(|r| r["status"] == "up-to-date"), "{rows:?}");
+    assert!(rows.iter().all(|r| r["detail"] == "up-to-date"), "{rows:?}");
 
     for i in 0..3 {
         cluster.stop_node(i);
@@ -370,8 +370,8 @@ fn a_failed_fetch_is_exit_4_with_its_reason() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows[0]["status"], "ok");
-    assert_eq!(rows[1]["status"], "failed");
+    assert_eq!(rows[0]["outcome"], "ok");
+    assert_eq!(rows[1]["outcome"], "failed");
     assert!(rows[1]["error"].as_str().unwrap().contains("no such file"));
     assert!(err.contains("node2: failed: no such file"), "{err}");
 }

@@ -148,14 +148,31 @@ impl Gate {
     }
 }
 
+/// Told as each node's part ends (unreachable or its body done), so that a
+/// command can show how many are done and which are pending; the driver
+/// itself knows nothing of terminals.
+pub trait Watch: Sync {
+    /// Node `index` (into the `nodes` given to [`each_node`]) has ended.
+    fn node_done(&self, index: usize, outcome: &NodeOutcome);
+}
+
+/// Nobody is watching.
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    fn node_done(&self, _: usize, _: &NodeOutcome) {}
+}
+
 /// Connect every node in `nodes` and run `body` on each connected one; each
-/// session is closed once its body is done. Results come back in the order
-/// of `nodes`; nodes the rollout never started are [`NodeOutcome::Skipped`].
-/// The outcomes are recorded where `fleet.record` says.
+/// session is closed once its body is done, and `watch` is told. Results
+/// come back in the order of `nodes`; nodes the rollout never started are
+/// [`NodeOutcome::Skipped`]. The outcomes are recorded where `fleet.record`
+/// says.
 pub async fn each_node<T, F, Fut>(
     fleet: &Fleet,
     nodes: &[Node],
     start: Start,
+    watch: &dyn Watch,
     body: F,
 ) -> Result<Vec<NodeResult<T>>>
 where
@@ -170,12 +187,15 @@ where
         allowed: fleet.rollout.max_fail.map(|m| m.of(nodes.len(), false)),
         failures: Default::default(),
     };
-    let skipped = |node: &Node| NodeResult {
-        node: node.clone(),
-        outcome: NodeOutcome::Skipped,
-        detail: None,
+    let skipped = |i: usize, node: &Node| {
+        watch.node_done(i, &NodeOutcome::Skipped);
+        NodeResult {
+            node: node.clone(),
+            outcome: NodeOutcome::Skipped,
+            detail: None,
+        }
     };
-    let finish = |node: &Node, conn: Result<Arc<NodeSession>, ConnectError>| {
+    let finish = |i: usize, node: &Node, conn: Result<Arc<NodeSession>, ConnectError>| {
         let node = node.clone();
         async move {
             let (outcome, detail) = match conn {
@@ -191,6 +211,7 @@ where
                 }
             };
             gate.finished(&outcome);
+            watch.node_done(i, &outcome);
             NodeResult {
                 node,
                 outcome,
@@ -212,10 +233,10 @@ where
                 let done = futures::future::join_all(group.iter().enumerate().map(
                     |(i, node)| async move {
                         if gate.closed() {
-                            return skipped(node);
+                            return skipped(first + i, node);
                         }
                         let conn = connector.connect(first + i, node).await.map(Arc::new);
-                        finish(node, conn).await
+                        finish(first + i, node, conn).await
                     },
                 ))
                 .await;
@@ -229,7 +250,8 @@ where
                 nodes
                     .iter()
                     .zip(conns)
-                    .map(|(node, conn)| finish(node, conn)),
+                    .enumerate()
+                    .map(|(i, (node, conn))| finish(i, node, conn)),
             )
             .await
         }

@@ -80,6 +80,9 @@ pub struct ExecRun {
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Bytes of stdout in all (more than `stdout` holds when it was cut
+    /// at the plan's `capture` limit).
+    pub stdout_total: u64,
     pub duration: Option<Duration>,
 }
 
@@ -91,7 +94,10 @@ pub struct ExecPlan<'a> {
     /// Where stdout (`[0]`) and stderr (`[1]`) go: printed as prefixed
     /// lines, captured for the report.
     pub print: [bool; 2],
-    pub capture: [bool; 2],
+    /// Control characters in printed lines shown as `cat -v` does.
+    pub escape: [bool; 2],
+    /// Captured, up to this many bytes.
+    pub capture: [Option<usize>; 2],
     pub tag: &'a str,
     /// Turns true on Ctrl-C / SIGTERM.
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -159,7 +165,10 @@ pub async fn run_on(
     let stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
     let [out_file, err_file] = files;
     let sink = |to_err: bool, file| StreamRoute {
-        lines: opts.print[to_err as usize].then(|| (LineSplitter::new(&node), to_err)),
+        lines: opts.print[to_err as usize].then(|| {
+            let lines = LineSplitter::new(&node).escaped(opts.escape[to_err as usize]);
+            (lines, to_err)
+        }),
         capture: opts.capture[to_err as usize],
         file,
         printer,
@@ -210,8 +219,9 @@ pub async fn run_on(
             after: Dur(opts.timeout.unwrap_or_default()),
         },
         Some((out, err, code)) => {
-            run.stdout = out.unwrap_or_default();
-            run.stderr = err.unwrap_or_default();
+            let out = out.unwrap_or_default();
+            (run.stdout, run.stdout_total) = (out.data, out.total);
+            run.stderr = err.unwrap_or_default().data;
             match code {
                 Err(e) => NodeOutcome::Lost {
                     reason: format!("{e:#}"),

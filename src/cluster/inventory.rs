@@ -40,6 +40,8 @@ impl HostKeyChecking {
 /// One node with every setting resolved (node value, else `[defaults]`, else built-in).
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
+    /// `node` in `--json`, as everywhere.
+    #[serde(rename = "node")]
     pub name: String,
     pub host: String,
     pub port: Option<u16>,

@@ -123,6 +123,53 @@ impl serde::Serialize for NodeOutcome {
     }
 }
 
+impl NodeOutcome {
+    /// `outcome` in `--json`: `ok` for every success (the kind of success is
+    /// [`NodeOutcome::detail`]), else the failure's one spelling.
+    pub fn json_outcome(&self) -> &'static str {
+        if self.succeeded() {
+            "ok"
+        } else {
+            self.as_str()
+        }
+    }
+
+    /// `detail` in `--json`: what a success did, where the command says
+    /// (`pushed`, `synced`, `up-to-date`).
+    pub fn detail(&self) -> Option<&'static str> {
+        match self {
+            NodeOutcome::Pushed | NodeOutcome::Synced | NodeOutcome::UpToDate => {
+                Some(self.as_str())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A node's outcome as every per-node `--json` row carries it (flattened):
+/// `outcome`, `detail` (null where the command has none) and `error` (why,
+/// null exactly on success). README "JSON output".
+#[derive(Debug)]
+pub struct OutcomeFields<'a>(pub &'a NodeOutcome);
+
+impl serde::Serialize for OutcomeFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let o = self.0;
+        // Every failure says why: its reason, else its line (`exit 3`).
+        let error = match (o.succeeded(), o.reason()) {
+            (true, _) => None,
+            (false, Some(reason)) => Some(reason.to_string()),
+            (false, None) => Some(o.to_string()),
+        };
+        let mut m = s.serialize_struct("Outcome", 3)?;
+        m.serialize_field("outcome", o.json_outcome())?;
+        m.serialize_field("detail", &o.detail())?;
+        m.serialize_field("error", &error)?;
+        m.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +185,25 @@ mod tests {
         assert_eq!(NodeOutcome::UpToDate.to_string(), "up to date");
         assert_eq!(NodeOutcome::Exited { code: 3 }.as_str(), "failed");
         assert_eq!(NodeOutcome::Exited { code: 3 }.to_string(), "exit 3");
+    }
+
+    #[test]
+    fn json_has_ok_for_every_success_and_says_what_it_did_in_detail() {
+        let v = |o: &NodeOutcome| serde_json::to_value(OutcomeFields(o)).unwrap();
+        assert_eq!(
+            v(&NodeOutcome::UpToDate),
+            serde_json::json!({"outcome": "ok", "detail": "up-to-date", "error": null})
+        );
+        assert_eq!(
+            v(&NodeOutcome::Exited { code: 3 }),
+            serde_json::json!({"outcome": "failed", "detail": null, "error": "exit 3"})
+        );
+        assert_eq!(
+            v(&NodeOutcome::Unreachable {
+                reason: "refused".into()
+            })["error"],
+            "refused"
+        );
     }
 
     #[test]

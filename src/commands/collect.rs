@@ -16,6 +16,7 @@ use crate::cluster::workdir;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::metrics::{now_rfc3339, MetricsOutput, MetricsSample, SampleStatus, Sampler};
+use crate::output::progress::{shown, NodesProgress};
 use crate::output::summary::{exit_for, NoneReached};
 use crate::transport::shell::quote;
 use crate::transport::NodeSession;
@@ -26,13 +27,10 @@ use distctl_proto::metrics::{probe_dir, probe_script, ProbeOutput};
 const SAMPLE_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
-    let interval = args.sample_interval.0;
-    if interval < Duration::from_millis(100) {
-        return Err(usage!("--sample-interval must be at least 100ms"));
-    }
     if args.every.is_some_and(|e| e.0.is_zero()) {
         return Err(usage!("--every must be longer than zero"));
     }
+    let interval = sample_interval(args)?;
     if args.count == Some(0) {
         return Err(usage!("--count must be at least 1"));
     }
@@ -53,35 +51,180 @@ pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
         None => Some(1),
     };
     let mut exit = Exit::Ok;
-    let mut round = 0u64;
+    let mut tally = Tally::default();
+    let first = Instant::now();
+    let mut ticks = args.every.map(|every| Ticks::new(every.0));
     // A signal (Ctrl-C, SIGTERM, SIGHUP) is `--every`'s normal stop: a round
     // under way is dropped whole (never half written), the rounds already
     // written stand.
     let interrupted = crate::shutdown::requested();
     tokio::pin!(interrupted);
     loop {
+        if let Some(ticks) = ticks.as_mut() {
+            tokio::select! {
+                _ = ticks.next() => {}
+                _ = &mut interrupted => { tally.interrupted = true; break }
+            }
+        }
         let started = Instant::now();
+        let progress = NodesProgress::new("collect", &nodes, g.quiet);
         let (outcomes, samples) = tokio::select! {
-            s = sample_round(&fleet, &nodes, interval, args.agentless) => s?,
-            _ = &mut interrupted => break,
+            s = sample_round(&fleet, &nodes, interval, args.agentless, &progress) => s?,
+            _ = &mut interrupted => { progress.finish(); tally.interrupted = true; break }
         };
+        progress.finish();
         output.write_round(&samples)?;
         exit = exit.max(report_failures(g, &outcomes, &samples)?);
-        round += 1;
-        if rounds.is_some_and(|n| round >= n) {
+        tally.add(&outcomes);
+        if let Some(ticks) = ticks.as_mut() {
+            if shown(g.quiet) {
+                eprintln!(
+                    "{}",
+                    tally.round_line(rounds, &samples, &outcomes, started.elapsed())
+                );
+            }
+            ticks.check_overrun(tally.rounds, started.elapsed());
+        }
+        if rounds.is_some_and(|n| tally.rounds >= n) {
             break;
         }
-        let period = args.every.map(|e| e.0).unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
-            _ = &mut interrupted => break,
-        }
     }
-    if round == 0 {
+    if tally.rounds == 0 {
         // Interrupted before the first round was written.
         return Err(anyhow::anyhow!("interrupted before any sample was written"));
     }
+    if args.every.is_some() && shown(g.quiet) {
+        eprintln!("{}", tally.summary(first.elapsed()));
+    }
     Ok(exit)
+}
+
+/// `--every`'s schedule: rounds start on absolute ticks (start + k × period),
+/// so a slow round never pushes the later ones; a round that overruns its
+/// period skips the ticks it missed, and says so once.
+struct Ticks {
+    interval: tokio::time::Interval,
+    period: Duration,
+    warned: bool,
+}
+
+impl Ticks {
+    fn new(period: Duration) -> Ticks {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Ticks {
+            interval,
+            period,
+            warned: false,
+        }
+    }
+
+    async fn next(&mut self) {
+        self.interval.tick().await;
+    }
+
+    fn check_overrun(&mut self, round: u64, took: Duration) {
+        if took > self.period && !std::mem::replace(&mut self.warned, true) {
+            eprintln!(
+                "distctl: warning: round {round} took {:.2}s, longer than --every {}: \
+                 rounds whose start was missed are skipped to stay on the period",
+                took.as_secs_f64(),
+                crate::units::Dur(self.period)
+            );
+        }
+    }
+}
+
+/// What `--every` has done so far, for its lines on a terminal.
+#[derive(Default)]
+struct Tally {
+    rounds: u64,
+    samples: u64,
+    missed: u64,
+    interrupted: bool,
+}
+
+impl Tally {
+    fn add(&mut self, outcomes: &[NodeOutcome]) {
+        self.rounds += 1;
+        let ok = outcomes.iter().filter(|o| o.succeeded()).count() as u64;
+        self.samples += ok;
+        self.missed += outcomes.len() as u64 - ok;
+    }
+
+    /// `distctl collect: round 2/4 at 15:44:03Z: 3/3 node(s) sampled in 1.05s`
+    fn round_line(
+        &self,
+        rounds: Option<u64>,
+        samples: &[MetricsSample],
+        outcomes: &[NodeOutcome],
+        took: Duration,
+    ) -> String {
+        let of = rounds.map_or(String::new(), |n| format!("/{n}"));
+        let at = samples
+            .first()
+            .and_then(|s| s.timestamp_utc.get(11..19))
+            .unwrap_or("?");
+        let missing: Vec<&str> = samples
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| !o.succeeded())
+            .map(|(s, _)| s.node.as_str())
+            .collect();
+        let mut line = format!(
+            "distctl collect: round {}{of} at {at} UTC: {}/{} node(s) sampled in {:.2}s",
+            self.rounds,
+            outcomes.len() - missing.len(),
+            outcomes.len(),
+            took.as_secs_f64()
+        );
+        if !missing.is_empty() {
+            line.push_str(&format!(
+                ", not {}",
+                crate::cluster::nodeset::fold(&missing)
+            ));
+        }
+        line
+    }
+
+    /// `distctl collect: 4 round(s) in 3.2s: 12 sample(s) written, 0 missed`
+    fn summary(&self, took: Duration) -> String {
+        format!(
+            "distctl collect: {} round(s) in {:.1}s: {} sample(s) written, {} missed{}",
+            self.rounds,
+            took.as_secs_f64(),
+            self.samples,
+            self.missed,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// `--sample-interval`, or its default: 1s, or a quarter of `--every` when
+/// that is shorter (a round, connecting included, has to fit in its period).
+fn sample_interval(args: &CollectArgs) -> Result<Duration> {
+    let every = args.every.map(|e| e.0);
+    let interval = match (args.sample_interval, every) {
+        (Some(i), _) => i.0,
+        (None, Some(every)) => Duration::from_secs(1).min(every / 4),
+        (None, None) => Duration::from_secs(1),
+    };
+    if interval < Duration::from_millis(100) {
+        return Err(usage!("--sample-interval must be at least 100ms"));
+    }
+    if let (Some(i), Some(every)) = (args.sample_interval, every) {
+        if i.0 >= every {
+            return Err(usage!(
+                "--sample-interval {i} must be shorter than --every {}: each round measures over the sample interval",
+                crate::units::Dur(every)
+            ));
+        }
+    }
+    Ok(interval)
 }
 
 /// Connect to every node, then sample them all at once (the same interval
@@ -92,19 +235,26 @@ pub async fn sample_round(
     nodes: &[Node],
     interval: Duration,
     agentless: bool,
+    progress: &NodesProgress,
 ) -> Result<(Vec<NodeOutcome>, Vec<MetricsSample>)> {
     let timestamp = std::sync::OnceLock::new();
     let timestamp = &timestamp;
-    let results = each_node(fleet, nodes, Start::Together, |session| async move {
-        timestamp.get_or_init(now_rfc3339);
-        match sample_node(&session, interval, agentless).await {
-            Ok(s) => (NodeOutcome::Ok, Some(s)),
-            Err(e) => {
-                let reason = format!("{e:#}").replace('\n', " ");
-                (NodeOutcome::ProbeFailed { reason }, None)
+    let results = each_node(
+        fleet,
+        nodes,
+        Start::Together,
+        progress,
+        |session| async move {
+            timestamp.get_or_init(now_rfc3339);
+            match sample_node(&session, interval, agentless).await {
+                Ok(s) => (NodeOutcome::Ok, Some(s)),
+                Err(e) => {
+                    let reason = format!("{e:#}").replace('\n', " ");
+                    (NodeOutcome::ProbeFailed { reason }, None)
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
     let timestamp = timestamp.get_or_init(now_rfc3339);
     Ok(results

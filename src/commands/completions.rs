@@ -30,8 +30,82 @@ pub fn run(args: &CompletionsArgs) -> Result<Exit> {
     }
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "distctl", &mut out);
-    write_out(&out)
+    let script = String::from_utf8(out).context("completion script")?;
+    write_out(with_node_names(args.shell, script).as_bytes())
 }
+
+/// `--nodes` and `--exclude` complete node names from the inventory in
+/// effect (`distctl nodes --names`, honouring `-i`/`-H` typed before),
+/// each element of a comma list, instead of file names.
+fn with_node_names(shell: CompletionShell, script: String) -> String {
+    match shell {
+        CompletionShell::Bash => script + BASH_NODES,
+        CompletionShell::Zsh => {
+            let script = script.replace(":NODESET:_default", ":NODESET:_distctl_node_names");
+            match script.split_once('\n') {
+                Some((compdef, rest)) => format!("{compdef}\n{ZSH_NODES}{rest}"),
+                None => script,
+            }
+        }
+        CompletionShell::Fish => script
+            .lines()
+            .map(|l| {
+                if l.contains(" -l nodes ") || l.contains(" -l exclude ") {
+                    format!("{l} -f -a '(distctl nodes --names 2>/dev/null)'\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect(),
+        _ => script,
+    }
+}
+
+const BASH_NODES: &str = r#"
+# distctl: --nodes/--exclude complete node names from the inventory in effect.
+_distctl_node_names() {
+    local args=() i w
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${COMP_WORDS[i]}"
+        case "$w" in
+            -i|--inventory|-H|--hosts) args+=("$w" "${COMP_WORDS[i+1]}") ;;
+            --inventory=*|--hosts=*) args+=("$w") ;;
+        esac
+    done
+    distctl "${args[@]}" nodes --names 2>/dev/null
+}
+_distctl_with_nodes() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
+    case "$prev" in
+        -n|--nodes|-x|--exclude)
+            local head="" tail="$cur"
+            if [[ "$cur" == *,* ]]; then head="${cur%,*},"; tail="${cur##*,}"; fi
+            local IFS=$'
+'
+            COMPREPLY=($(compgen -P "$head" -W "$(_distctl_node_names)" -- "$tail"))
+            compopt +o default +o bashdefault 2>/dev/null
+            return 0
+            ;;
+    esac
+    _distctl "$@"
+}
+complete -F _distctl_with_nodes -o nosort -o bashdefault -o default distctl
+"#;
+
+const ZSH_NODES: &str = r#"# distctl: --nodes/--exclude complete node names from the inventory in effect.
+_distctl_node_names() {
+    local -a names args
+    local i
+    for ((i = 2; i < CURRENT; i++)); do
+        case $words[i] in
+            -i|--inventory|-H|--hosts) args+=($words[i] $words[i+1]) ;;
+            --inventory=*|--hosts=*) args+=($words[i]) ;;
+        esac
+    done
+    names=(${(f)"$(distctl $args nodes --names 2>/dev/null)"})
+    _sequence compadd - $names
+}
+"#;
 
 /// `distctl(1)` on stdout, or every page into DIR (made if missing).
 fn man_pages(cmd: &clap::Command, dir: Option<&Path>) -> Result<Exit> {

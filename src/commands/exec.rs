@@ -8,6 +8,8 @@
 //! one command and its exact argv, each word quoted on the way
 //! ([`crate::cluster::exec`]).
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -15,11 +17,19 @@ use crate::cli::{ExecArgs, Global};
 use crate::cluster::driver::{each_node, NodeResult, Start};
 use crate::cluster::exec::{remote_command, run_on, ExecPlan, ExecRun};
 use crate::cluster::inventory::Inventory;
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::output::gather;
+use crate::output::lines::escape_controls;
+use crate::output::progress::NodesProgress;
 use crate::output::relay::LinePrinter;
 use crate::output::summary::{exit_for, print_failures, NoneReached};
+use crate::units::human_bytes;
+
+/// `--gather` keeps at most this much of each node's stdout in memory; the
+/// group's header says where a node's was cut.
+const GATHER_CAP: usize = 1 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -38,13 +48,13 @@ enum Mode {
 #[derive(Serialize)]
 struct NodeJson<'a> {
     node: &'a str,
-    status: &'a NodeOutcome,
+    #[serde(flatten)]
+    outcome: OutcomeFields<'a>,
     exit_code: Option<i32>,
     /// Output as UTF-8 (invalid bytes replaced); use --outdir for raw bytes.
     stdout: String,
     stderr: String,
     duration_ms: Option<f64>,
-    error: Option<&'a str>,
 }
 
 pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
@@ -82,6 +92,7 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             .unwrap_or_default()
             .as_nanos()
     );
+    let escape_on = |stream: &dyn IsTerminal| !args.raw_output && stream.is_terminal();
     let cmdline = remote_command(&args.command, args.timeout.map(|t| t.0), &tag);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     // The first signal stops the command on every node and waits for that;
@@ -98,9 +109,14 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
             mode == Mode::Stream,
             matches!(mode, Mode::Stream | Mode::Gather | Mode::Diff),
         ],
+        escape: [escape_on(&std::io::stdout()), escape_on(&std::io::stderr())],
         capture: [
-            matches!(mode, Mode::Json | Mode::Gather | Mode::Diff),
-            mode == Mode::Json,
+            match mode {
+                Mode::Json => Some(usize::MAX),
+                Mode::Gather | Mode::Diff => Some(GATHER_CAP),
+                _ => None,
+            },
+            (mode == Mode::Json).then_some(usize::MAX),
         ],
         outdir: args.outdir.as_deref(),
         tag: &tag,
@@ -110,29 +126,41 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
     let inventory = Inventory::load(g)?;
     let nodes = inventory.select(g)?;
     let fleet = g.fleet(&inventory, "exec", Some(&args.rollout));
-    let printer = LinePrinter::start();
+    let progress = NodesProgress::new("exec", &nodes, g.quiet);
+    let printer = LinePrinter::start(progress.clone());
     let (plan, printer_ref) = (&plan, &printer);
     let nodes_ref = &nodes;
-    let runs = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
-        let env = node_env(nodes_ref, &session.node.name);
-        let (outcome, run) = run_on(&session, plan, &env, printer_ref).await;
-        (outcome, Some(run))
-    })
+    let runs = each_node(
+        &fleet,
+        &nodes,
+        Start::AsConnected,
+        &progress,
+        |session| async move {
+            let env = node_env(nodes_ref, &session.node.name);
+            let (outcome, run) = run_on(&session, plan, &env, printer_ref).await;
+            (outcome, Some(run))
+        },
+    )
     .await?;
     printer.finish();
+    progress.finish();
     on_signal.abort();
 
     match mode {
         Mode::Json => {
             let rows: Vec<NodeJson> = runs.iter().map(json_row).collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            crate::output::json::print(&rows)?;
         }
         Mode::Gather | Mode::Diff => {
             let reached: Vec<(&str, String, &[u8])> = runs
                 .iter()
                 .filter_map(|r| {
                     let run = r.detail.as_ref()?;
-                    Some((r.node.name.as_str(), label(&r.outcome), &run.stdout[..]))
+                    Some((
+                        r.node.name.as_str(),
+                        label(&r.outcome, run),
+                        &run.stdout[..],
+                    ))
                 })
                 .collect();
             let groups = gather::group(
@@ -146,6 +174,11 @@ pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
                 gather::render_diff(&groups)
             } else {
                 gather::render(&groups)
+            };
+            let text = if escape_on(&std::io::stdout()) {
+                escape_controls(&text)
+            } else {
+                text
             };
             let _ = out.write_all(&text);
             let _ = out.flush();
@@ -181,12 +214,21 @@ fn node_env(nodes: &[crate::cluster::inventory::Node], name: &str) -> Vec<(&'sta
     ]
 }
 
-/// A node's header label in `--gather` ("" for success).
-fn label(outcome: &NodeOutcome) -> String {
-    match outcome {
-        NodeOutcome::Ok => String::new(),
-        o => o.to_string(),
+/// A node's header label in `--gather` ("" for success), saying where its
+/// output was cut.
+fn label(outcome: &NodeOutcome, run: &ExecRun) -> String {
+    let mut parts = Vec::new();
+    if *outcome != NodeOutcome::Ok {
+        parts.push(outcome.to_string());
     }
+    if run.stdout_total > run.stdout.len() as u64 {
+        parts.push(format!(
+            "output cut at {} of {}; --outdir keeps all",
+            human_bytes(run.stdout.len() as u64),
+            human_bytes(run.stdout_total)
+        ));
+    }
+    parts.join(", ")
 }
 
 fn json_row(r: &NodeResult<ExecRun>) -> NodeJson<'_> {
@@ -194,13 +236,12 @@ fn json_row(r: &NodeResult<ExecRun>) -> NodeJson<'_> {
     let text = |b: Option<&Vec<u8>>| String::from_utf8_lossy(b.map_or(&[][..], |b| b)).into_owned();
     NodeJson {
         node: &r.node.name,
-        status: &r.outcome,
+        outcome: OutcomeFields(&r.outcome),
         exit_code: run.and_then(|r| r.code),
         stdout: text(run.map(|r| &r.stdout)),
         stderr: text(run.map(|r| &r.stderr)),
         duration_ms: run
             .and_then(|r| r.duration)
             .map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0),
-        error: r.outcome.reason(),
     }
 }

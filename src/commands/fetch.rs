@@ -11,8 +11,9 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::{FetchArgs, Global};
-use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
+use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::{Inventory, Node};
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::transport::shell::quote;
@@ -24,15 +25,15 @@ use crate::{cluster::workdir, output::table, sync::tarstream, usage};
 #[derive(Debug, Serialize)]
 pub struct FetchRow<'a> {
     pub node: &'a str,
-    /// `ok`, `failed` or `unreachable`.
-    pub status: &'a NodeOutcome,
+    /// `outcome` (`ok`, `failed`, `unreachable`), `detail` (null), `error`.
+    #[serde(flatten)]
+    pub outcome: OutcomeFields<'a>,
     /// Where the node's copy now is.
     pub path: Option<&'a Path>,
     /// Regular files received.
     pub files: u64,
     /// Bytes of the archive stream received.
     pub bytes: u64,
-    pub error: Option<&'a str>,
 }
 
 /// What one node sent.
@@ -74,7 +75,7 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
     let nodes = inventory.select(g)?;
     let fleet = g.fleet(&inventory, "fetch", None);
     let name = Path::new(&name);
-    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, &fleet, "fetch", &nodes, |session| async move {
         failed_on_error(
             fetch_node(&session, path, name, &args.to)
                 .await
@@ -88,11 +89,10 @@ pub async fn run(g: &Global, args: &FetchArgs) -> Result<Exit> {
 fn row(r: &NodeResult<Fetched>) -> FetchRow<'_> {
     FetchRow {
         node: &r.node.name,
-        status: &r.outcome,
+        outcome: OutcomeFields(&r.outcome),
         path: r.detail.as_ref().map(|f| f.path.as_path()),
         files: r.detail.as_ref().map_or(0, |f| f.files),
         bytes: r.detail.as_ref().map_or(0, |f| f.bytes),
-        error: r.outcome.reason(),
     }
 }
 
@@ -155,10 +155,10 @@ fn render(rows: &[FetchRow]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| match r.path {
-            None => vec![r.node.to_string(), r.status.to_string()],
+            None => vec![r.node.to_string(), r.outcome.0.to_string()],
             Some(path) => vec![
                 r.node.to_string(),
-                r.status.to_string(),
+                r.outcome.0.to_string(),
                 r.files.to_string(),
                 human_bytes(r.bytes),
                 path.display().to_string(),

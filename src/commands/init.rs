@@ -50,7 +50,7 @@ pub fn run(g: &Global, args: &InitArgs) -> Result<Exit> {
         return Err(e).with_context(|| format!("cannot write {}", args.path.display()));
     }
     if g.json {
-        println!("{}", serde_json::json!({ "written": args.path }));
+        crate::output::json::print_line(&serde_json::json!({ "written": args.path }))?;
     } else if !g.quiet {
         eprintln!(
             "distctl: wrote {}; edit it, then check with `distctl nodes`",

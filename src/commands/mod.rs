@@ -24,11 +24,11 @@ pub async fn dispatch(cli: Cli) -> Result<Exit> {
     crate::shutdown::install()?;
     let g = &cli.global;
     match cli.command {
-        Command::Nodes(_) => nodes::run(g).await,
+        Command::Nodes(ref a) => nodes::run(g, a).await,
         Command::Disconnect(_) => disconnect::run(g).await,
         Command::Status(_) => interruptible(status::run(g)).await,
         Command::Collect(ref a) => collect::run(g, a).await,
-        Command::Report(ref a) => report::run(a).await,
+        Command::Report(ref a) => report::run(g, a).await,
         Command::Split(ref a) => interruptible(split::run(g, a)).await,
         Command::Exec(ref a) => exec::run(g, a).await,
         Command::Sync(ref a) => interruptible(sync::run(g, a)).await,
@@ -49,6 +49,33 @@ async fn interruptible(work: impl std::future::Future<Output = Result<Exit>>) ->
         result = work => result,
         stop = crate::shutdown::requested() => Err(crate::shutdown::error(stop)),
     }
+}
+
+/// The driver for `status`, `setup`, `sync` and `fetch`: each node as soon
+/// as it is connected, with the line of done and pending nodes on a
+/// terminal (`crate::output::progress`).
+async fn each_node_shown<T, F, Fut>(
+    g: &crate::cli::Global,
+    fleet: &crate::cluster::driver::Fleet,
+    command: &str,
+    nodes: &[crate::cluster::inventory::Node],
+    body: F,
+) -> Result<Vec<crate::cluster::NodeResult<T>>>
+where
+    F: Fn(std::sync::Arc<crate::transport::NodeSession>) -> Fut,
+    Fut: std::future::Future<Output = crate::cluster::driver::NodeDone<T>>,
+{
+    let progress = crate::output::progress::NodesProgress::new(command, nodes, g.quiet);
+    let results = crate::cluster::each_node(
+        fleet,
+        nodes,
+        crate::cluster::Start::AsConnected,
+        &progress,
+        body,
+    )
+    .await;
+    progress.finish();
+    results
 }
 
 /// `run` and `split` connect every node before they plan.

@@ -2,14 +2,20 @@
 
 use anyhow::Result;
 
-use crate::cli::Global;
+use crate::cli::{Global, NodesArgs};
 use crate::cluster::inventory::Inventory;
 use crate::exit::Exit;
 use crate::output::table;
 
-pub async fn run(g: &Global) -> Result<Exit> {
+pub async fn run(g: &Global, args: &NodesArgs) -> Result<Exit> {
     let inventory = Inventory::load(g)?;
     let nodes = inventory.select(g)?;
+    if args.names {
+        for n in &nodes {
+            println!("{}", n.name);
+        }
+        return Ok(Exit::Ok);
+    }
     if g.json {
         let groups: std::collections::BTreeMap<&str, String> = inventory
             .groups
@@ -24,7 +30,7 @@ pub async fn run(g: &Global) -> Result<Exit> {
             "nodes": nodes,
             "groups": groups,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::json::print(&doc)?;
         return Ok(Exit::Ok);
     }
     let rows: Vec<Vec<String>> = nodes

@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use crate::cli::{Global, SetupArgs};
 use crate::cluster::agent::{ensure_agent, AgentBinary, AgentInstall, InstallAction};
-use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
+use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::Inventory;
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::output::table;
@@ -16,12 +17,13 @@ use crate::output::table;
 #[derive(Debug, Serialize)]
 pub struct SetupRow<'a> {
     pub node: &'a str,
-    /// `pushed`, `up-to-date`, `failed` or `unreachable`.
-    pub result: &'a NodeOutcome,
+    /// `outcome` (`ok`, `failed`, `unreachable`), `detail` (`pushed`,
+    /// `up-to-date`), `error`.
+    #[serde(flatten)]
+    pub outcome: OutcomeFields<'a>,
     /// The agent's path on the node.
     pub path: Option<&'a str>,
     pub machine: Option<&'a str>,
-    pub error: Option<&'a str>,
 }
 
 pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
@@ -30,7 +32,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     let nodes = inventory.select(g)?;
     let fleet = g.fleet(&inventory, "setup", Some(&a.rollout));
     let agent = &agent;
-    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, &fleet, "setup", &nodes, |session| async move {
         failed_on_error(ensure_agent(&session, agent).await.map(|install| {
             let outcome = match install.action {
                 InstallAction::Pushed => NodeOutcome::Pushed,
@@ -56,10 +58,9 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
 fn row(r: &NodeResult<AgentInstall>) -> SetupRow<'_> {
     SetupRow {
         node: &r.node.name,
-        result: &r.outcome,
+        outcome: OutcomeFields(&r.outcome),
         path: r.detail.as_ref().map(|i| i.path.as_str()),
         machine: r.detail.as_ref().map(|i| i.machine.as_str()),
-        error: r.outcome.reason(),
     }
 }
 
@@ -69,7 +70,7 @@ fn render(rows: &[SetupRow]) -> String {
         .map(|r| {
             vec![
                 r.node.to_string(),
-                r.result.to_string(),
+                r.outcome.0.to_string(),
                 r.path.unwrap_or_default().to_string(),
             ]
         })

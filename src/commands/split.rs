@@ -80,7 +80,7 @@ pub async fn run(g: &Global, args: &SplitArgs) -> Result<Exit> {
     let manifest = write_chunks(&plan, &args.input, &args.outdir, node_names.as_deref())?;
 
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&manifest)?);
+        crate::output::json::print(&manifest)?;
     } else if !g.quiet {
         let rows: Vec<Vec<String>> = manifest
             .chunks

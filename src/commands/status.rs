@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::Global;
-use crate::cluster::driver::{each_node, Start};
 use crate::cluster::inventory::{Inventory, Node};
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::workdir;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
@@ -26,10 +26,12 @@ pub struct NodeStatus {
     pub node: String,
     pub host: String,
     pub reachable: bool,
+    /// In `--json` as the row's `error` ([`StatusJson`]).
+    #[serde(skip)]
     pub error: Option<String>,
     pub latency_ms: Option<f64>,
     /// What the shared probe measured; `--json` shows the part status
-    /// shows (README), load as one array.
+    /// shows (README), named as in `collect`.
     #[serde(flatten, serialize_with = "shown_figures")]
     pub sample: MetricsSample,
     /// Installed worker-agent version, or "none".
@@ -62,16 +64,24 @@ impl NodeStatus {
     }
 }
 
+/// A node's row in `status --json`: its status, then `outcome`, `detail`
+/// (null) and `error` as in every per-node row.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    #[serde(flatten)]
+    status: &'a NodeStatus,
+    #[serde(flatten)]
+    outcome: OutcomeFields<'a>,
+}
+
 /// The sample's columns in `status --json`, in the README's order.
 fn shown_figures<S: serde::Serializer>(s: &MetricsSample, ser: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let load = match (s.load1, s.load5, s.load15) {
-        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
-        _ => None,
-    };
-    let mut m = ser.serialize_struct("Figures", 7)?;
+    let mut m = ser.serialize_struct("Figures", 9)?;
     m.serialize_field("uptime_s", &s.uptime_s)?;
-    m.serialize_field("load", &load)?;
+    m.serialize_field("load1", &s.load1)?;
+    m.serialize_field("load5", &s.load5)?;
+    m.serialize_field("load15", &s.load15)?;
     m.serialize_field("cores", &s.cores)?;
     m.serialize_field("mem_used_mib", &s.mem_used_mib)?;
     m.serialize_field("mem_total_mib", &s.mem_total_mib)?;
@@ -134,7 +144,7 @@ pub async fn run(g: &Global) -> Result<Exit> {
     let inventory = Inventory::load(g)?;
     let nodes = inventory.select(g)?;
     let fleet = g.fleet(&inventory, "status", None);
-    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, &fleet, "status", &nodes, |session| async move {
         match probe(&session).await {
             Ok(st) => (NodeOutcome::Ok, Some(st)),
             Err(e) => (
@@ -174,7 +184,15 @@ pub async fn run(g: &Global) -> Result<Exit> {
     }
 
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let rows: Vec<StatusJson> = rows
+            .iter()
+            .zip(&outcomes)
+            .map(|(status, o)| StatusJson {
+                status,
+                outcome: OutcomeFields(o),
+            })
+            .collect();
+        crate::output::json::print(&rows)?;
     } else {
         print!("{}", render(&outcomes, &rows));
         let down: Vec<&str> = rows
@@ -184,6 +202,13 @@ pub async fn run(g: &Global) -> Result<Exit> {
             .map(|(r, _)| r.node.as_str())
             .collect();
         if !down.is_empty() && !g.quiet {
+            // The full reasons (a row cuts a long one at the table's width),
+            // one line per distinct reason with its nodes.
+            let named = rows.iter().map(|r| r.node.as_str()).zip(&outcomes);
+            let reasons = crate::output::summary::failure_lines(named, rows.len());
+            for line in &reasons[..reasons.len().saturating_sub(1)] {
+                eprintln!("{line}");
+            }
             eprintln!(
                 "{} of {} node(s) unreachable: {}",
                 down.len(),

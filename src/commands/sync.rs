@@ -17,8 +17,9 @@ use futures::future::FutureExt;
 use serde::Serialize;
 
 use crate::cli::{Global, SyncArgs, SyncMethod};
-use crate::cluster::driver::{each_node, failed_on_error, NodeResult, Start};
+use crate::cluster::driver::{failed_on_error, NodeResult};
 use crate::cluster::inventory::Inventory;
+use crate::cluster::outcome::OutcomeFields;
 use crate::cluster::NodeOutcome;
 use crate::exit::Exit;
 use crate::sync::mirror::{mirror, Mirrored, SyncSpec};
@@ -30,8 +31,10 @@ use crate::{output::table, usage};
 #[derive(Debug, Serialize)]
 pub struct SyncRow<'a> {
     pub node: &'a str,
-    /// `synced`, `up-to-date`, `failed` or `unreachable`.
-    pub status: &'a NodeOutcome,
+    /// `outcome` (`ok`, `failed`, `unreachable`), `detail` (`synced`,
+    /// `up-to-date`), `error`.
+    #[serde(flatten)]
+    pub outcome: OutcomeFields<'a>,
     pub method: Option<&'static str>,
     pub dest: Option<&'a str>,
     /// Entries (files, directories, symlinks) created or updated.
@@ -41,7 +44,6 @@ pub struct SyncRow<'a> {
     /// Bytes sent to the node for the transfer.
     pub bytes_sent: u64,
     pub checksum: Option<&'a str>,
-    pub error: Option<&'a str>,
 }
 
 /// `--to` must stay inside the workdir: a relative path without `..`
@@ -143,7 +145,7 @@ pub async fn run(g: &Global, args: &SyncArgs) -> Result<Exit> {
     let nodes = inventory.select(g)?;
     let fleet = g.fleet(&inventory, "sync", Some(&args.rollout));
     let spec = &spec;
-    let results = each_node(&fleet, &nodes, Start::AsConnected, |session| async move {
+    let results = super::each_node_shown(g, &fleet, "sync", &nodes, |session| async move {
         failed_on_error(mirror(&session, spec).await.map(|m| {
             let outcome = if m.up_to_date() {
                 NodeOutcome::UpToDate
@@ -161,14 +163,13 @@ fn row(r: &NodeResult<Mirrored>) -> SyncRow<'_> {
     let m = r.detail.as_ref();
     SyncRow {
         node: &r.node.name,
-        status: &r.outcome,
+        outcome: OutcomeFields(&r.outcome),
         method: m.map(|m| m.method),
         dest: m.map(|m| m.dest.as_str()),
         changed: m.map_or(0, |m| m.transfer.changed),
         deleted: m.map_or(0, |m| m.transfer.deleted),
         bytes_sent: m.map_or(0, |m| m.transfer.bytes_sent),
         checksum: m.map(|m| m.checksum.as_str()),
-        error: r.outcome.reason(),
     }
 }
 
@@ -176,10 +177,10 @@ fn render(rows: &[SyncRow]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| match r.method {
-            None => vec![r.node.to_string(), r.status.to_string()],
+            None => vec![r.node.to_string(), r.outcome.0.to_string()],
             Some(method) => vec![
                 r.node.to_string(),
-                r.status.to_string(),
+                r.outcome.0.to_string(),
                 r.changed.to_string(),
                 r.deleted.to_string(),
                 human_bytes(r.bytes_sent),

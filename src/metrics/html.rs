@@ -18,11 +18,35 @@ pub struct TimedSample {
 struct Chart {
     id: &'static str,
     title: &'static str,
-    value: fn(&MetricsSample) -> Option<f64>,
+    value: Figure,
     /// Fixed top of the y axis (CPU %); else from the data.
     y_max: Option<f64>,
 }
 
+/// `part` of `total` in percent.
+fn pct(part: Option<f64>, total: Option<f64>) -> Option<f64> {
+    match (part, total) {
+        (Some(p), Some(t)) if t > 0.0 => Some(p / t * 100.0),
+        _ => None,
+    }
+}
+
+/// One figure read from a sample.
+type Figure = fn(&MetricsSample) -> Option<f64>;
+
+fn mem_pct(s: &MetricsSample) -> Option<f64> {
+    pct(
+        s.mem_used_mib.map(|v| v as f64),
+        s.mem_total_mib.map(|v| v as f64),
+    )
+}
+
+/// A load average per online core (1.0 = every core busy).
+fn per_core(load: Option<f64>, s: &MetricsSample) -> Option<f64> {
+    pct(load, s.cores.map(f64::from)).map(|p| p / 100.0)
+}
+
+/// An even number of panels, so the two-column grid leaves no hole.
 const CHARTS: &[Chart] = &[
     Chart {
         id: "cpu_pct",
@@ -31,21 +55,33 @@ const CHARTS: &[Chart] = &[
         y_max: Some(100.0),
     },
     Chart {
-        id: "mem_used_mib",
-        title: "Memory used (MiB)",
-        value: |s| s.mem_used_mib.map(|v| v as f64),
+        id: "mem_used_pct",
+        title: "Memory used (% of each node's total)",
+        value: mem_pct,
+        y_max: Some(100.0),
+    },
+    Chart {
+        id: "load1_per_core",
+        title: "Load per core, 1 min (1 = every core busy)",
+        value: |s| per_core(s.load1, s),
         y_max: None,
     },
     Chart {
-        id: "disk_used_gib",
-        title: "Disk used, workdir filesystem (GiB)",
-        value: |s| s.disk_used_gib,
+        id: "load15_per_core",
+        title: "Load per core, 15 min",
+        value: |s| per_core(s.load15, s),
         y_max: None,
     },
     Chart {
-        id: "load1",
-        title: "Load average, 1 min",
-        value: |s| s.load1,
+        id: "disk_used_pct",
+        title: "Disk used, workdir filesystem (% of its size)",
+        value: |s| pct(s.disk_used_gib, s.disk_total_gib),
+        y_max: Some(100.0),
+    },
+    Chart {
+        id: "swap_used_mib",
+        title: "Swap used (MiB)",
+        value: |s| s.swap_used_mib.map(|v| v as f64),
         y_max: None,
     },
     Chart {
@@ -117,7 +153,7 @@ pub fn render(samples: &[TimedSample], source: &str) -> String {
     let (t0, t1) = time_range(samples);
     let _ = writeln!(
         html,
-        "<p class=\"meta\">{} · {} sample(s) from {} node(s){}</p>",
+        "<p class=\"meta\">{} · {} sample(s) from {} node(s){} · times in UTC</p>",
         esc(source),
         samples.len(),
         series.len(),
@@ -132,12 +168,31 @@ pub fn render(samples: &[TimedSample], source: &str) -> String {
         html.push_str("</body></html>\n");
         return html;
     }
-    html.push_str("<div class=\"legend\">");
+    // Toggles without scripts: a hidden checkbox per node, its label in the
+    // legend; checked, that node's lines leave every chart.
+    html.push_str("<style>");
+    for i in 0..series.len() {
+        let _ = write!(
+            html,
+            "#hide{i}:checked~.grid [data-i=\"{i}\"]{{display:none}}\
+             #hide{i}:checked~.legend label[for=hide{i}]{{opacity:.35;text-decoration:line-through}}"
+        );
+    }
+    html.push_str("</style>\n");
+    for i in 0..series.len() {
+        let _ = write!(
+            html,
+            "<input type=\"checkbox\" class=\"toggle\" id=\"hide{i}\">"
+        );
+    }
+    html.push_str(
+        "<div class=\"legend\"><span class=\"hint\">Click a node to hide or show its lines:</span>",
+    );
     for (i, (node, _)) in series.iter().enumerate() {
         let _ = write!(
             html,
-            "<span class=\"key\"><svg width=\"26\" height=\"10\"><line x1=\"1\" y1=\"5\" x2=\"25\" y2=\"5\" \
-             stroke=\"{}\" stroke-width=\"3\" stroke-dasharray=\"{}\"/></svg>{}</span>",
+            "<label class=\"key\" for=\"hide{i}\"><svg width=\"26\" height=\"10\"><line x1=\"1\" y1=\"5\" x2=\"25\" y2=\"5\" \
+             stroke=\"{}\" stroke-width=\"3\" stroke-dasharray=\"{}\"/></svg>{}</label>",
             color(i),
             dash(i),
             esc(node)
@@ -148,6 +203,8 @@ pub fn render(samples: &[TimedSample], source: &str) -> String {
         html.push_str(&render_chart(chart, &series, t0, t1));
     }
     html.push_str("</div>\n");
+    html.push_str(&period_table(&series));
+    html.push_str(&down_list(&series));
     html.push_str(&latest_table(&series));
     html.push_str("</body></html>\n");
     html
@@ -159,13 +216,15 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:15px;margin:0 0 4px}\
 .meta{color:#666;margin:0 0 10px}\
 .legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:0 0 12px}.key{white-space:nowrap}\
 .key svg{vertical-align:middle;margin-right:4px}\
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:14px}\
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:14px}\
+.toggle{display:none}label.key{cursor:pointer}.hint{color:#666}\
+.note{color:#666;font-size:12px;margin:2px 0 0}\
 .chart{border:1px solid #ddd;border-radius:6px;padding:8px}\
 .chart svg{width:100%;height:auto}\
 .axis{font-size:11px;fill:#555}.gridline{stroke:#e6e6e6}.frame{stroke:#999;fill:none}\
 .series{fill:none;stroke-width:2;stroke-linejoin:round}\
 .down{fill:#d62728}\
-table{border-collapse:collapse;margin-top:18px;font-size:13px}\
+table{border-collapse:collapse;margin-top:6px;font-size:13px}h2.section{margin-top:18px}\
 .wide{overflow-x:auto}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}td{white-space:nowrap}td.err{white-space:normal;min-width:12em}th{background:#f4f4f4}\
 td.l,th.l{text-align:left}.ok{color:#2a7d2a}.bad{color:#c0392b;font-weight:600}\n";
 
@@ -225,27 +284,34 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
         );
         v += step;
     }
-    // Time ticks.
-    let span = t1 - t0;
-    // Date-and-time labels are wide: fewer of them.
-    let ticks = if (86400.0..3.0 * 86400.0).contains(&span) {
-        3
-    } else {
-        5
-    };
-    for i in 0..=ticks {
-        let t = t0 + (t1 - t0) * f64::from(i) / f64::from(ticks);
-        let anchor = match i {
-            0 => "start",
-            i if i == ticks => "end",
-            _ => "middle",
+    // Time ticks on round times (UTC), the date where it changes.
+    let (step, ticks) = time_ticks(t0, t1);
+    let mut day = String::new();
+    for t in ticks {
+        let full = rfc3339(t);
+        let date = full[5..10].to_string();
+        let label = if step >= 86400.0 {
+            date.clone()
+        } else {
+            let time = if step < 60.0 {
+                &full[11..19]
+            } else {
+                &full[11..16]
+            };
+            if date != day {
+                format!("{date} {time}")
+            } else {
+                time.to_string()
+            }
         };
+        day = date;
         let _ = write!(
             svg,
-            "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
-            x(t),
+            "<line class=\"gridline\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/>\
+             <text class=\"axis tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
+            TOP + ph,
             H - 10.0,
-            clock(t, span)
+            x = x(t)
         );
     }
     let _ = write!(
@@ -284,21 +350,22 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
                 }
                 None => pen_down = false,
             }
-            if let Some(status) = p.down {
-                let _ = write!(
-                    dots,
-                    "<rect class=\"down\" x=\"{:.1}\" y=\"{:.1}\" width=\"4\" height=\"4\"><title>{} {} {}</title></rect>",
-                    x(p.t) - 2.0,
-                    TOP + ph - 4.0,
-                    esc(node),
-                    esc(p.label),
-                    status_word(status)
-                );
-            }
+        }
+        // Where the node was not sampled: a red band in its own lane at the
+        // bottom, saying which node, when and why.
+        for d in down_periods(samples) {
+            let _ = write!(
+                dots,
+                "<rect class=\"down\" data-i=\"{i}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"3\"><title>{}</title></rect>",
+                x(d.from),
+                TOP + ph - 4.0 * (i % 8 + 1) as f64,
+                (x(d.to) - x(d.from)).max(3.0),
+                esc(&d.describe(node))
+            );
         }
         let _ = write!(
             svg,
-            "<path class=\"series\" data-node=\"{}\" stroke=\"{}\" stroke-dasharray=\"{}\" d=\"{}\"/>{}",
+            "<g data-i=\"{i}\"><path class=\"series\" data-node=\"{}\" stroke=\"{}\" stroke-dasharray=\"{}\" d=\"{}\"/>{}</g>",
             esc(node),
             color(i),
             dash(i),
@@ -306,8 +373,160 @@ fn render_chart(chart: &Chart, series: &[(&str, &[&TimedSample])], t0: f64, t1: 
             dots
         );
     }
-    svg.push_str("</svg></section>\n");
+    svg.push_str("</svg>");
+    if data_max == 0.0 && chart.y_max.is_none() {
+        svg.push_str(if chart.id.starts_with("net_") {
+            "<p class=\"note\">All zero: loopback (lo) is not counted, so nodes that only talk over 127.0.0.1 show no traffic.</p>"
+        } else {
+            "<p class=\"note\">All zero over this period.</p>"
+        });
+    }
+    svg.push_str("</section>\n");
     svg
+}
+
+/// A stretch of time a node was not sampled.
+struct DownPeriod<'a> {
+    from: f64,
+    /// The next ok sample (or the last bad one).
+    to: f64,
+    status: SampleStatus,
+    samples: usize,
+    first: &'a str,
+    last: &'a str,
+}
+
+impl DownPeriod<'_> {
+    fn describe(&self, node: &str) -> String {
+        format!(
+            "{node} {} from {} to {} ({} sample(s))",
+            status_word(self.status),
+            self.first,
+            self.last,
+            self.samples
+        )
+    }
+}
+
+fn down_periods<'a>(samples: &[&'a TimedSample]) -> Vec<DownPeriod<'a>> {
+    let mut out: Vec<DownPeriod> = Vec::new();
+    let mut open = false;
+    for s in samples {
+        let st = s.sample.status;
+        match (st == SampleStatus::Ok, open, out.last_mut()) {
+            (true, true, Some(d)) => {
+                d.to = s.t;
+                open = false;
+            }
+            (false, true, Some(d)) => {
+                d.to = s.t;
+                d.samples += 1;
+                d.last = &s.sample.timestamp_utc;
+            }
+            (false, _, _) => {
+                out.push(DownPeriod {
+                    from: s.t,
+                    to: s.t,
+                    status: st,
+                    samples: 1,
+                    first: &s.sample.timestamp_utc,
+                    last: &s.sample.timestamp_utc,
+                });
+                open = true;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every stretch a node was not sampled, which node, when and why.
+fn down_list(series: &[(&str, &[&TimedSample])]) -> String {
+    let mut rows = String::new();
+    for (node, samples) in series {
+        for d in down_periods(samples) {
+            let reason = samples
+                .iter()
+                .find(|s| s.t >= d.from && s.sample.status != SampleStatus::Ok)
+                .and_then(|s| s.sample.error.as_deref())
+                .unwrap_or("");
+            let _ = writeln!(
+                rows,
+                "<tr data-down-node=\"{}\"><td class=\"l\">{}</td><td class=\"l bad\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l err\">{}</td></tr>",
+                esc(node),
+                esc(node),
+                status_word(d.status),
+                esc(d.first),
+                esc(d.last),
+                d.samples,
+                esc(reason)
+            );
+        }
+    }
+    if rows.is_empty() {
+        return "<h2 class=\"section\">Unreachable periods</h2>\n<p>None: every node answered every round.</p>\n".into();
+    }
+    format!(
+        "<h2 class=\"section\">Unreachable periods</h2>\n<div class=\"wide\"><table class=\"down-periods\"><thead><tr><th class=\"l\">node</th><th class=\"l\">status</th>\
+         <th class=\"l\">first (UTC)</th><th class=\"l\">last (UTC)</th><th>samples</th><th class=\"l\">error</th></tr></thead><tbody>\n{rows}</tbody></table></div>\n"
+    )
+}
+
+/// min / avg / max / p95 of `values` (nearest rank), `–` when empty.
+fn spread(mut values: Vec<f64>) -> [String; 4] {
+    if values.is_empty() {
+        return std::array::from_fn(|_| "–".to_string());
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let p95 = values[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1];
+    let avg = values.iter().sum::<f64>() / n as f64;
+    [values[0], avg, values[n - 1], p95].map(|v| format!("{v:.1}"))
+}
+
+/// Per node over the whole period: availability, then min/avg/max/p95 of
+/// CPU, memory and load per core.
+fn period_table(series: &[(&str, &[&TimedSample])]) -> String {
+    let stats: [(&str, Figure); 3] = [
+        ("CPU %", |s| s.cpu_pct),
+        ("memory %", mem_pct),
+        ("load 1 per core", |s| per_core(s.load1, s)),
+    ];
+    let mut t = String::from(
+        "<h2 class=\"section\">Per node over the period</h2>\n<div class=\"wide\"><table class=\"period\"><thead><tr>\
+         <th class=\"l\" rowspan=\"2\">node</th><th rowspan=\"2\">samples</th><th rowspan=\"2\">available</th>",
+    );
+    for (name, _) in &stats {
+        let _ = write!(t, "<th colspan=\"4\">{name}</th>");
+    }
+    t.push_str("</tr><tr>");
+    for _ in &stats {
+        t.push_str("<th>min</th><th>avg</th><th>max</th><th>p95</th>");
+    }
+    t.push_str("</tr></thead><tbody>\n");
+    for (node, samples) in series {
+        let ok = samples
+            .iter()
+            .filter(|s| s.sample.status == SampleStatus::Ok)
+            .count();
+        let _ = write!(
+            t,
+            "<tr data-stats-node=\"{}\"><td class=\"l\">{}</td><td>{}</td><td class=\"{}\">{:.1}%</td>",
+            esc(node),
+            esc(node),
+            samples.len(),
+            if ok == samples.len() { "ok" } else { "bad" },
+            ok as f64 / samples.len().max(1) as f64 * 100.0
+        );
+        for (_, value) in &stats {
+            for cell in spread(samples.iter().filter_map(|s| value(&s.sample)).collect()) {
+                let _ = write!(t, "<td>{cell}</td>");
+            }
+        }
+        t.push_str("</tr>\n");
+    }
+    t.push_str("</tbody></table></div>\n");
+    t
 }
 
 /// Past this many samples a node's line is drawn from averages of
@@ -318,8 +537,6 @@ const MAX_POINTS: usize = 720;
 struct Point<'a> {
     t: f64,
     value: Option<f64>,
-    /// Set when a sample here was not `ok` (drawn as a red mark on the axis).
-    down: Option<SampleStatus>,
     /// The (first) sample's timestamp, for the tooltip.
     label: &'a str,
 }
@@ -337,10 +554,6 @@ fn chart_points<'a>(
                 t: run.iter().map(|s| s.t).sum::<f64>() / run.len() as f64,
                 value: (!values.is_empty())
                     .then(|| values.iter().sum::<f64>() / values.len() as f64),
-                down: run
-                    .iter()
-                    .map(|s| s.sample.status)
-                    .find(|st| *st != SampleStatus::Ok),
                 label: &run[0].sample.timestamp_utc,
             }
         })
@@ -379,19 +592,27 @@ fn rfc3339(t: f64) -> String {
     humantime::format_rfc3339_seconds(ts).to_string()
 }
 
-/// A time-axis label as precise as the chart's `span` (seconds) needs:
-/// `12:34:56`, `12:34`, `11-23 12:34` past a day, `11-23` past three.
-fn clock(t: f64, span: f64) -> String {
-    let full = rfc3339(t); // 2026-11-23T12:34:56Z
-    if span >= 3.0 * 86400.0 {
-        full[5..10].to_string()
-    } else if span >= 86400.0 {
-        format!("{} {}", &full[5..10], &full[11..16])
-    } else if span > 600.0 {
-        full[11..16].to_string()
-    } else {
-        full[11..19].to_string()
+/// Round steps for a time axis (seconds): 1 s up to a week.
+const TIME_STEPS: [f64; 21] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    10800.0, 21600.0, 43200.0, 86400.0, 172800.0, 345600.0, 604800.0,
+];
+
+/// Ticks at multiples of a round step (UTC), at most six over the span.
+fn time_ticks(t0: f64, t1: f64) -> (f64, Vec<f64>) {
+    let span = t1 - t0;
+    let step = TIME_STEPS
+        .iter()
+        .copied()
+        .find(|s| span / s <= 6.0)
+        .unwrap_or(604800.0);
+    let mut ticks = Vec::new();
+    let mut t = (t0 / step).ceil() * step;
+    while t <= t1 {
+        ticks.push(t);
+        t += step;
     }
+    (step, ticks)
 }
 
 fn status_word(s: SampleStatus) -> &'static str {
@@ -404,7 +625,7 @@ fn status_word(s: SampleStatus) -> &'static str {
 
 fn latest_table(series: &[(&str, &[&TimedSample])]) -> String {
     let mut t = String::from(
-        "<h2>Latest sample per node</h2>\n<div class=\"wide\"><table><thead><tr><th class=\"l\">node</th><th class=\"l\">host</th>\
+        "<h2 class=\"section\">Latest sample per node</h2>\n<div class=\"wide\"><table><thead><tr><th class=\"l\">node</th><th class=\"l\">host</th>\
          <th class=\"l\">time (UTC)</th><th class=\"l\">status</th><th>CPU %</th><th>cores</th>\
          <th>load 1/5/15</th><th>mem used / total MiB</th><th>swap MiB</th><th>disk used / total GiB</th>\
          <th>disk r/w KiB/s</th><th>net rx/tx KiB/s</th><th>uptime</th><th class=\"l\">error</th></tr></thead><tbody>\n",

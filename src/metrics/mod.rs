@@ -9,9 +9,10 @@ pub use distctl_proto::metrics::{MetricsSample, SampleStatus, Sampler, SCHEMA_VE
 pub use export::csv::{read_csv, CSV_HEADER};
 pub use export::{Format, MetricsOutput};
 
-/// The controller's clock now, RFC 3339 UTC to the second.
+/// The controller's clock now, RFC 3339 UTC to the millisecond (rounds of
+/// `--every 500ms` each get their own time).
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// When a sample was taken, seconds since the Unix epoch; `None` when its

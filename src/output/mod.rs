@@ -2,6 +2,7 @@
 //! prefixes and folded blocks, and the closing summary of a many-node command.
 
 pub mod gather;
+pub mod json;
 pub mod lines;
 pub mod man;
 pub mod progress;

@@ -6,6 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::output::lines::LineSplitter;
+use crate::output::progress::NodesProgress;
 use crate::transport::BoxRead;
 
 /// Writes whole prefixed lines to stdout/stderr from one thread, so lines
@@ -16,18 +17,21 @@ pub struct LinePrinter {
 }
 
 impl LinePrinter {
-    pub fn start() -> LinePrinter {
+    /// Lines are printed with `progress`'s line cleared, so the two never mix.
+    pub fn start(progress: NodesProgress) -> LinePrinter {
         let (tx, mut rx) = mpsc::channel::<(bool, Vec<u8>)>(256);
         let thread = std::thread::spawn(move || {
             use std::io::Write;
             while let Some((to_err, bytes)) = rx.blocking_recv() {
                 // A closed stdout (`| head`) must not stop the command on the nodes.
-                let _ = if to_err {
-                    std::io::stderr().lock().write_all(&bytes)
-                } else {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&bytes).and_then(|_| out.flush())
-                };
+                let _ = progress.suspend(|| {
+                    if to_err {
+                        std::io::stderr().lock().write_all(&bytes)
+                    } else {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes).and_then(|_| out.flush())
+                    }
+                });
             }
         });
         LinePrinter { tx, thread }
@@ -46,17 +50,25 @@ impl LinePrinter {
 }
 
 /// Where one stream of one node goes: printed as prefixed lines (to
-/// stderr when `.1`), kept in memory, written to a file, or any of these.
+/// stderr when `.1`), kept in memory (at most `capture` bytes), written to
+/// a file, or any of these.
 pub struct StreamRoute<'a> {
     pub lines: Option<(LineSplitter, bool)>,
-    pub capture: bool,
+    pub capture: Option<usize>,
     pub file: Option<tokio::fs::File>,
     pub printer: &'a LinePrinter,
 }
 
+/// What was kept of a stream: its first bytes, and how many it had in all.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub data: Vec<u8>,
+    pub total: u64,
+}
+
 /// Read `r` to its end along `route`; returns what was captured.
-pub async fn relay(mut r: BoxRead, mut sink: StreamRoute<'_>) -> std::io::Result<Vec<u8>> {
-    let mut captured = Vec::new();
+pub async fn relay(mut r: BoxRead, mut sink: StreamRoute<'_>) -> std::io::Result<Captured> {
+    let mut captured = Captured::default();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = r.read(&mut buf).await?;
@@ -68,8 +80,10 @@ pub async fn relay(mut r: BoxRead, mut sink: StreamRoute<'_>) -> std::io::Result
             let lines = split.push(data);
             sink.printer.print(*to_err, lines).await;
         }
-        if sink.capture {
-            captured.extend_from_slice(data);
+        captured.total += n as u64;
+        if let Some(cap) = sink.capture {
+            let room = cap.saturating_sub(captured.data.len()).min(n);
+            captured.data.extend_from_slice(&data[..room]);
         }
         if let Some(f) = sink.file.as_mut() {
             f.write_all(data).await?;

@@ -19,7 +19,7 @@ pub fn print_dry_run(plan: &DryRun, json: bool) -> Result<()> {
             "nodes": plan.nodes,
             "chunk_size": plan.chunk_size,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::output::json::print(&v)?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = plan
@@ -59,11 +59,10 @@ pub fn print_dry_run(plan: &DryRun, json: bool) -> Result<()> {
 /// file, else on stderr), or a per-node table and a totals line on stderr.
 pub fn print_summary(s: &RunSummary, json: bool, quiet: bool, output_is_file: bool) -> Result<()> {
     if json {
-        let line = serde_json::to_string(s)?;
         if output_is_file {
-            println!("{line}");
+            crate::output::json::print_line(s)?;
         } else {
-            eprintln!("{line}");
+            eprintln!("{}", serde_json::to_string(s)?);
         }
         return Ok(());
     }

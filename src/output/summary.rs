@@ -93,7 +93,7 @@ pub fn finish<'a, T, R: serde::Serialize>(
 ) -> anyhow::Result<Exit> {
     let rows: Vec<R> = results.iter().map(row).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::json::print(&rows)?;
     } else {
         print!("{}", table(&rows));
     }

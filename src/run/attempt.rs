@@ -12,6 +12,7 @@ use std::time::Duration;
 use distctl_proto::{End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::output::progress::Traffic;
 use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
@@ -38,6 +39,8 @@ pub struct ChunkSpec {
     /// 0-based index of the chunk's first line (numeric ops name bad lines).
     pub line_offset: Option<u64>,
     pub data: ChunkData,
+    /// Where the bytes moved are counted as they go (the progress bar).
+    pub traffic: Arc<Traffic>,
 }
 
 /// A verified result.
@@ -87,6 +90,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
             stdin.write_all(data).await?;
             sent.bytes = data.len() as u64;
             sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
+            spec.traffic.sent(sent.bytes, sent.lines);
             last = data.last().copied().unwrap_or(b'\n');
         }
         ChunkData::Range(input) => {
@@ -104,8 +108,10 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
                 if let Some(h) = hasher.as_mut() {
                     h.update(block);
                 }
-                sent.lines += memchr::memchr_iter(b'\n', block).count() as u64;
+                let nl = memchr::memchr_iter(b'\n', block).count() as u64;
                 stdin.write_all(block).await?;
+                spec.traffic.sent(want as u64, nl);
+                sent.lines += nl;
                 last = block[want - 1];
                 pos += want as u64;
                 sent.bytes += want as u64;
@@ -131,6 +137,7 @@ async fn receive(
     stdout: &mut BoxRead,
     timeout: Duration,
     data: ResultBuf,
+    traffic: &Traffic,
 ) -> Result<AgentReply, AttemptError> {
     let mut got = AgentReply {
         data,
@@ -165,6 +172,7 @@ async fn receive(
             }
             return Ok(got);
         }
+        traffic.received(n as u64);
         dec.feed(&buf[..n]);
         while let Some(frame) = dec
             .next_frame()
@@ -243,7 +251,7 @@ pub async fn attempt(
         tail
     });
     let writer = send(stdin, spec, want_checksum);
-    let reader = receive(&mut stdout, timeout, data);
+    let reader = receive(&mut stdout, timeout, data, &spec.traffic);
     tokio::pin!(writer, reader);
     let mut sent = None;
     let received = loop {

@@ -121,7 +121,7 @@ pub async fn run(
     for r in resumed {
         sched.mark_done(r.index);
         summary.chunks_resumed += 1;
-        progress.advance(r.len, 0);
+        progress.resumed(r.len);
     }
     Runner {
         opts,
@@ -325,6 +325,7 @@ impl Runner<'_> {
                 len: c.data.len() as u64,
                 line_offset: Some(line_offset),
                 data: ChunkData::Owned(c.data),
+                traffic: self.progress.traffic(),
             }),
         );
     }
@@ -378,6 +379,7 @@ impl Runner<'_> {
                                 .copied()
                                 .filter(|_| self.job.numeric()),
                             data: ChunkData::Range(stream.clone()),
+                            traffic: self.progress.traffic(),
                         })
                     })
                     .clone();
@@ -432,7 +434,7 @@ impl Runner<'_> {
                 ns.bytes += len;
                 self.summary.chunks_run += 1;
                 self.summary.lines += v.lines;
-                self.progress.finished(r.node, len, v.lines);
+                self.progress.finished(r.node);
                 self.results.accept(r.chunk, len, v, self.input.chunks())
             }
             Err(e) if e.input_error => Err(usage!("{}", e.message)),

@@ -11,6 +11,7 @@ pub struct NodeSummary {
     pub chunks: u64,
     pub bytes: u64,
     /// Sum of the node's chunk times (chunks overlap, so this exceeds wall time).
+    #[serde(serialize_with = "millis")]
     pub busy_seconds: f64,
     pub faults: u64,
     /// Taken out of the run after repeated faults.
@@ -28,8 +29,14 @@ pub struct RunSummary {
     pub bytes: u64,
     pub lines: u64,
     pub output_bytes: u64,
+    #[serde(serialize_with = "millis")]
     pub seconds: f64,
     pub retries: u64,
     pub nodes: Vec<NodeSummary>,
     pub unreachable: Vec<String>,
+}
+
+/// Seconds in `--json` to the millisecond (`1.387`, not `1.3871041960000001`).
+fn millis<S: serde::Serializer>(secs: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((secs * 1000.0).round() / 1000.0)
 }

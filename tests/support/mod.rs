@@ -438,3 +438,6 @@ pub fn local_distctl(dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+pub mod metrics_csv;
+pub mod pty;
