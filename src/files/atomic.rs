@@ -4,7 +4,7 @@
 
 use std::fs::{File, Permissions};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -30,10 +30,13 @@ pub fn replace_file(dest: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A file being written under a temporary name beside `dest`, renamed into
-/// place by [`AtomicFile::commit`] once complete.
+/// place by [`AtomicFile::commit`] once complete. The temporary is opened
+/// once and written through that descriptor only: never reopened by path,
+/// so nobody can swap another file in under the name meanwhile.
 pub struct AtomicFile {
     pub temp: PathBuf,
     pub dest: PathBuf,
+    file: File,
 }
 
 impl AtomicFile {
@@ -41,27 +44,69 @@ impl AtomicFile {
     /// or removed by the caller).
     pub fn create(dest: &Path) -> Result<AtomicFile> {
         let dir = crate::files::preflight::parent_dir(dest);
-        let temp = tempfile::Builder::new()
+        let (file, temp) = tempfile::Builder::new()
             .prefix(&prefix(dest))
             .tempfile_in(&dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?
-            .into_temp_path()
             .keep()?;
         Ok(AtomicFile {
             temp,
             dest: dest.to_path_buf(),
+            file,
         })
     }
 
-    /// Make the result final: flush to disk, then rename over `dest`.
-    pub fn commit(&self, file: File) -> Result<()> {
+    /// The temporary `temp` of an earlier, interrupted write of `dest` (a
+    /// run's journal keeps one), created when missing; never through a link.
+    pub fn reopen(temp: &Path, dest: &Path) -> Result<AtomicFile> {
+        let file =
+            open_private(temp).with_context(|| format!("cannot write {}", temp.display()))?;
+        Ok(AtomicFile {
+            temp: temp.to_path_buf(),
+            dest: dest.to_path_buf(),
+            file,
+        })
+    }
+
+    /// The open temporary file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Make the result final: flush to disk, rename over `dest`, and flush
+    /// the directory so the rename survives a crash too.
+    pub fn commit(self) -> Result<()> {
+        let AtomicFile { temp, dest, file } = self;
         file.sync_all()
             .and_then(|()| file.set_permissions(Permissions::from_mode(MODE)))
             .and_then(|()| {
                 drop(file);
-                std::fs::rename(&self.temp, &self.dest)
+                std::fs::rename(&temp, &dest)
             })
-            .with_context(|| format!("cannot write {}", self.dest.display()))
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+        sync_dir(&crate::files::preflight::parent_dir(&dest));
+        Ok(())
+    }
+}
+
+/// Open `path` for reading and writing, created mode 0600 when missing,
+/// never truncated, never through a symlink.
+pub fn open_private(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// fsync a directory (its new and renamed entries); best effort: some
+/// filesystems refuse it, and the data itself is already on disk.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
@@ -95,14 +140,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("out.txt");
         let a = AtomicFile::create(&p).unwrap();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&a.temp)
-            .unwrap();
-        f.write_all(b"data").unwrap();
+        let temp = a.temp.clone();
+        a.file().write_all(b"data").unwrap();
         assert!(!p.exists());
-        a.commit(f).unwrap();
+        a.commit().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"data");
-        assert!(!a.temp.exists());
+        assert!(!temp.exists());
     }
 }

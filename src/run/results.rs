@@ -3,7 +3,7 @@
 //! and every finished chunk into the journal (when there is one).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,10 +100,7 @@ impl Results {
             } else {
                 Journal::create(dest, &key)?
             };
-            results.sink = Sink::File(AtomicFile {
-                temp: journal.part_path(),
-                dest: dest.to_path_buf(),
-            });
+            results.sink = Sink::File(AtomicFile::reopen(&journal.part_path(), dest)?);
             results.journal = Some(journal);
         } else if let Some(dest) = output {
             results.sink = Sink::File(AtomicFile::create(dest)?);
@@ -111,15 +108,10 @@ impl Results {
         if !results.job.aggregate() {
             let out: Box<dyn Write + Send> = match &results.sink {
                 Sink::Stdout => Box::new(std::io::stdout()),
-                Sink::File(AtomicFile { temp, .. }) => {
-                    let f = OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(false)
-                        .open(temp)
-                        .with_context(|| format!("cannot write {}", temp.display()))?;
+                Sink::File(file) => {
+                    // The same open file, not the path again.
+                    let mut f = file.file().try_clone()?;
                     f.set_len(written)?;
-                    let mut f = f;
                     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(written))?;
                     Box::new(f)
                 }
@@ -203,9 +195,9 @@ impl Results {
                     print!("{text}");
                     std::io::stdout().flush()?;
                 }
-                Sink::File(AtomicFile { temp, dest }) => {
-                    let _ = std::fs::remove_file(temp);
-                    replace_file(dest, text.as_bytes())?;
+                Sink::File(file) => {
+                    let _ = std::fs::remove_file(&file.temp);
+                    replace_file(&file.dest, text.as_bytes())?;
                 }
             }
         } else {
@@ -220,9 +212,8 @@ impl Results {
             let mut out = writer.into_inner();
             out.flush()?;
             drop(out);
-            if let Sink::File(file) = &self.sink {
-                let f = OpenOptions::new().write(true).open(&file.temp)?;
-                file.commit(f)?;
+            if let Sink::File(file) = std::mem::replace(&mut self.sink, Sink::Stdout) {
+                file.commit()?;
             }
         }
         if let Some(j) = self.journal.take() {
@@ -265,9 +256,9 @@ impl Results {
 
     /// The run stopped: a partial `-o FILE` without a journal is removed.
     pub fn discard_unjournaled(&self) {
-        if let Sink::File(AtomicFile { temp, .. }) = &self.sink {
+        if let Sink::File(file) = &self.sink {
             if self.journal.is_none() {
-                let _ = std::fs::remove_file(temp);
+                let _ = std::fs::remove_file(&file.temp);
             }
         }
     }

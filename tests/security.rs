@@ -1,0 +1,85 @@
+//! The threat model (README "Threat model") tried as an attacker would: a
+//! second run on the same output, a crash behind the journal's back, a
+//! hostile agent, local resource exhaustion, hung remote commands, shared
+//! workdirs, leftover ssh masters. Real sshd nodes on loopback.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
+use support::TestCluster;
+
+/// 2 MiB of text whose chunks each take a while on a node: long enough to
+/// start a second run while the first is working.
+fn slow_input(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let input = dir.join("in.txt");
+    let data: String = (0..100_000).map(|i| format!("line {i} abc\n")).collect();
+    std::fs::write(&input, &data).unwrap();
+    (input, data.to_uppercase().into_bytes())
+}
+
+const SLOW: &[&str] = &["--exec", "sleep 0.3; tr a-z A-Z", "--chunk-size", "128K"];
+
+fn journal_of(out: &Path) -> PathBuf {
+    let name = out.file_name().unwrap().to_string_lossy();
+    out.with_file_name(format!(".{name}.distctl-run/journal.jsonl"))
+}
+
+/// Start the slow job writing `out`; return once a chunk is journaled.
+fn start_slow_run(cluster: &TestCluster, input: &Path, out: &Path) -> Child {
+    let child = cluster
+        .distctl()
+        .args(["run", "--quiet"])
+        .arg(input)
+        .args(SLOW)
+        .arg("-o")
+        .arg(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = journal_of(out);
+    support::wait_until("a finished chunk", Duration::from_secs(30), || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= 2)
+    });
+    child
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_second_run_on_the_same_output_is_refused_and_the_first_completes() {
+    let cluster = TestCluster::start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, want) = slow_input(tmp.path());
+    let out = tmp.path().join("out.txt");
+    let first = start_slow_run(&cluster, &input, &out);
+    let second = cluster
+        .distctl()
+        .args(["run", "--quiet"])
+        .arg(&input)
+        .args(["--op", "lower", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("out.txt") && err.contains(&format!("PID {}", first.id())),
+        "names the output and the other run: {err}"
+    );
+    let got = first.wait_with_output().unwrap();
+    assert_eq!(got.status.code(), Some(0), "{}", stderr(&got));
+    assert!(
+        std::fs::read(&out).unwrap() == want,
+        "the first run's output"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "only input and output are left: {left:?}");
+}
