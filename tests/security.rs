@@ -83,3 +83,44 @@ fn a_second_run_on_the_same_output_is_refused_and_the_first_completes() {
         .collect();
     assert_eq!(left.len(), 2, "only input and output are left: {left:?}");
 }
+
+/// A crash (or someone) zero-fills `output.part` behind the journal's back:
+/// the lengths still match, the hashes do not, so `--resume` redoes those
+/// chunks instead of splicing zeros into the output.
+#[test]
+fn resume_redoes_results_that_were_zero_filled_behind_its_back() {
+    let cluster = TestCluster::start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, want) = slow_input(tmp.path());
+    let out = tmp.path().join("out.txt");
+    let run = start_slow_run(&cluster, &input, &out);
+    let journal = journal_of(&out);
+    let part = journal.with_file_name("output.part");
+    support::wait_until("a result in output.part", Duration::from_secs(30), || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"prefix\""))
+    });
+    // SAFETY: kill(2) on the distctl child this test started.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let got = run.wait_with_output().unwrap();
+    assert_eq!(got.status.code(), Some(3), "{}", stderr(&got));
+    let len = std::fs::metadata(&part).unwrap().len();
+    assert!(len > 0, "some results were kept");
+    std::fs::write(&part, vec![0u8; len as usize]).unwrap();
+
+    let got = cluster
+        .distctl()
+        .args(["--json", "run", "--quiet", "--resume"])
+        .arg(&input)
+        .args(SLOW)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(got.status.code(), Some(0), "{}", stderr(&got));
+    assert!(std::fs::read(&out).unwrap() == want, "no zeros spliced in");
+    let s: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(
+        s["chunks_run"].as_u64().unwrap() + s["chunks_resumed"].as_u64().unwrap(),
+        s["chunks"].as_u64().unwrap()
+    );
+}

@@ -463,8 +463,9 @@ impl<R: Read> StreamChunker<R> {
     }
 }
 
-/// The checksum the journal keeps of an input chunk (xxh3-128): computed
-/// while a chunk is sent and again when `--resume` checks the input, always
+/// The checksum the journal keeps of an input chunk or of a result
+/// (xxh3-128): computed while a chunk is sent or its result arrives, and
+/// again when `--resume` checks the input and the kept results, always
 /// through this one type so the two can never disagree.
 #[derive(Default)]
 pub struct ChunkHash(xxhash_rust::xxh3::Xxh3);
@@ -482,14 +483,29 @@ impl ChunkHash {
         self.0.digest128()
     }
 
+    /// The checksum of `len` bytes of `file` from `start` (a kept result).
+    pub fn of_file_range(file: &std::fs::File, start: u64, len: u64) -> io::Result<u128> {
+        use std::os::unix::fs::FileExt;
+        ChunkHash::of_reads(start, len, |pos, buf| file.read_exact_at(buf, pos))
+    }
+
     /// The checksum of `len` bytes of `input` from `start`.
     pub fn of_range(input: &InputStream, start: u64, len: u64) -> io::Result<u128> {
+        ChunkHash::of_reads(start, len, |pos, buf| input.read_exact_at(pos, buf))
+    }
+
+    /// The checksum of `len` bytes from `start`, read block by block by `read`.
+    fn of_reads(
+        start: u64,
+        len: u64,
+        mut read: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<u128> {
         let mut h = ChunkHash::new();
         let mut buf = vec![0u8; READ_BLOCK];
         let mut pos = start;
         while pos < start + len {
             let want = ((start + len - pos) as usize).min(buf.len());
-            input.read_exact_at(pos, &mut buf[..want])?;
+            read(pos, &mut buf[..want])?;
             h.update(&buf[..want]);
             pos += want as u64;
         }

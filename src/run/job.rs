@@ -77,8 +77,9 @@ impl Job {
         crate::transport::shell::join(&argv)
     }
 
-    /// The journal's key of this job over `inputs`.
-    pub fn key(&self, inputs: Vec<InputFile>, chunk_size: u64) -> JobKey {
+    /// The journal's key of this job over `inputs`, run by the agent whose
+    /// sha256 is `agent_sha256`.
+    pub fn key(&self, inputs: Vec<InputFile>, chunk_size: u64, agent_sha256: &str) -> JobKey {
         let (pattern, exec) = match &self.work {
             Work::Op { pattern, .. } => (pattern.clone(), None),
             Work::Exec { command } => (None, Some(command.clone())),
@@ -90,6 +91,7 @@ impl Job {
             pattern,
             exec,
             skip_invalid: self.skip_invalid,
+            agent_sha256: agent_sha256.to_string(),
         }
     }
 }
@@ -104,6 +106,9 @@ pub struct JobKey {
     pub pattern: Option<String>,
     pub exec: Option<String>,
     pub skip_invalid: bool,
+    /// The agent that produced the results (another agent may not agree).
+    #[serde(default)]
+    pub agent_sha256: String,
 }
 
 #[cfg(test)]

@@ -50,6 +50,14 @@ pub struct ResultBuf {
     spill: Option<File>,
     len: u64,
     budget: Arc<MemoryBudget>,
+    /// xxh3-128 of every byte pushed (checked against the agent's End
+    /// frame, kept in the journal); given whole for a resumed file.
+    hash: Hashed,
+}
+
+enum Hashed {
+    Running(Box<xxhash_rust::xxh3::Xxh3>),
+    Known(u128),
 }
 
 impl ResultBuf {
@@ -60,22 +68,36 @@ impl ResultBuf {
             spill: None,
             len: 0,
             budget,
+            hash: Hashed::Running(Box::default()),
         }
     }
 
-    /// A result kept in a file by an earlier, interrupted run.
-    pub fn from_file(file: File, len: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
+    /// A result kept in a file by an earlier, interrupted run (its bytes
+    /// already checked to hash to `hash`).
+    pub fn from_file(file: File, len: u64, hash: u128, budget: Arc<MemoryBudget>) -> ResultBuf {
         ResultBuf {
             mem: Vec::new(),
             mem_len: 0,
             spill: Some(file),
             len,
             budget,
+            hash: Hashed::Known(hash),
+        }
+    }
+
+    /// xxh3-128 of the result's bytes.
+    pub fn hash(&self) -> u128 {
+        match &self.hash {
+            Hashed::Running(h) => h.digest128(),
+            Hashed::Known(h) => *h,
         }
     }
 
     pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
         self.len += data.len() as u64;
+        if let Hashed::Running(h) = &mut self.hash {
+            h.update(&data);
+        }
         if self.spill.is_none() && self.budget.try_take(data.len()) {
             self.mem_len += data.len();
             self.mem.push(data);
@@ -103,6 +125,7 @@ impl ResultBuf {
         self.mem_len = 0;
         self.spill = None;
         self.len = 0;
+        self.hash = Hashed::Running(Box::default());
     }
 
     /// Write the whole result to `out`.
@@ -245,6 +268,7 @@ mod tests {
         b.clear();
         assert_eq!(budget.used(), 0);
         b.push(b"ok".to_vec()).unwrap();
+        assert_eq!(b.hash(), xxhash_rust::xxh3::xxh3_128(b"ok"));
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert_eq!(out, b"ok");
@@ -255,7 +279,8 @@ mod tests {
         let budget = MemoryBudget::new(10);
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"kept").unwrap();
-        let mut b = ResultBuf::from_file(f, 4, budget);
+        let mut b = ResultBuf::from_file(f, 4, 9, budget);
+        assert_eq!(b.hash(), 9);
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert_eq!(out, b"kept");

@@ -47,6 +47,8 @@ pub struct Results {
     partials: Vec<Option<Partial>>,
     /// xxh3-128 of each finished chunk's input (journaled runs).
     checksums: HashMap<usize, u128>,
+    /// xxh3-128 of each finished chunk's result, until journaled.
+    out_hashes: HashMap<usize, u128>,
     journal: Option<Journal>,
     /// Shared by every attempt's result buffer.
     pub budget: Arc<MemoryBudget>,
@@ -55,11 +57,13 @@ pub struct Results {
 impl Results {
     /// Open the journal (fresh or resumed, for `-o FILE` over planned input)
     /// and the output; says which chunks the journal already holds.
+    /// `agent_sha256`: the agent that runs the chunks (part of the job's key).
     pub fn open(
         job: Arc<Job>,
         input: &Input,
         output: Option<&Path>,
         resume: bool,
+        agent_sha256: &str,
     ) -> Result<(Results, Vec<Resumed>)> {
         let mut results = Results {
             job,
@@ -67,6 +71,7 @@ impl Results {
             writer: None,
             partials: vec![None; input.chunks().len()],
             checksums: HashMap::new(),
+            out_hashes: HashMap::new(),
             journal: None,
             budget: MemoryBudget::new(RESULT_MEMORY),
         };
@@ -75,7 +80,9 @@ impl Results {
         let mut written = 0;
         let mut resumed_files = Vec::new();
         if let (Some(dest), Input::Planned { stream, chunks, .. }) = (output, input) {
-            let key = results.job.key(stream.files.clone(), input.chunk_size());
+            let key = results
+                .job
+                .key(stream.files.clone(), input.chunk_size(), agent_sha256);
             let journal = if resume {
                 let (journal, entries) = Journal::resume(dest, &key)?;
                 let kept = check_entries(stream, chunks, &journal, entries)?;
@@ -88,7 +95,9 @@ impl Results {
                         results.partials[e.index] = Some(serde_json::from_value(p.clone())?);
                     }
                     if e.place == Place::File {
-                        resumed_files.push((e.index, e.out_len));
+                        let hash = e.out_hash.as_deref().unwrap_or_default();
+                        let hash = u128::from_str_radix(hash, 16).unwrap_or(0);
+                        resumed_files.push((e.index, e.out_len, hash));
                     }
                     results
                         .checksums
@@ -116,15 +125,15 @@ impl Results {
                     Box::new(f)
                 }
             };
-            let mut writer = OrderedWriter::new(out, first, written);
-            for (index, len) in resumed_files {
+            let writer = OrderedWriter::new(out, first, written);
+            results.writer = Some(writer);
+            for (index, len, hash) in resumed_files {
                 let journal = results.journal.as_mut().expect("resume has a journal");
                 let f = File::open(journal.chunk_path(index))?;
-                let buf = ResultBuf::from_file(f, len, results.budget.clone());
-                let done = tokio::task::block_in_place(|| writer.insert(index, buf))?;
-                journal.record_written(&results.checksums, input.chunks(), &done)?;
+                results.out_hashes.insert(index, hash);
+                let buf = ResultBuf::from_file(f, len, hash, results.budget.clone());
+                results.write_in_order(index, buf, input.chunks())?;
             }
-            results.writer = Some(writer);
         }
         Ok((results, resumed))
     }
@@ -154,18 +163,39 @@ impl Results {
                     len,
                     checksum: checksum_hex(v.checksum.unwrap_or(0)),
                     out_len: 0,
+                    out_hash: None,
                     place: Place::Partial,
                     partial: Some(serde_json::to_value(&partial)?),
                 })?;
             }
             self.partials[index] = Some(partial);
         } else {
-            let writer = self.writer.as_mut().expect("byte ops have a writer");
-            let done = tokio::task::block_in_place(|| writer.insert(index, v.data))
-                .context("writing the output")?;
-            if let Some(j) = self.journal.as_mut() {
-                j.record_written(&self.checksums, chunks, &done)?;
-            }
+            self.write_in_order(index, v.data, chunks)?;
+        }
+        Ok(())
+    }
+
+    /// Hand a byte result to the ordered writer; journal what it wrote, once
+    /// those bytes are on disk.
+    fn write_in_order(&mut self, index: usize, data: ResultBuf, chunks: &[Chunk]) -> Result<()> {
+        if self.journal.is_some() {
+            self.out_hashes.insert(index, data.hash());
+        }
+        let writer = self.writer.as_mut().expect("byte ops have a writer");
+        let done = tokio::task::block_in_place(|| writer.insert(index, data))
+            .context("writing the output")?;
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        if done.is_empty() {
+            return Ok(());
+        }
+        if let Sink::File(f) = &self.sink {
+            f.file().sync_data().context("writing the output to disk")?;
+        }
+        j.record_written(&self.checksums, &self.out_hashes, chunks, &done)?;
+        for (i, _) in &done {
+            self.out_hashes.remove(i);
         }
         Ok(())
     }
@@ -236,6 +266,7 @@ impl Results {
                 let mut f = File::create(&path)?;
                 buf.write_to(&mut f)?;
                 f.sync_all()?;
+                crate::files::atomic::sync_dir(&j.dir);
                 let Some(c) = chunks.get(index) else {
                     continue;
                 };
@@ -246,6 +277,7 @@ impl Results {
                     len,
                     checksum: checksum_hex(self.checksums.get(&index).copied().unwrap_or(0)),
                     out_len: buf.len(),
+                    out_hash: Some(checksum_hex(buf.hash())),
                     place: Place::File,
                     partial: None,
                 })?;

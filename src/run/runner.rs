@@ -116,8 +116,13 @@ pub async fn run(
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let mut sched = Scheduler::new(input.chunks().len(), &slots, opts.retries);
     let mut progress = RunProgress::new(input.total(), &names, opts.quiet);
-    let (results, resumed) =
-        Results::open(job.clone(), &input, opts.output.as_deref(), opts.resume)?;
+    let (results, resumed) = Results::open(
+        job.clone(),
+        &input,
+        opts.output.as_deref(),
+        opts.resume,
+        &agent.sha256,
+    )?;
     for r in resumed {
         sched.mark_done(r.index);
         summary.chunks_resumed += 1;
