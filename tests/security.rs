@@ -124,3 +124,72 @@ fn resume_redoes_results_that_were_zero_filled_behind_its_back() {
         s["chunks"].as_u64().unwrap()
     );
 }
+
+/// Runs the real agent (moved to `worker-agent.real`) with `--chunk N+1`.
+const WRONG_CHUNK: &str = r#"#!/bin/sh
+n=$#; next=
+for a in "$@"; do
+  if [ -n "$next" ]; then a=$((a + 1)); next=; fi
+  [ "$a" = --chunk ] && next=1
+  set -- "$@" "$a"
+done
+shift "$n"
+exec "$0.real" "$@"
+"#;
+
+/// Runs the real agent and changes result bytes on the way (same length).
+const CHANGED_BYTES: &str = r#"#!/bin/sh
+"$0.real" "$@" | LC_ALL=C sed 's/LINE/LIne/g'
+"#;
+
+/// A compromised node1 whose installed agent answers for another chunk, or
+/// changes the bytes it sends (and whose `sha256sum` lies, so distctl takes
+/// it for the agent it installed): every such answer is refused and the
+/// chunk runs again on node2; the output is exactly right.
+#[test]
+fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() {
+    let cluster = TestCluster::start(2);
+    let setup = cluster.distctl().arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    let agent = cluster.workdir(0).join("bin/worker-agent");
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&agent)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8(sum.stdout).unwrap()[..64].to_string();
+    std::fs::rename(&agent, agent.with_file_name("worker-agent.real")).unwrap();
+    cluster.node_tool(
+        0,
+        "sha256sum",
+        &format!("#!/bin/sh\ncat >/dev/null\necho '{sha}  -'\n"),
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    let data: String = (0..60_000).map(|i| format!("line {i} abc\n")).collect();
+    std::fs::write(&input, &data).unwrap();
+    for (wrapper, refused) in [(WRONG_CHUNK, "not chunk"), (CHANGED_BYTES, "hash")] {
+        std::fs::write(&agent, wrapper).unwrap();
+        std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = tmp.path().join("out.txt");
+        let got = cluster
+            .distctl()
+            .arg("run")
+            .arg(&input)
+            .args(["--op", "upper", "--chunk-size", "64K", "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = stderr(&got);
+        assert!(matches!(got.status.code(), Some(0 | 1)), "{err}");
+        assert!(
+            err.contains("on node1") && err.contains(refused),
+            "node1's answers are refused ({refused}): {err}"
+        );
+        assert!(
+            std::fs::read(&out).unwrap() == data.to_uppercase().as_bytes(),
+            "the output is node2's, right"
+        );
+    }
+}

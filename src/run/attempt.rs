@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use distctl_proto::frame::{HEADER_LEN, MAX_CONTROL, MAX_DATA};
 use distctl_proto::{End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,6 +22,13 @@ use crate::transport::{BoxRead, BoxWrite, NodeSession};
 const SEND_BLOCK: usize = 256 << 10;
 /// Tail of a failed command's stderr kept for the error message.
 const STDERR_TAIL: usize = 2048;
+/// Bytes per read from the channel.
+const RECEIVE_BLOCK: usize = 256 << 10;
+/// What one attempt holds in memory besides its result, counted in the
+/// memory budget: the read buffer, a frame being decoded (at most the
+/// largest payload and its header), the last partial frame, stderr tails.
+const RECEIVE_BUFFERS: usize =
+    RECEIVE_BLOCK + HEADER_LEN + MAX_DATA + MAX_CONTROL + 2 * STDERR_TAIL;
 
 /// The bytes of one chunk: a range of the planned input, or owned (stdin).
 pub enum ChunkData {
@@ -136,14 +144,15 @@ async fn receive(
     timeout: Duration,
     budget: Arc<MemoryBudget>,
 ) -> Result<AgentReply, AttemptError> {
+    let _buffers = budget.charge(RECEIVE_BUFFERS);
     let mut got = AgentReply {
-        data: ResultBuf::new(budget),
+        data: ResultBuf::new(budget.clone()),
         partial: None,
         end: None,
         stderr_tail: Vec::new(),
     };
     let mut dec = FrameDecoder::new();
-    let mut buf = vec![0u8; 256 << 10];
+    let mut buf = vec![0u8; RECEIVE_BLOCK];
     loop {
         let n = match tokio::time::timeout(timeout, stdout.read(&mut buf)).await {
             Err(_) => {
@@ -213,6 +222,32 @@ fn last_line(bytes: &[u8]) -> String {
         stderr: bytes.to_vec(),
     }
     .stderr_line()
+}
+
+/// The `X` frame names this chunk and the hash of the bytes that arrived:
+/// a node's answer for another chunk, or bytes changed on the way, are
+/// refused (and the chunk runs again).
+fn check_identity(end: &End, index: usize, data: &ResultBuf) -> Result<(), AttemptError> {
+    if end.chunk != Some(index as u64) {
+        let other = end
+            .chunk
+            .map_or_else(|| "no chunk".to_string(), |c| format!("chunk {c}"));
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!("the agent answered for {other}, not chunk {index}"),
+        ));
+    }
+    let got = crate::run::journal::checksum_hex(data.hash());
+    if end.data_hash.as_deref() != Some(got.as_str()) {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!(
+                "the result's hash {got} is not the agent's {}",
+                end.data_hash.as_deref().unwrap_or("(none)")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Run one chunk on one node and verify the result: an `X` frame saying ok,
@@ -330,6 +365,7 @@ pub async fn attempt(
             ),
         ));
     }
+    check_identity(&end, spec.index, &received.data)?;
     if expect_partial && received.partial.is_none() {
         return Err(AttemptError::new(
             Fault::Failed,
@@ -342,4 +378,43 @@ pub async fn attempt(
         checksum: sent.checksum,
         lines: sent.lines,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::merge::MemoryBudget;
+
+    fn end_for(chunk: Option<u64>, data: &[u8]) -> End {
+        End {
+            ok: true,
+            chunk,
+            data_bytes: data.len() as u64,
+            data_hash: Some(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data))),
+            ..End::default()
+        }
+    }
+
+    fn result(data: &[u8]) -> ResultBuf {
+        let mut b = ResultBuf::new(MemoryBudget::new(1 << 20));
+        b.push(data.to_vec()).unwrap();
+        b
+    }
+
+    #[test]
+    fn the_end_frame_must_name_this_chunk_and_hash_the_bytes() {
+        let data = b"RESULT\n";
+        assert!(check_identity(&end_for(Some(3), data), 3, &result(data)).is_ok());
+        let e = check_identity(&end_for(Some(4), data), 3, &result(data)).unwrap_err();
+        assert!(e.message.contains("chunk 4, not chunk 3"), "{}", e.message);
+        assert_eq!(e.fault, Fault::Failed);
+        let e = check_identity(&end_for(None, data), 3, &result(data)).unwrap_err();
+        assert!(e.message.contains("no chunk"), "{}", e.message);
+        // Same length, other bytes: the hash tells.
+        let e = check_identity(&end_for(Some(3), data), 3, &result(b"RESULT!")).unwrap_err();
+        assert!(e.message.contains("hash"), "{}", e.message);
+        let mut no_hash = end_for(Some(3), data);
+        no_hash.data_hash = None;
+        assert!(check_identity(&no_hash, 3, &result(data)).is_err());
+    }
 }

@@ -47,12 +47,13 @@ impl Job {
         self.op().is_some_and(Op::is_numeric)
     }
 
-    /// How the agent is invoked for one chunk of `len` bytes whose first
-    /// line is `line_offset` (0-based).
-    pub fn agent_call(&self, len: u64, line_offset: Option<u64>) -> AgentCall {
+    /// How the agent is invoked for chunk `index` of `len` bytes whose
+    /// first line is `line_offset` (0-based).
+    pub fn agent_call(&self, index: usize, len: u64, line_offset: Option<u64>) -> AgentCall {
         let io = Io {
             framed: true,
             expect_bytes: Some(len),
+            chunk: Some(index as u64),
             ..Io::default()
         };
         match &self.work {
@@ -71,9 +72,15 @@ impl Job {
     }
 
     /// The remote shell's command line for one chunk, the agent at `agent`.
-    pub fn command_line(&self, agent: &str, len: u64, line_offset: Option<u64>) -> String {
+    pub fn command_line(
+        &self,
+        agent: &str,
+        index: usize,
+        len: u64,
+        line_offset: Option<u64>,
+    ) -> String {
         let mut argv = vec![agent.to_string()];
-        argv.extend(self.agent_call(len, line_offset).to_argv());
+        argv.extend(self.agent_call(index, len, line_offset).to_argv());
         crate::transport::shell::join(&argv)
     }
 
@@ -124,8 +131,8 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("/w/bin/worker-agent", 12, Some(3)),
-            r#"/w/bin/worker-agent exec --framed --expect-bytes 12 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
+            job.command_line("/w/bin/worker-agent", 4, 12, Some(3)),
+            r#"/w/bin/worker-agent exec --framed --expect-bytes 12 --chunk 4 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
         );
         let job = Job {
             work: Work::Op {
@@ -135,8 +142,8 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("agent", 5, None),
-            "agent op grep --pattern 'a b' --framed --expect-bytes 5"
+            job.command_line("agent", 0, 5, None),
+            "agent op grep --pattern 'a b' --framed --expect-bytes 5 --chunk 0"
         );
     }
 }

@@ -37,8 +37,31 @@ impl MemoryBudget {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 
+    /// Count `n` bytes held outside any result (an attempt's receive
+    /// buffers) until the guard drops: they are always allowed, but results
+    /// spill to disk sooner while they are held.
+    pub fn charge(self: &Arc<Self>, n: usize) -> BudgetCharge {
+        self.used.fetch_add(n, Ordering::AcqRel);
+        BudgetCharge {
+            budget: self.clone(),
+            n,
+        }
+    }
+
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
+    }
+}
+
+/// Bytes counted in a [`MemoryBudget`] by [`MemoryBudget::charge`].
+pub struct BudgetCharge {
+    budget: Arc<MemoryBudget>,
+    n: usize,
+}
+
+impl Drop for BudgetCharge {
+    fn drop(&mut self) {
+        self.budget.give_back(self.n);
     }
 }
 
@@ -258,6 +281,18 @@ mod tests {
         let mut want = b"head".to_vec();
         want.extend(&data);
         assert_eq!(w.into_inner(), want);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn receive_buffers_count_and_push_results_to_disk() {
+        let budget = MemoryBudget::new(10);
+        let charge = budget.charge(8);
+        assert_eq!(budget.used(), 8);
+        let b = buf(&budget, b"abcdef");
+        assert!(budget.used() <= 10, "the result spilled: {}", budget.used());
+        drop(b);
+        drop(charge);
         assert_eq!(budget.used(), 0);
     }
 

@@ -369,9 +369,9 @@ impl Runner<'_> {
                     .clone();
                 self.progress.started(n);
                 let node = self.nodes[n].clone();
-                let cmdline = self
-                    .job
-                    .command_line(&node.agent, spec.len, spec.line_offset);
+                let cmdline =
+                    self.job
+                        .command_line(&node.agent, spec.index, spec.len, spec.line_offset);
                 let expect_partial = self.job.aggregate();
                 let budget = self.results.budget.clone();
                 let timeout = self.opts.timeout;
