@@ -193,3 +193,39 @@ fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() 
         );
     }
 }
+
+/// Out of file descriptors on the controller (`ulimit -n` low, hard limit
+/// too, so distctl cannot raise it): the run stops with exit 3 naming the
+/// local problem, and no node is blamed for it.
+#[test]
+fn local_fd_exhaustion_is_the_controllers_fault_not_a_nodes() {
+    let cluster = TestCluster::start(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    let data: String = (0..100_000).map(|i| format!("line {i} abc\n")).collect();
+    std::fs::write(&input, &data).unwrap();
+    let got = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 30; exec \"$@\"")
+        .arg("sh")
+        .arg(support::distctl_bin())
+        .arg("--inventory")
+        .arg(cluster.inventory())
+        .args(["--json", "run"])
+        .arg(&input)
+        .args(["--exec", "sleep 0.2; cat", "--chunk-size", "64K", "-o"])
+        .arg(tmp.path().join("out.txt"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&got);
+    assert_eq!(got.status.code(), Some(3), "{err}");
+    assert!(
+        err.to_lowercase().contains("too many open files"),
+        "names the problem: {err}"
+    );
+    assert!(err.contains("local"), "says it is local: {err}");
+    for blame in ["taking node", "unreachable", "skipping"] {
+        assert!(!err.contains(blame), "no node is blamed ({blame}): {err}");
+    }
+}

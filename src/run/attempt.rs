@@ -70,6 +70,41 @@ impl AttemptError {
             input_error: false,
         }
     }
+
+    /// `fault`, unless `cause` is the controller's own resource problem.
+    fn from_io(fault: Fault, context: &str, cause: &std::io::Error) -> AttemptError {
+        let fault = if local_resource(cause) {
+            Fault::Local
+        } else {
+            fault
+        };
+        AttemptError::new(fault, format!("{context}: {cause}"))
+    }
+}
+
+/// An error that is this machine's, whatever node it happened with: out of
+/// file descriptors or memory, a full local disk or quota.
+pub fn local_resource(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT | libc::ENOMEM)
+    )
+}
+
+/// The local resource problem somewhere in `err`'s chain of causes.
+pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
+    err.chain().find_map(|c| {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(c);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if local_resource(io) {
+                    return Some(io);
+                }
+            }
+            cur = e.source();
+        }
+        None
+    })
 }
 
 /// What went up the channel.
@@ -184,8 +219,12 @@ async fn receive(
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
         {
             match frame.tag {
+                // Spilling is local: whatever goes wrong there is ours.
                 Tag::Data => got.data.push(frame.payload).map_err(|e| {
-                    AttemptError::new(Fault::Failed, format!("cannot buffer the result: {e}"))
+                    AttemptError::new(
+                        Fault::Local,
+                        format!("cannot buffer the result in a local temporary file: {e}"),
+                    )
                 })?,
                 Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
                 Tag::Heartbeat => {}
@@ -263,7 +302,14 @@ pub async fn attempt(
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
         Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
-        Ok(Err(e)) => return Err(AttemptError::new(Fault::Refused, format!("{e:#}"))),
+        Ok(Err(e)) => {
+            let fault = if local_cause(&e).is_some() {
+                Fault::Local
+            } else {
+                Fault::Refused
+            };
+            return Err(AttemptError::new(fault, format!("{e:#}")));
+        }
         Ok(Ok(p)) => p,
     };
     let stdin = proc.stdin.take().expect("stdin is piped");
@@ -336,12 +382,7 @@ pub async fn attempt(
     }
     let sent = match sent {
         Some(Ok(s)) => s,
-        Some(Err(e)) => {
-            return Err(AttemptError::new(
-                Fault::Lost,
-                format!("sending the chunk: {e}"),
-            ))
-        }
+        Some(Err(e)) => return Err(AttemptError::from_io(Fault::Lost, "sending the chunk", &e)),
         None => {
             return Err(AttemptError::new(
                 Fault::Lost,

@@ -166,6 +166,17 @@ async fn prepare(
         p = preparing => p,
         stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
     };
+    // A local failure (no file descriptors left...) is no node's fault.
+    for (_, agent, cores) in &prepared {
+        for e in [agent.as_ref().err(), cores.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(cause) = crate::run::attempt::local_cause(e) {
+                anyhow::bail!("stopping: a local problem on this machine, not a node's: {cause}");
+            }
+        }
+    }
     let mut nodes = Vec::new();
     let mut slots = Vec::new();
     for (session, agent, cores) in prepared {
@@ -421,6 +432,13 @@ impl Runner<'_> {
                 self.results.accept(r.chunk, len, v, self.input.chunks())
             }
             Err(e) if e.input_error => Err(usage!("{}", e.message)),
+            Err(e) if e.fault == Fault::Local => {
+                self.sched.fault(r.chunk, r.node, e.fault);
+                anyhow::bail!(
+                    "stopping: a local problem on this machine, not {name}'s: {}",
+                    e.message
+                )
+            }
             Err(e) => {
                 self.progress.failed(r.node);
                 if e.fault == Fault::Lost {
