@@ -51,6 +51,11 @@ pub struct Global {
     /// every command; once connected, every selected node works at once
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub fanout: usize,
+    /// Bound on every remote step once connected (status probe, agent
+    /// install, sync, fetch, core count; a collect sample gets it on top of
+    /// its interval): a node past it is reported timed out, not waited for
+    #[arg(long, global = true, default_value = "60s", value_name = "DURATION")]
+    pub step_timeout: Dur,
     /// Machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,

@@ -229,3 +229,32 @@ fn local_fd_exhaustion_is_the_controllers_fault_not_a_nodes() {
         assert!(!err.contains(blame), "no node is blamed ({blame}): {err}");
     }
 }
+
+/// A hung `df` (a stale NFS mount) on node1: `status` finishes within the
+/// step bound, reports node1 timed out and node2 complete.
+#[test]
+fn a_hung_remote_command_is_reported_within_the_step_timeout() {
+    let cluster = TestCluster::start(2);
+    cluster.node_tool(0, "df", "#!/bin/sh\nexec sleep 600\n");
+    let t0 = std::time::Instant::now();
+    let got = cluster
+        .distctl()
+        .args(["--json", "--step-timeout", "2s", "status"])
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(12), "status took {took:?}");
+    let err = stderr(&got);
+    assert_eq!(
+        got.status.code(),
+        Some(4),
+        "timed-out counts as failed: {err}"
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let why = rows[0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("timed out after 2s"), "{rows:?}");
+    assert_eq!(rows[1]["error"], serde_json::Value::Null, "{rows:?}");
+    assert!(rows[1]["disk_total_gib"].is_number(), "node2 is complete");
+}

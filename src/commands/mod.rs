@@ -22,6 +22,7 @@ pub mod sync;
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
     crate::shutdown::install()?;
     let g = &cli.global;
+    crate::transport::deadline::set_step_timeout(g.step_timeout.0);
     match cli.command {
         Command::Nodes(_) => nodes::run(g).await,
         Command::Status(_) => interruptible(status::run(g)).await,

@@ -241,6 +241,9 @@ async fn tar(s: &NodeSession, spec: &SyncSpec, dest: &str, keep: &[String]) -> R
         // -p keeps modes (exec bits), -o never chowns to the archive's owner.
         let mut proc = s.spawn(&format!("cd -- {d} && tar -xpof -")).await?;
         let stdin = proc.stdin.take().context("no stdin to the node")?;
+        // A node that stops taking the archive is a timed-out node.
+        let stdin: crate::transport::BoxWrite =
+            Box::pin(crate::transport::deadline::IdleBound::new(stdin));
         let mut err = Vec::new();
         let mut stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
         let (sent, _) = tokio::join!(

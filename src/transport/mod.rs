@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cluster::inventory::Node;
 
+pub mod deadline;
 pub mod local;
 pub mod shell;
 pub mod ssh;
@@ -158,8 +159,29 @@ impl NodeSession {
         }
     }
 
-    /// Run a command to completion, feeding it `input`, and capture its output.
+    /// Run a command to completion, feeding it `input`, and capture its
+    /// output, within `--step-timeout` ([`deadline::StepTimedOut`] past it).
     pub async fn run(&self, cmdline: &str, input: Option<&[u8]>) -> Result<CommandOutput> {
+        self.run_within(cmdline, input, deadline::step_timeout())
+            .await
+    }
+
+    /// [`NodeSession::run`] with its own bound (a command that waits on
+    /// purpose, like a metrics sample over an interval). Past it the command
+    /// is abandoned: its channel closes, which ends it on the node.
+    pub async fn run_within(
+        &self,
+        cmdline: &str,
+        input: Option<&[u8]>,
+        bound: Duration,
+    ) -> Result<CommandOutput> {
+        match tokio::time::timeout(bound, self.run_unbounded(cmdline, input)).await {
+            Ok(r) => r,
+            Err(_) => Err(deadline::StepTimedOut { after: bound }.into()),
+        }
+    }
+
+    async fn run_unbounded(&self, cmdline: &str, input: Option<&[u8]>) -> Result<CommandOutput> {
         let mut proc = self.spawn(cmdline).await?;
         let mut stdin = proc.stdin.take();
         let write = async {
