@@ -258,3 +258,47 @@ fn a_hung_remote_command_is_reported_within_the_step_timeout() {
     assert_eq!(rows[1]["error"], serde_json::Value::Null, "{rows:?}");
     assert!(rows[1]["disk_total_gib"].is_number(), "node2 is complete");
 }
+
+/// A workdir (or its `bin/`) that another user could write is refused, per
+/// node, with the reason; the other nodes go on.
+#[test]
+fn a_workdir_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start(2);
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let distctl = |args: &[&str]| {
+        let got = cluster.distctl().arg("--json").args(args).output().unwrap();
+        let out = String::from_utf8_lossy(&got.stdout).into_owned();
+        (got.status.code(), out + &stderr(&got))
+    };
+    std::fs::create_dir_all(cluster.workdir(0).join("bin")).unwrap();
+    mode(cluster.workdir(0), 0o777).unwrap();
+    let (code, out) = distctl(&["setup"]);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("refusing") && out.contains("writable by group/others"),
+        "{out}"
+    );
+    assert!(
+        !cluster.workdir(0).join("bin/worker-agent").exists(),
+        "nothing installed there"
+    );
+    assert!(cluster.workdir(1).join("bin/worker-agent").exists());
+
+    // The workdir is fine again, its bin/ is not.
+    mode(cluster.workdir(0), 0o755).unwrap();
+    mode(&cluster.workdir(0).join("bin"), 0o777).unwrap();
+    let (code, out) = distctl(&["setup"]);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("/bin: not owned by"), "{out}");
+
+    mode(cluster.workdir(0), 0o777).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f"), "x").unwrap();
+    let (_, out) = distctl(&["sync", src.path().to_str().unwrap()]);
+    assert!(out.contains("refusing"), "sync refuses it too: {out}");
+    assert!(
+        !cluster.workdir(0).join("f").exists(),
+        "nothing synced there"
+    );
+}

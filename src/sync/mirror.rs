@@ -77,8 +77,10 @@ pub async fn mirror(s: &NodeSession, spec: &SyncSpec) -> Result<Mirrored> {
     let probe = s
         .run(
             &format!(
-                "mkdir -p -- {d} && {{ command -v rsync >/dev/null 2>&1 && echo rsync || echo none; }}",
-                d = quote(&dest)
+                "{safe_dir}\numask 077; mkdir -p -- {d} && safe_dir {r} && {{ command -v rsync >/dev/null 2>&1 && echo rsync || echo none; }}",
+                safe_dir = workdir::SAFE_DIR_FN,
+                d = quote(&dest),
+                r = quote(&workdir::root(node)),
             ),
             None,
         )
@@ -270,7 +272,7 @@ async fn tar(s: &NodeSession, spec: &SyncSpec, dest: &str, keep: &[String]) -> R
 async fn write_stamp(s: &NodeSession, spec: &SyncSpec, dest: &str) -> Result<String> {
     let checksum = spec.checksum.clone().await.map_err(anyhow::Error::msg)?;
     let stamp = workdir::sync_stamp(&s.node);
-    let tmp = format!("{stamp}.tmp");
+    let template = format!("{stamp}.XXXXXX");
     let text = crate::sync::stamp::Stamp {
         time: spec.time.clone(),
         checksum: checksum.clone(),
@@ -281,8 +283,8 @@ async fn write_stamp(s: &NodeSession, spec: &SyncSpec, dest: &str) -> Result<Str
     let out = s
         .run(
             &format!(
-                "cat > {t} && mv -f -- {t} {s}",
-                t = quote(&tmp),
+                "umask 077; t=$(mktemp {t}) && {{ cat > \"$t\" && chmod 644 \"$t\" && mv -f -- \"$t\" {s} || {{ rm -f -- \"$t\"; exit 1; }}; }}",
+                t = quote(&template),
                 s = quote(&stamp)
             ),
             Some(text.as_bytes()),
