@@ -302,3 +302,46 @@ fn a_workdir_writable_by_others_is_refused() {
         "nothing synced there"
     );
 }
+
+/// No ssh master outlives the command: after success, after an error, after
+/// a signal and after a second signal (which exits at once), by PID.
+#[test]
+fn ssh_masters_never_outlive_the_command() {
+    let cluster = TestCluster::start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, _) = slow_input(tmp.path());
+    let gone = |what: &str| {
+        support::wait_until(
+            &format!("no ssh master left after {what}"),
+            Duration::from_millis(1500),
+            || cluster.ssh_clients().is_empty(),
+        )
+    };
+    let ok = cluster.distctl().arg("status").output().unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    gone("status");
+    let failed = cluster
+        .distctl()
+        .args(["run", "--quiet", "--retries", "0"])
+        .arg(&input)
+        .args(["--exec", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    gone("a failed run");
+    for signals in [1, 2] {
+        let out = tmp.path().join(format!("out{signals}.txt"));
+        let run = start_slow_run(&cluster, &input, &out);
+        for i in 0..signals {
+            if i > 0 {
+                // Two signals, not one coalesced pending signal.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // SAFETY: kill(2) on the distctl child this test started.
+            unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+        }
+        let got = run.wait_with_output().unwrap();
+        assert_eq!(got.status.code(), Some(3), "{}", stderr(&got));
+        gone(&format!("{signals} SIGTERM"));
+    }
+}

@@ -244,10 +244,44 @@ pub struct Connector {
     handshakes: Semaphore,
 }
 
+/// Control directories of the live connectors, so that the immediate exit
+/// of a second signal can still shut their masters down.
+static LIVE_CONTROL_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Shut down every ssh master still listening in a live control directory
+/// (the exit path that runs no destructors).
+pub fn exit_all_masters() {
+    let dirs = LIVE_CONTROL_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    for d in dirs.iter() {
+        ssh::exit_masters_in(d);
+    }
+}
+
+impl Drop for Connector {
+    /// Sessions are normally closed before their connector goes; any master
+    /// still up (an error or a signal dropped things in another order) is
+    /// shut down now, while its socket still exists, rather than left to
+    /// idle out after `ControlPersist`.
+    fn drop(&mut self) {
+        let dir = self.control_dir.path();
+        ssh::exit_masters_in(dir);
+        LIVE_CONTROL_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| d != dir);
+    }
+}
+
 impl Connector {
     pub fn new(fanout: usize) -> Result<Connector> {
+        let control_dir = ssh::control_dir()?;
+        LIVE_CONTROL_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(control_dir.path().to_path_buf());
         Ok(Connector {
-            control_dir: ssh::control_dir()?,
+            control_dir,
             fanout: fanout.max(1),
             server_alive: Duration::from_secs(5),
             handshakes: Semaphore::new(fanout.max(1)),
