@@ -26,6 +26,14 @@ pub fn split_top(s: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The most nodes one node set (or inventory) may name: a typo such as
+/// `a[1-100000]b[1-100000]` is refused, not allocated.
+pub const MAX_NODES: usize = 100_000;
+
+fn too_many(pattern: &str) -> String {
+    format!("'{pattern}' names more than {MAX_NODES} nodes")
+}
+
 /// Expand one pattern (`node[01-03,7]`, `r[1-2]n[1-2]`, or a plain name).
 pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
     let Some(open) = pattern.find('[') else {
@@ -70,6 +78,9 @@ pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
         if b - a > 100_000 {
             return Err(format!("range '{part}' in '{pattern}' is too large"));
         }
+        if values.len() as u64 + (b - a) >= MAX_NODES as u64 {
+            return Err(too_many(pattern));
+        }
         for v in a..=b {
             values.push(format!("{v:0width$}"));
         }
@@ -78,6 +89,9 @@ pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
         return Err(format!(
             "range '[{body}]' in '{pattern}' expands to nothing"
         ));
+    }
+    if values.len().saturating_mul(rest.len()) > MAX_NODES {
+        return Err(too_many(pattern));
     }
     let mut out = Vec::with_capacity(values.len() * rest.len());
     for v in &values {
@@ -91,11 +105,15 @@ pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
 /// Expand a whole node set (`node[1-3],db`), keeping order, dropping repeats.
 pub fn expand(set: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in split_top(set) {
         for name in expand_one(part)? {
-            if !out.contains(&name) {
+            if seen.insert(name.clone()) {
                 out.push(name);
             }
+        }
+        if out.len() > MAX_NODES {
+            return Err(too_many(set));
         }
     }
     Ok(out)
