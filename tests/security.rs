@@ -345,3 +345,34 @@ fn ssh_masters_never_outlive_the_command() {
         gone(&format!("{signals} SIGTERM"));
     }
 }
+
+/// `exec --outdir` never writes through a link planted under its temporary
+/// name: the victim is untouched, the output is a plain file.
+#[test]
+fn exec_outdir_does_not_follow_planted_symlinks() {
+    let cluster = TestCluster::start(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join(".node1.out.partial")).unwrap();
+    let got = cluster
+        .distctl()
+        .args(["exec", "--outdir"])
+        .arg(&out)
+        .args(["--", "echo hi"])
+        .output()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert_ne!(
+        got.status.code(),
+        Some(0),
+        "the node's output could not be written safely"
+    );
+    assert!(
+        stderr(&got).contains("node1") || String::from_utf8_lossy(&got.stdout).contains("node1"),
+        "{}",
+        stderr(&got)
+    );
+}

@@ -9,9 +9,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// Final files get the mode a shell redirect gives under the usual umask, so
-/// a collector or web server running as another user can read them.
-const MODE: u32 = 0o644;
+/// Final files get the mode a shell redirect would give them: 0666 less the
+/// umask, as other tools do (0644 under the usual umask 022; private under 077).
+fn mode() -> u32 {
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        // SAFETY: umask(2) cannot fail; it is set back at once (the first
+        // call happens before any file is written).
+        let mask = unsafe {
+            let m = libc::umask(0o022);
+            libc::umask(m);
+            m
+        };
+        0o666 & !(mask as u32)
+    })
+}
 
 /// Write `bytes` to a temporary file beside `dest` and rename it into place.
 pub fn replace_file(dest: &Path, bytes: &[u8]) -> Result<()> {
@@ -22,7 +34,10 @@ pub fn replace_file(dest: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_data())
-        .and_then(|()| tmp.as_file().set_permissions(Permissions::from_mode(MODE)))
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(Permissions::from_mode(mode()))
+        })
         .with_context(|| format!("cannot write {}", dest.display()))?;
     tmp.persist(dest)
         .with_context(|| format!("cannot write {}", dest.display()))?;
@@ -78,7 +93,7 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         let AtomicFile { temp, dest, file } = self;
         file.sync_all()
-            .and_then(|()| file.set_permissions(Permissions::from_mode(MODE)))
+            .and_then(|()| file.set_permissions(Permissions::from_mode(mode())))
             .and_then(|()| {
                 drop(file);
                 std::fs::rename(&temp, &dest)
@@ -131,7 +146,7 @@ mod tests {
         replace_file(&p, b"new").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, MODE);
+        assert_eq!(mode, super::mode());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 

@@ -142,10 +142,15 @@ async fn rsync(s: &NodeSession, spec: &SyncSpec, dest: &str, keep: &[String]) ->
     match s.control_socket() {
         Some(socket) => {
             // The host name is a placeholder: ssh goes through the socket and
-            // never opens a connection of its own (ControlMaster=no).
+            // never opens a connection of its own (ControlMaster=no); were the
+            // master gone, ProxyCommand=false makes that fail rather than
+            // connect directly with other settings.
+            if std::fs::symlink_metadata(socket).is_err() {
+                anyhow::bail!("the ssh master for rsync is gone ({})", socket.display());
+            }
             cmd.arg("-e").arg(format!(
-                "ssh -F /dev/null -o BatchMode=yes -o ControlMaster=no -S {}",
-                socket.display()
+                "ssh -F /dev/null -o BatchMode=yes -o ControlMaster=no -o ProxyCommand=false -S {}",
+                crate::transport::shell::quote(&socket.display().to_string())
             ));
             cmd.arg(format!("distctl-node:{dest}/"));
         }
