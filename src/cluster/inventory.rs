@@ -643,6 +643,16 @@ fn resolve(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Random and near-TOML text never panics the parser.
+        #[test]
+        fn random_inventories_never_panic(
+            text in "(\\[\\[nodes\\]\\]\n|\\[defaults\\]\n|name = \"[a-z\\[\\]0-9,-]{0,8}\"\n|port = [0-9]{1,6}\n|host = \"[a-z.\\[\\]0-9-]{0,8}\"\n|slots = -?[0-9]{1,3}\n|[ -~]{0,12}\n){0,10}"
+        ) {
+            let _ = parse_str(&text);
+        }
+    }
+
     fn parse_str(text: &str) -> Result<Vec<Node>> {
         parse(Path::new("c.toml"), text, Path::new("/base"))
     }

@@ -185,6 +185,31 @@ pub fn fold<S: AsRef<str>>(names: &[S]) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Random patterns never panic and never name more than the cap.
+        #[test]
+        fn random_patterns_never_panic(s in "[a-c0-9\\[\\],-]{0,24}") {
+            if let Ok(names) = expand(&s) {
+                proptest::prop_assert!(names.len() <= MAX_NODES);
+            }
+        }
+
+        /// A range names each value once; folding and expanding again gives
+        /// the same set.
+        #[test]
+        fn ranges_expand_and_fold_back(a in 0u64..500, n in 0u64..300, b in 0u64..50, prefix in "[a-z]{1,3}") {
+            let set = format!("{prefix}[{a}-{}],{prefix}{b}", a + n);
+            let names = expand(&set).unwrap();
+            let want = (n + 1) as usize + usize::from(b < a || b > a + n);
+            proptest::prop_assert_eq!(names.len(), want);
+            let mut again = expand(&fold(&names)).unwrap();
+            let mut sorted = names.clone();
+            again.sort();
+            sorted.sort();
+            proptest::prop_assert_eq!(again, sorted);
+        }
+    }
+
     #[test]
     fn expands_ranges_keeping_padding() {
         assert_eq!(

@@ -517,6 +517,26 @@ impl ChunkHash {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Chunks cover the input exactly, in order, cut only after a newline,
+        /// planned or streamed alike.
+        #[test]
+        fn chunks_cover_the_input_exactly_on_line_ends(
+            parts in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(vec![b'a', b'\n', b'\r', 0xff]), 0..200), 1..4),
+            size in 1u64..64,
+            count in 1usize..20,
+        ) {
+            let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+            let whole = parts.concat();
+            let (chunks, _d) = plan_of(&refs, Cut::Size(size));
+            check(&chunks, &whole);
+            let (chunks, _d) = plan_of(&refs, Cut::Count(count));
+            check(&chunks, &whole);
+            proptest::prop_assert!(chunks.len() <= count);
+            check(&stream_of(&whole, size), &whole);
+        }
+    }
+
     fn plan_of(parts: &[&[u8]], cut: Cut) -> (Vec<Vec<u8>>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let paths: Vec<PathBuf> = parts
