@@ -93,6 +93,11 @@ pub struct Global {
     /// off; default: the inventory's, else none)
     #[arg(long, global = true, value_name = "DURATION")]
     pub persist: Option<Dur>,
+    /// Bound on every remote step once connected (status probe, agent
+    /// install, sync, fetch, core count; a collect sample gets it on top of
+    /// its interval): a node past it is reported timed out, not waited for
+    #[arg(long, global = true, default_value = "60s", value_name = "DURATION")]
+    pub step_timeout: Dur,
     /// Machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,

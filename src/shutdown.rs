@@ -66,6 +66,8 @@ pub fn install() -> std::io::Result<()> {
                     "distctl: {} again: exiting without waiting for the nodes",
                     got.signal_name()
                 );
+                // No destructor runs past here: close the masters first.
+                crate::transport::exit_all_masters();
                 std::process::exit(Exit::Failed.code());
             }
         }

@@ -19,6 +19,9 @@ pub struct Io {
     pub input: Option<PathBuf>,
     /// Write this file instead of stdout.
     pub output: Option<PathBuf>,
+    /// The chunk's index in the run (`--chunk N`): echoed in the `End`
+    /// frame, so an answer for another chunk is refused.
+    pub chunk: Option<u64>,
 }
 
 /// `op OP [--pattern REGEX] [--skip-invalid] [--line-offset L] [IO...]`
@@ -102,6 +105,9 @@ impl Io {
         if let Some(p) = &self.output {
             argv.extend(["--output".into(), p.to_string_lossy().into_owned()]);
         }
+        if let Some(n) = self.chunk {
+            argv.extend(["--chunk".into(), n.to_string()]);
+        }
     }
 }
 
@@ -163,6 +169,7 @@ impl<'a> Words<'a> {
             "--expect-bytes" => io.expect_bytes = Some(self.number(flag)?),
             "--input" => io.input = Some(self.value(flag)?.into()),
             "--output" => io.output = Some(self.value(flag)?.into()),
+            "--chunk" => io.chunk = Some(self.number(flag)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -285,6 +292,7 @@ mod tests {
                     expect_bytes: None,
                     input: Some(format!("-in {pattern}").into()),
                     output: Some("--output=x".into()),
+                    chunk: Some(7),
                 },
             }));
         }

@@ -81,6 +81,12 @@ pub struct End {
     pub error: Option<String>,
     /// The data itself is bad (e.g. a non-numeric line): retrying cannot help.
     pub input_error: bool,
+    /// The chunk this answers (the agent's `--chunk N`, echoed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u64>,
+    /// xxh3-128 of the payload of all `D` frames, 32 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_hash: Option<String>,
 }
 
 /// The header of a frame with `len` payload bytes.

@@ -210,20 +210,20 @@ async fn probe(session: &NodeSession) -> Result<Probe> {
     let node = &session.node;
     let root = quote(&workdir::root(node));
     let agent = quote(&workdir::agent_path(node));
+    let safe_dir = workdir::SAFE_DIR_FN;
     let script = format!(
         r#"{HASH_FN}
+{safe_dir}
+umask 077
 mkdir -p -- {root}/bin {root}/runs || exit 1
+safe_dir {root} {root}/bin || exit 1
 echo "machine $(uname -m)"
 echo "cores $({CORES_SH})"
 if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/null >/dev/null && echo "can-hash"; fi"#
     );
     let out = session.run(&script, None).await?;
     if !out.success() {
-        bail!(
-            "cannot create the workdir {}: {}",
-            workdir::root(node),
-            out.failure_reason()
-        );
+        bail!("workdir {}: {}", workdir::root(node), out.failure_reason());
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut probe = Probe {
@@ -275,8 +275,8 @@ pub async fn core_count(session: &NodeSession) -> Result<usize> {
 async fn push(session: &NodeSession, agent: &AgentBinary, can_hash: bool) -> Result<()> {
     let node = &session.node;
     let path = workdir::agent_path(node);
-    let tmp = format!("{}/bin/.worker-agent.tmp", workdir::root(node));
-    let (q_tmp, q_path) = (quote(&tmp), quote(&path));
+    let template = format!("{}/bin/.worker-agent.XXXXXX", workdir::root(node));
+    let (q_template, q_path) = (quote(&template), quote(&path));
     let hash_check = if can_hash {
         format!(
             r#"[ "$(h "$t")" = {} ] || fail "checksum mismatch after upload""#,
@@ -287,7 +287,8 @@ async fn push(session: &NodeSession, agent: &AgentBinary, can_hash: bool) -> Res
     };
     let script = format!(
         r#"{HASH_FN}
-t={q_tmp}.$$
+umask 077
+t=$(mktemp {q_template}) || {{ echo "cannot create a temporary file beside {q_path}" >&2; exit 1; }}
 fail() {{ rm -f -- "$t"; echo "$1" >&2; exit 1; }}
 err=$(cat 2>&1 > "$t") || fail "cannot write $t: ${{err:-write failed}}"
 [ "$(wc -c < "$t" | tr -d ' ')" = {len} ] || fail "upload cut short"

@@ -39,9 +39,13 @@ pub type NodeDone<T> = (NodeOutcome, Option<T>);
 
 /// A body's fallible work as a [`NodeDone`]: an error is
 /// [`NodeOutcome::Failed`] with the error's chain as the reason.
+/// A step past `--step-timeout` is [`NodeOutcome::TimedOut`].
 pub fn failed_on_error<T>(result: Result<(NodeOutcome, T)>) -> NodeDone<T> {
     match result {
         Ok((outcome, detail)) => (outcome, Some(detail)),
+        Err(e) if NodeOutcome::timed_out(&e).is_some() => {
+            (NodeOutcome::timed_out(&e).unwrap(), None)
+        }
         Err(e) => (
             NodeOutcome::Failed {
                 reason: format!("{e:#}"),

@@ -133,7 +133,13 @@ pub async fn run_on(
     if let Some(dir) = opts.outdir {
         for (i, ext) in ["out", "err"].iter().enumerate() {
             let (tmp, _) = out_paths(dir, &node, ext);
-            match tokio::fs::File::create(&tmp).await {
+            // Never through a link planted under the temporary name.
+            let mut open = tokio::fs::OpenOptions::new();
+            open.write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW);
+            match open.open(&tmp).await {
                 Ok(f) => files[i] = Some(f),
                 Err(e) => {
                     let reason = format!("cannot write {}: {e}", tmp.display());

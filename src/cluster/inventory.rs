@@ -306,6 +306,7 @@ impl Inventory {
     /// (with `:port` when two entries share a host).
     pub fn from_hosts(spec: &str) -> Result<Inventory> {
         let mut nodes: Vec<Node> = Vec::new();
+        let mut names: HashSet<String> = HashSet::new();
         for item in nodeset::split_top(spec) {
             let (user, rest) = match item.rsplit_once('@') {
                 Some((u, r)) => (Some(u.to_string()), r),
@@ -313,14 +314,18 @@ impl Inventory {
             };
             let (hosts, port) = split_host_port(rest, item)?;
             for host in hosts {
+                check_name(&host).map_err(|e| usage!("--hosts: {e}"))?;
                 let mut node = Node::builtin(&host, &host);
                 node.user = user.clone();
                 node.port = port;
-                if nodes.iter().any(|n| n.name == node.name) {
+                if names.contains(&node.name) {
                     node.name = node.destination();
                 }
-                if nodes.iter().any(|n| n.name == node.name) {
+                if !names.insert(node.name.clone()) {
                     return Err(usage!("--hosts: node '{}' is listed twice", node.name));
+                }
+                if names.len() > nodeset::MAX_NODES {
+                    return Err(usage!("--hosts: more than {} nodes", nodeset::MAX_NODES));
                 }
                 nodes.push(node);
             }
@@ -535,7 +540,8 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
         None => return Err(loc.err(0..0, "no [[nodes]] entry: the node list is empty")),
     };
     let mut nodes: Vec<Node> = Vec::new();
-    let mut seen: Vec<(String, Range<usize>)> = Vec::new();
+    let mut seen: std::collections::HashMap<String, Range<usize>> =
+        std::collections::HashMap::new();
     let mut jumps: Vec<Option<Spanned<String>>> = Vec::new();
     for entry in entries {
         let span = entry.span();
@@ -575,7 +581,7 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
         };
         for (i, node_name) in names.iter().enumerate() {
             check_name(node_name).map_err(|e| loc.err(name.span(), e))?;
-            if let Some((_, first)) = seen.iter().find(|(n, _)| n == node_name) {
+            if let Some(first) = seen.get(node_name) {
                 return Err(loc.err(
                     name.span(),
                     format!(
@@ -584,7 +590,13 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
                     ),
                 ));
             }
-            seen.push((node_name.clone(), name.span()));
+            seen.insert(node_name.clone(), name.span());
+            if seen.len() > nodeset::MAX_NODES {
+                return Err(loc.err(
+                    name.span(),
+                    format!("more than {} nodes", nodeset::MAX_NODES),
+                ));
+            }
             let host = match &hosts {
                 Some(h) if h.len() == 1 => h[0].clone(),
                 Some(h) => h[i].clone(),
@@ -594,7 +606,14 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
                     .map(|h| h.get_ref().clone())
                     .unwrap_or_else(|| node_name.clone()),
             };
-            nodes.push(resolve(&loc, base, node_name, host, &entry, &defaults)?);
+            let node = resolve(&loc, base, node_name, host, &entry, &defaults)?;
+            if let Some(field) = node.nul_field() {
+                return Err(loc.err(
+                    name.span(),
+                    format!("node '{node_name}': {field} contains a NUL character"),
+                ));
+            }
+            nodes.push(node);
             jumps.push(pick(&entry.jump, &defaults.jump).cloned());
         }
     }
@@ -815,9 +834,39 @@ fn find_cycle<'a>(
     }
 }
 
+impl Node {
+    /// The setting holding a NUL, if any: no command line or path can carry
+    /// one, so it is refused where it enters.
+    fn nul_field(&self) -> Option<&'static str> {
+        let nul = |s: &str| s.contains('\0');
+        let path_nul = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| nul(&p.to_string_lossy()));
+        [
+            ("host", nul(&self.host)),
+            ("user", self.user.as_deref().is_some_and(nul)),
+            ("workdir", nul(&self.workdir)),
+            ("identity_file", path_nul(&self.identity_file)),
+            ("known_hosts_file", path_nul(&self.known_hosts_file)),
+            ("ssh_options", self.ssh_options.iter().any(|o| nul(o))),
+            ("labels", self.labels.iter().any(|o| nul(o))),
+        ]
+        .into_iter()
+        .find_map(|(field, bad)| bad.then_some(field))
+    }
+}
+
+/// A node name also names local paths (`fetch` writes `LOCAL_DIR/<name>`)
+/// and appears on command lines: `.`, `..`, a leading `-` and `/` are out.
 fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("empty node name".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("node name '{name}' is not allowed"));
+    }
+    if name.starts_with('-') {
+        return Err(format!(
+            "node name '{name}' starts with '-', which is not allowed"
+        ));
     }
     // `,!&^` are the set operators of --nodes, a leading `@` names a group.
     if let Some(c) = name
@@ -954,12 +1003,69 @@ fn resolve(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Random and near-TOML text never panics the parser.
+        #[test]
+        fn random_inventories_never_panic(
+            text in "(\\[\\[nodes\\]\\]\n|\\[defaults\\]\n|name = \"[a-z\\[\\]0-9,-]{0,8}\"\n|port = [0-9]{1,6}\n|host = \"[a-z.\\[\\]0-9-]{0,8}\"\n|slots = -?[0-9]{1,3}\n|[ -~]{0,12}\n){0,10}"
+        ) {
+            let _ = parse_str(&text);
+        }
+    }
+
     fn parse_str(text: &str) -> Result<Vec<Node>> {
         parse(Path::new("c.toml"), text, Path::new("/base"))
     }
 
     fn err(text: &str) -> String {
         format!("{:#}", parse_str(text).unwrap_err())
+    }
+
+    #[test]
+    fn names_that_are_paths_or_flags_and_nul_are_refused() {
+        for bad in [".", "..", "-oProxyCommand=x", "a/b"] {
+            let err = parse_str(&format!("[[nodes]]\nname = {bad:?}\n"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains(":2:") && err.contains("not allowed"),
+                "{bad}: {err}"
+            );
+            let err = Inventory::from_hosts(bad).err().unwrap().to_string();
+            assert!(
+                err.contains("--hosts") && err.contains("not allowed"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse_str("[[nodes]]\nname = \"a\"\nworkdir = \"w\\u0000x\"\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("workdir contains a NUL"), "{err}");
+    }
+
+    #[test]
+    fn huge_node_sets_are_refused_and_big_ones_are_fast() {
+        let err = Inventory::from_hosts("a[1-100000]b[1-100000]")
+            .err()
+            .unwrap();
+        assert_eq!(crate::exit::exit_for(&err), crate::exit::Exit::Usage);
+        assert!(err.to_string().contains("more than 100000"), "{err}");
+        let t = std::time::Instant::now();
+        assert_eq!(
+            Inventory::from_hosts("n[1-40000]").unwrap().nodes.len(),
+            40000
+        );
+        assert_eq!(
+            nodeset::expand("n[1-40000],n[1-40000]").unwrap().len(),
+            40000
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -148,6 +148,14 @@ pub fn split_top(s: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The most nodes one node set (or inventory) may name: a typo such as
+/// `a[1-100000]b[1-100000]` is refused, not allocated.
+pub const MAX_NODES: usize = 100_000;
+
+fn too_many(pattern: &str) -> String {
+    format!("'{pattern}' names more than {MAX_NODES} nodes")
+}
+
 /// Expand one pattern (`node[01-03,7]`, `r[1-2]n[1-2]`, or a plain name).
 pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
     let Some(open) = pattern.find('[') else {
@@ -192,6 +200,9 @@ pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
         if b - a > 100_000 {
             return Err(format!("range '{part}' in '{pattern}' is too large"));
         }
+        if values.len() as u64 + (b - a) >= MAX_NODES as u64 {
+            return Err(too_many(pattern));
+        }
         for v in a..=b {
             values.push(format!("{v:0width$}"));
         }
@@ -200,6 +211,9 @@ pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
         return Err(format!(
             "range '[{body}]' in '{pattern}' expands to nothing"
         ));
+    }
+    if values.len().saturating_mul(rest.len()) > MAX_NODES {
+        return Err(too_many(pattern));
     }
     let mut out = Vec::with_capacity(values.len() * rest.len());
     for v in &values {
@@ -213,11 +227,15 @@ pub fn expand_one(pattern: &str) -> Result<Vec<String>, String> {
 /// Expand a whole node set (`node[1-3],db`), keeping order, dropping repeats.
 pub fn expand(set: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in split_top(set) {
         for name in expand_one(part)? {
-            if !out.contains(&name) {
+            if seen.insert(name.clone()) {
                 out.push(name);
             }
+        }
+        if out.len() > MAX_NODES {
+            return Err(too_many(set));
         }
     }
     Ok(out)
@@ -288,6 +306,31 @@ pub fn fold<S: AsRef<str>>(names: &[S]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Random patterns never panic and never name more than the cap.
+        #[test]
+        fn random_patterns_never_panic(s in "[a-c0-9\\[\\],-]{0,24}") {
+            if let Ok(names) = expand(&s) {
+                proptest::prop_assert!(names.len() <= MAX_NODES);
+            }
+        }
+
+        /// A range names each value once; folding and expanding again gives
+        /// the same set.
+        #[test]
+        fn ranges_expand_and_fold_back(a in 0u64..500, n in 0u64..300, b in 0u64..50, prefix in "[a-z]{1,3}") {
+            let set = format!("{prefix}[{a}-{}],{prefix}{b}", a + n);
+            let names = expand(&set).unwrap();
+            let want = (n + 1) as usize + usize::from(b < a || b > a + n);
+            proptest::prop_assert_eq!(names.len(), want);
+            let mut again = expand(&fold(&names)).unwrap();
+            let mut sorted = names.clone();
+            again.sort();
+            sorted.sort();
+            proptest::prop_assert_eq!(again, sorted);
+        }
+    }
 
     #[test]
     fn expands_ranges_keeping_padding() {

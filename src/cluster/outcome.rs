@@ -57,6 +57,14 @@ impl NodeOutcome {
         }
     }
 
+    /// [`NodeOutcome::TimedOut`] when `err` is a remote step past
+    /// `--step-timeout`.
+    pub fn timed_out(err: &anyhow::Error) -> Option<NodeOutcome> {
+        crate::transport::deadline::StepTimedOut::find(err).map(|t| NodeOutcome::TimedOut {
+            after: Dur(t.after),
+        })
+    }
+
     /// Why the node did not succeed, where a reason was given.
     pub fn reason(&self) -> Option<&str> {
         match self {

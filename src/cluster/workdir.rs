@@ -4,6 +4,12 @@
 use crate::cluster::inventory::Node;
 use crate::transport::shell::remote_path;
 
+/// A shell function `safe_dir DIR...`: each DIR must be owned by the login
+/// user and not writable by group or others (a symlink is judged by what
+/// it points to), else it says why on stderr and fails. Another user who
+/// can write the workdir or its `bin/` could swap the agent.
+pub const SAFE_DIR_FN: &str = r#"safe_dir() { for d in "$@"; do [ -n "$(find -H "$d" -prune -user "$(id -u)" ! -perm -020 ! -perm -002 2>/dev/null)" ] || { echo "refusing $d: not owned by $(id -un) or writable by group/others (chmod go-w it, or choose another workdir)" >&2; return 1; }; done; }"#;
+
 /// The node's workdir as the remote shell sees it (relative to the login directory).
 pub fn root(node: &Node) -> String {
     remote_path(&node.workdir)

@@ -23,9 +23,6 @@ use crate::transport::NodeSession;
 use crate::usage;
 use distctl_proto::metrics::{probe_dir, probe_script, ProbeOutput};
 
-/// Beyond the interval itself, how long a node may take to answer.
-const SAMPLE_GRACE: Duration = Duration::from_secs(30);
-
 pub async fn run(g: &Global, args: &CollectArgs) -> Result<Exit> {
     if args.every.is_some_and(|e| e.0.is_zero()) {
         return Err(usage!("--every must be longer than zero"));
@@ -305,11 +302,9 @@ async fn sample_node(
     agentless: bool,
 ) -> Result<MetricsSample> {
     let script = sample_script(&session.node, interval, agentless);
-    let out = tokio::time::timeout(interval + SAMPLE_GRACE, session.run(&script, None))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!("no sample within {}s", (interval + SAMPLE_GRACE).as_secs())
-        })??;
+    // The sample waits `interval` on purpose; past that, the step bound.
+    let bound = interval + crate::transport::deadline::step_timeout();
+    let out = session.run_within(&script, None, bound).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.success() {
         anyhow::bail!("sampling failed: {}", out.failure_reason());

@@ -113,6 +113,9 @@ async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Resu
     let mut proc = s.spawn(&remote_command(&s.node, path)).await?;
     drop(proc.stdin.take());
     let stdout = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    // A tar that stops sending (a hung filesystem) is a timed-out node.
+    let stdout: crate::transport::BoxRead =
+        Box::pin(crate::transport::deadline::IdleBound::new(stdout));
     let mut stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
     let mut err = Vec::new();
     let (received, _) = tokio::join!(

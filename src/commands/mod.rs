@@ -23,6 +23,7 @@ pub mod sync;
 pub async fn dispatch(cli: Cli) -> Result<Exit> {
     crate::shutdown::install()?;
     let g = &cli.global;
+    crate::transport::deadline::set_step_timeout(g.step_timeout.0);
     match cli.command {
         Command::Nodes(ref a) => nodes::run(g, a).await,
         Command::Disconnect(_) => disconnect::run(g).await,

@@ -55,6 +55,12 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         run_summary::print_dry_run(&plan, g.json)?;
         return Ok(Exit::Ok);
     }
+    // One run per output, held until this command returns (a cron overlap
+    // is refused here, before any node is contacted).
+    let _lock = match &args.output {
+        Some(out) => Some(crate::files::lock::OutputLock::take(out)?),
+        None => None,
+    };
     // A bad --agent file is the user's to fix before any node is contacted.
     let agent = crate::cluster::agent::AgentBinary::from_option(args.agent.as_deref())?;
     let cluster = tokio::select! {

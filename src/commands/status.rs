@@ -147,6 +147,9 @@ pub async fn run(g: &Global) -> Result<Exit> {
     let results = super::each_node_shown(g, &fleet, "status", &nodes, |session| async move {
         match probe(&session).await {
             Ok(st) => (NodeOutcome::Ok, Some(st)),
+            Err(e) if NodeOutcome::timed_out(&e).is_some() => {
+                (NodeOutcome::timed_out(&e).unwrap(), None)
+            }
             Err(e) => (
                 NodeOutcome::ProbeFailed {
                     reason: format!("{e:#}"),
@@ -161,8 +164,11 @@ pub async fn run(g: &Global) -> Result<Exit> {
         .into_iter()
         .map(|r| {
             let row = r.detail.unwrap_or_else(|| {
-                let reason = r.outcome.reason().unwrap_or_default();
-                NodeStatus::unreachable(&r.node, reason.to_string())
+                let reason = match r.outcome.reason() {
+                    Some(reason) => reason.to_string(),
+                    None => r.outcome.to_string(),
+                };
+                NodeStatus::unreachable(&r.node, reason)
             });
             (r.outcome, row)
         })

@@ -2,4 +2,5 @@
 //! written atomically.
 
 pub mod atomic;
+pub mod lock;
 pub mod preflight;

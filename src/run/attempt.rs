@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use distctl_proto::frame::{HEADER_LEN, MAX_CONTROL, MAX_DATA};
 use distctl_proto::{End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,6 +26,11 @@ const SEND_BLOCK: usize = 1 << 20;
 const RECEIVE_BLOCK: usize = 1 << 20;
 /// Tail of a failed command's stderr kept for the error message.
 const STDERR_TAIL: usize = 2048;
+/// What one attempt holds in memory besides its result, counted in the
+/// memory budget: the read buffer, a frame being decoded (at most the
+/// largest payload and its header), the last partial frame, stderr tails.
+const RECEIVE_BUFFERS: usize =
+    RECEIVE_BLOCK + HEADER_LEN + MAX_DATA + MAX_CONTROL + 2 * STDERR_TAIL;
 
 /// The bytes of one chunk: a range of the planned input, or owned (stdin).
 pub enum ChunkData {
@@ -68,6 +74,41 @@ impl AttemptError {
             input_error: false,
         }
     }
+
+    /// `fault`, unless `cause` is the controller's own resource problem.
+    fn from_io(fault: Fault, context: &str, cause: &std::io::Error) -> AttemptError {
+        let fault = if local_resource(cause) {
+            Fault::Local
+        } else {
+            fault
+        };
+        AttemptError::new(fault, format!("{context}: {cause}"))
+    }
+}
+
+/// An error that is this machine's, whatever node it happened with: out of
+/// file descriptors or memory, a full local disk or quota.
+pub fn local_resource(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT | libc::ENOMEM)
+    )
+}
+
+/// The local resource problem somewhere in `err`'s chain of causes.
+pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
+    err.chain().find_map(|c| {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(c);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if local_resource(io) {
+                    return Some(io);
+                }
+            }
+            cur = e.source();
+        }
+        None
+    })
 }
 
 /// What went up the channel.
@@ -139,6 +180,7 @@ async fn receive(
     data: ResultBuf,
     traffic: &Traffic,
 ) -> Result<AgentReply, AttemptError> {
+    let _buffers = data.budget().charge(RECEIVE_BUFFERS);
     let mut got = AgentReply {
         data,
         partial: None,
@@ -179,8 +221,12 @@ async fn receive(
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
         {
             match frame.tag {
+                // Spilling is local: whatever goes wrong there is ours.
                 Tag::Data => got.data.push(frame.payload).map_err(|e| {
-                    AttemptError::new(Fault::Failed, format!("cannot buffer the result: {e}"))
+                    AttemptError::new(
+                        Fault::Local,
+                        format!("cannot buffer the result in a local temporary file: {e}"),
+                    )
                 })?,
                 Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
                 Tag::Heartbeat => {}
@@ -219,6 +265,32 @@ fn last_line(bytes: &[u8]) -> String {
     .stderr_line()
 }
 
+/// The `X` frame names this chunk and the hash of the bytes that arrived:
+/// a node's answer for another chunk, or bytes changed on the way, are
+/// refused (and the chunk runs again).
+fn check_identity(end: &End, index: usize, data: &ResultBuf) -> Result<(), AttemptError> {
+    if end.chunk != Some(index as u64) {
+        let other = end
+            .chunk
+            .map_or_else(|| "no chunk".to_string(), |c| format!("chunk {c}"));
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!("the agent answered for {other}, not chunk {index}"),
+        ));
+    }
+    let got = crate::run::journal::checksum_hex(data.hash());
+    if end.data_hash.as_deref() != Some(got.as_str()) {
+        return Err(AttemptError::new(
+            Fault::Failed,
+            format!(
+                "the result's hash {got} is not the agent's {}",
+                end.data_hash.as_deref().unwrap_or("(none)")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Run one chunk on one node and verify the result: an `X` frame saying ok,
 /// with the byte counts of what was sent and received. `data`: where the
 /// result goes as it arrives.
@@ -233,7 +305,14 @@ pub async fn attempt(
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
         Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
-        Ok(Err(e)) => return Err(AttemptError::new(Fault::Refused, format!("{e:#}"))),
+        Ok(Err(e)) => {
+            let fault = if local_cause(&e).is_some() {
+                Fault::Local
+            } else {
+                Fault::Refused
+            };
+            return Err(AttemptError::new(fault, format!("{e:#}")));
+        }
         Ok(Ok(p)) => p,
     };
     let stdin = proc.stdin.take().expect("stdin is piped");
@@ -306,12 +385,7 @@ pub async fn attempt(
     }
     let sent = match sent {
         Some(Ok(s)) => s,
-        Some(Err(e)) => {
-            return Err(AttemptError::new(
-                Fault::Lost,
-                format!("sending the chunk: {e}"),
-            ))
-        }
+        Some(Err(e)) => return Err(AttemptError::from_io(Fault::Lost, "sending the chunk", &e)),
         None => {
             return Err(AttemptError::new(
                 Fault::Lost,
@@ -345,6 +419,7 @@ pub async fn attempt(
             ),
         ));
     }
+    check_identity(&end, spec.index, &received.data)?;
     if expect_partial && received.partial.is_none() {
         return Err(AttemptError::new(
             Fault::Failed,
@@ -357,4 +432,43 @@ pub async fn attempt(
         checksum: sent.checksum,
         lines: sent.lines,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::merge::MemoryBudget;
+
+    fn end_for(chunk: Option<u64>, data: &[u8]) -> End {
+        End {
+            ok: true,
+            chunk,
+            data_bytes: data.len() as u64,
+            data_hash: Some(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data))),
+            ..End::default()
+        }
+    }
+
+    fn result(data: &[u8]) -> ResultBuf {
+        let mut b = ResultBuf::new(MemoryBudget::new(1 << 20));
+        b.push(data.to_vec()).unwrap();
+        b
+    }
+
+    #[test]
+    fn the_end_frame_must_name_this_chunk_and_hash_the_bytes() {
+        let data = b"RESULT\n";
+        assert!(check_identity(&end_for(Some(3), data), 3, &result(data)).is_ok());
+        let e = check_identity(&end_for(Some(4), data), 3, &result(data)).unwrap_err();
+        assert!(e.message.contains("chunk 4, not chunk 3"), "{}", e.message);
+        assert_eq!(e.fault, Fault::Failed);
+        let e = check_identity(&end_for(None, data), 3, &result(data)).unwrap_err();
+        assert!(e.message.contains("no chunk"), "{}", e.message);
+        // Same length, other bytes: the hash tells.
+        let e = check_identity(&end_for(Some(3), data), 3, &result(b"RESULT!")).unwrap_err();
+        assert!(e.message.contains("hash"), "{}", e.message);
+        let mut no_hash = end_for(Some(3), data);
+        no_hash.data_hash = None;
+        assert!(check_identity(&no_hash, 3, &result(data)).is_err());
+    }
 }

@@ -463,8 +463,9 @@ impl<R: Read> StreamChunker<R> {
     }
 }
 
-/// The checksum the journal keeps of an input chunk (xxh3-128): computed
-/// while a chunk is sent and again when `--resume` checks the input, always
+/// The checksum the journal keeps of an input chunk or of a result
+/// (xxh3-128): computed while a chunk is sent or its result arrives, and
+/// again when `--resume` checks the input and the kept results, always
 /// through this one type so the two can never disagree.
 #[derive(Default)]
 pub struct ChunkHash(xxhash_rust::xxh3::Xxh3);
@@ -482,14 +483,29 @@ impl ChunkHash {
         self.0.digest128()
     }
 
+    /// The checksum of `len` bytes of `file` from `start` (a kept result).
+    pub fn of_file_range(file: &std::fs::File, start: u64, len: u64) -> io::Result<u128> {
+        use std::os::unix::fs::FileExt;
+        ChunkHash::of_reads(start, len, |pos, buf| file.read_exact_at(buf, pos))
+    }
+
     /// The checksum of `len` bytes of `input` from `start`.
     pub fn of_range(input: &InputStream, start: u64, len: u64) -> io::Result<u128> {
+        ChunkHash::of_reads(start, len, |pos, buf| input.read_exact_at(pos, buf))
+    }
+
+    /// The checksum of `len` bytes from `start`, read block by block by `read`.
+    fn of_reads(
+        start: u64,
+        len: u64,
+        mut read: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<u128> {
         let mut h = ChunkHash::new();
         let mut buf = vec![0u8; READ_BLOCK];
         let mut pos = start;
         while pos < start + len {
             let want = ((start + len - pos) as usize).min(buf.len());
-            input.read_exact_at(pos, &mut buf[..want])?;
+            read(pos, &mut buf[..want])?;
             h.update(&buf[..want]);
             pos += want as u64;
         }
@@ -500,6 +516,26 @@ impl ChunkHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Chunks cover the input exactly, in order, cut only after a newline,
+        /// planned or streamed alike.
+        #[test]
+        fn chunks_cover_the_input_exactly_on_line_ends(
+            parts in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(vec![b'a', b'\n', b'\r', 0xff]), 0..200), 1..4),
+            size in 1u64..64,
+            count in 1usize..20,
+        ) {
+            let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+            let whole = parts.concat();
+            let (chunks, _d) = plan_of(&refs, Cut::Size(size));
+            check(&chunks, &whole);
+            let (chunks, _d) = plan_of(&refs, Cut::Count(count));
+            check(&chunks, &whole);
+            proptest::prop_assert!(chunks.len() <= count);
+            check(&stream_of(&whole, size), &whole);
+        }
+    }
 
     fn plan_of(parts: &[&[u8]], cut: Cut) -> (Vec<Vec<u8>>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -47,12 +47,13 @@ impl Job {
         self.op().is_some_and(Op::is_numeric)
     }
 
-    /// How the agent is invoked for one chunk of `len` bytes whose first
-    /// line is `line_offset` (0-based).
-    pub fn agent_call(&self, len: u64, line_offset: Option<u64>) -> AgentCall {
+    /// How the agent is invoked for chunk `index` of `len` bytes whose
+    /// first line is `line_offset` (0-based).
+    pub fn agent_call(&self, index: usize, len: u64, line_offset: Option<u64>) -> AgentCall {
         let io = Io {
             framed: true,
             expect_bytes: Some(len),
+            chunk: Some(index as u64),
             ..Io::default()
         };
         match &self.work {
@@ -75,18 +76,20 @@ impl Job {
     pub fn command_line(
         &self,
         agent: &str,
+        index: usize,
         len: u64,
         line_offset: Option<u64>,
         env: &[(&str, String)],
     ) -> String {
         let mut argv = crate::transport::shell::env_words(env);
         argv.push(agent.to_string());
-        argv.extend(self.agent_call(len, line_offset).to_argv());
+        argv.extend(self.agent_call(index, len, line_offset).to_argv());
         crate::transport::shell::join(&argv)
     }
 
-    /// The journal's key of this job over `inputs`.
-    pub fn key(&self, inputs: Vec<InputFile>, chunk_size: u64) -> JobKey {
+    /// The journal's key of this job over `inputs`, run by the agent whose
+    /// sha256 is `agent_sha256`.
+    pub fn key(&self, inputs: Vec<InputFile>, chunk_size: u64, agent_sha256: &str) -> JobKey {
         let (pattern, exec) = match &self.work {
             Work::Op { pattern, .. } => (pattern.clone(), None),
             Work::Exec { command } => (None, Some(command.clone())),
@@ -98,6 +101,7 @@ impl Job {
             pattern,
             exec,
             skip_invalid: self.skip_invalid,
+            agent_sha256: agent_sha256.to_string(),
         }
     }
 }
@@ -112,6 +116,9 @@ pub struct JobKey {
     pub pattern: Option<String>,
     pub exec: Option<String>,
     pub skip_invalid: bool,
+    /// The agent that produced the results (another agent may not agree).
+    #[serde(default)]
+    pub agent_sha256: String,
 }
 
 #[cfg(test)]
@@ -127,8 +134,8 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("/w/bin/worker-agent", 12, Some(3), &[]),
-            r#"/w/bin/worker-agent exec --framed --expect-bytes 12 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
+            job.command_line("/w/bin/worker-agent", 4, 12, Some(3), &[]),
+            r#"/w/bin/worker-agent exec --framed --expect-bytes 12 --chunk 4 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
         );
         let job = Job {
             work: Work::Op {
@@ -138,8 +145,8 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("agent", 5, None, &[]),
-            "agent op grep --pattern 'a b' --framed --expect-bytes 5"
+            job.command_line("agent", 0, 5, None, &[]),
+            "agent op grep --pattern 'a b' --framed --expect-bytes 5 --chunk 0"
         );
     }
 }

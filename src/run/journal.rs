@@ -43,6 +43,10 @@ pub struct DoneEntry {
     /// xxh3-128 of the input chunk, hex.
     pub checksum: String,
     pub out_len: u64,
+    /// xxh3-128 of the result bytes (in `output.part` or `chunk-N.out`),
+    /// hex: checked again before they are reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_hash: Option<String>,
     pub place: Place,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<serde_json::Value>,
@@ -86,6 +90,10 @@ impl Journal {
         let mut log = File::create(dir.join("journal.jsonl"))?;
         writeln!(log, "{}", serde_json::to_string(key)?)?;
         log.sync_data()?;
+        crate::files::atomic::sync_dir(&dir);
+        if let Some(parent) = dir.parent() {
+            crate::files::atomic::sync_dir(parent);
+        }
         Ok(Journal { dir, log })
     }
 
@@ -125,7 +133,8 @@ impl Journal {
         Ok((Journal { dir, log }, done))
     }
 
-    /// Record a chunk whose result is on disk.
+    /// Record a chunk whose result is on disk (synced: the entry vouches
+    /// for those bytes after a crash).
     pub fn record(&mut self, entry: &DoneEntry) -> Result<()> {
         writeln!(self.log, "{}", serde_json::to_string(entry)?)?;
         self.log.sync_data()?;
@@ -133,10 +142,13 @@ impl Journal {
     }
 
     /// Journal the chunks just written to `output.part` (`written`: index and
-    /// result length), whose `chunk-N.out` files are no longer needed.
+    /// result length; `out_hashes`: their results' hashes), whose
+    /// `chunk-N.out` files are no longer needed. `output.part` must already
+    /// be synced.
     pub fn record_written(
         &mut self,
         checksums: &HashMap<usize, u128>,
+        out_hashes: &HashMap<usize, u128>,
         chunks: &[Chunk],
         written: &[(usize, u64)],
     ) -> Result<()> {
@@ -148,6 +160,7 @@ impl Journal {
                 len: c.len,
                 checksum: checksum_hex(checksums.get(&index).copied().unwrap_or(0)),
                 out_len,
+                out_hash: out_hashes.get(&index).map(|&h| checksum_hex(h)),
                 place: Place::Prefix,
                 partial: None,
             })?;
@@ -172,7 +185,9 @@ pub struct KeptEntries {
 }
 
 /// Which journal entries still hold: the chunk is the same and its input
-/// bytes still hash the same, the result is where the entry says.
+/// bytes still hash the same, the result is where the entry says and its
+/// bytes hash as they did when they were journaled (a crash, or someone,
+/// may have zero-filled or cut them since): anything else is redone.
 pub fn check_entries(
     input: &InputStream,
     chunks: &[Chunk],
@@ -185,9 +200,11 @@ pub fn check_entries(
     }
     let mut sorted: Vec<DoneEntry> = last.into_values().collect();
     sorted.sort_by_key(|e| e.index);
-    let part_len = std::fs::metadata(journal.part_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let part = File::open(journal.part_path()).ok();
+    let part_len = part
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map_or(0, |m| m.len());
     let mut kept = KeptEntries {
         entries: Vec::new(),
         prefix_chunks: 0,
@@ -213,13 +230,19 @@ pub fn check_entries(
                 if e.index != kept.prefix_chunks || kept.prefix_bytes + e.out_len > part_len {
                     continue;
                 }
+                let Some(part) = &part else { continue };
+                if !result_holds(&e, part, kept.prefix_bytes)? {
+                    continue;
+                }
                 kept.prefix_chunks += 1;
                 kept.prefix_bytes += e.out_len;
             }
             Place::File => {
-                let ok = std::fs::metadata(journal.chunk_path(e.index))
-                    .is_ok_and(|m| m.len() == e.out_len);
-                if !ok || e.index < kept.prefix_chunks {
+                let Ok(f) = File::open(journal.chunk_path(e.index)) else {
+                    continue;
+                };
+                let ok = f.metadata().is_ok_and(|m| m.len() == e.out_len);
+                if !ok || e.index < kept.prefix_chunks || !result_holds(&e, &f, 0)? {
                     continue;
                 }
             }
@@ -228,6 +251,15 @@ pub fn check_entries(
         kept.entries.push(e);
     }
     Ok(kept)
+}
+
+/// The entry's result bytes, at `start` in `file`, still hash as journaled.
+fn result_holds(e: &DoneEntry, file: &File, start: u64) -> Result<bool> {
+    let Some(want) = &e.out_hash else {
+        return Ok(false);
+    };
+    let got = ChunkHash::of_file_range(file, start, e.out_len)?;
+    Ok(&checksum_hex(got) == want)
 }
 
 fn key_difference(old: &JobKey, new: &JobKey) -> Option<String> {
@@ -254,6 +286,9 @@ fn key_difference(old: &JobKey, new: &JobKey) -> Option<String> {
     if old.chunk_size != new.chunk_size {
         return Some(format!("--chunk-size differs (it was {})", old.chunk_size));
     }
+    if old.agent_sha256 != new.agent_sha256 {
+        return Some("the agent binary differs".into());
+    }
     None
 }
 
@@ -274,6 +309,7 @@ mod tests {
             pattern: None,
             exec: None,
             skip_invalid: false,
+            agent_sha256: "ab".into(),
         }
     }
 
@@ -288,6 +324,7 @@ mod tests {
             len: 4,
             checksum: checksum_hex(7),
             out_len: 4,
+            out_hash: None,
             place: Place::Prefix,
             partial: None,
         };
@@ -315,5 +352,9 @@ mod tests {
         let mut other = key();
         other.op = "lower".into();
         assert!(Journal::resume(&out, &other).is_err());
+        let mut agent = key();
+        agent.agent_sha256 = "cd".into();
+        let err = Journal::resume(&out, &agent).err().unwrap().to_string();
+        assert!(err.contains("agent"), "{err}");
     }
 }

@@ -40,6 +40,17 @@ impl MemoryBudget {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 
+    /// Count `n` bytes held outside any result (an attempt's receive
+    /// buffers) until the guard drops: they are always allowed, but results
+    /// spill to disk sooner while they are held.
+    pub fn charge(self: &Arc<Self>, n: usize) -> BudgetCharge {
+        self.used.fetch_add(n, Ordering::AcqRel);
+        BudgetCharge {
+            budget: self.clone(),
+            n,
+        }
+    }
+
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
@@ -47,6 +58,18 @@ impl MemoryBudget {
 
 /// Bytes per read when a spilled result is copied to the output.
 const COPY_BLOCK: usize = 1 << 20;
+
+/// Bytes counted in a [`MemoryBudget`] by [`MemoryBudget::charge`].
+pub struct BudgetCharge {
+    budget: Arc<MemoryBudget>,
+    n: usize,
+}
+
+impl Drop for BudgetCharge {
+    fn drop(&mut self) {
+        self.budget.give_back(self.n);
+    }
+}
 
 /// The result bytes of one chunk, gathered as they arrive: the pieces are
 /// kept as they came (no copy, no growing buffer), then spill to a file;
@@ -58,6 +81,14 @@ pub struct ResultBuf {
     direct: Option<InPlace>,
     len: u64,
     budget: Arc<MemoryBudget>,
+    /// xxh3-128 of every byte pushed (checked against the agent's End
+    /// frame, kept in the journal); given whole for a resumed file.
+    hash: Hashed,
+}
+
+enum Hashed {
+    Running(Box<xxhash_rust::xxh3::Xxh3>),
+    Known(u128),
 }
 
 /// Where a direct result goes: the output file, at `offset`, at most `cap` bytes.
@@ -76,6 +107,7 @@ impl ResultBuf {
             direct: None,
             len: 0,
             budget,
+            hash: Hashed::Running(Box::default()),
         }
     }
 
@@ -93,8 +125,9 @@ impl ResultBuf {
         self.direct.is_some()
     }
 
-    /// A result kept in a file by an earlier, interrupted run.
-    pub fn from_file(file: File, len: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
+    /// A result kept in a file by an earlier, interrupted run (its bytes
+    /// already checked to hash to `hash`).
+    pub fn from_file(file: File, len: u64, hash: u128, budget: Arc<MemoryBudget>) -> ResultBuf {
         ResultBuf {
             mem: Vec::new(),
             mem_len: 0,
@@ -102,10 +135,27 @@ impl ResultBuf {
             direct: None,
             len,
             budget,
+            hash: Hashed::Known(hash),
         }
     }
 
+    /// xxh3-128 of the result's bytes.
+    pub fn hash(&self) -> u128 {
+        match &self.hash {
+            Hashed::Running(h) => h.digest128(),
+            Hashed::Known(h) => *h,
+        }
+    }
+
+    /// The budget this result's memory counts in.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
+    }
+
     pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if let Hashed::Running(h) = &mut self.hash {
+            h.update(&data);
+        }
         if let Some(d) = &self.direct {
             if self.len + data.len() as u64 > d.cap {
                 return Err(io::Error::new(
@@ -145,6 +195,7 @@ impl ResultBuf {
         self.mem_len = 0;
         self.spill = None;
         self.len = 0;
+        self.hash = Hashed::Running(Box::default());
     }
 
     /// Write the whole result to `out` (a direct result is read back from
@@ -348,12 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn receive_buffers_count_and_push_results_to_disk() {
+        let budget = MemoryBudget::new(10);
+        let charge = budget.charge(8);
+        assert_eq!(budget.used(), 8);
+        let b = buf(&budget, b"abcdef");
+        assert!(budget.used() <= 10, "the result spilled: {}", budget.used());
+        drop(b);
+        drop(charge);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn cleared_result_starts_over() {
         let budget = MemoryBudget::new(10);
         let mut b = buf(&budget, b"0123456789abc");
         b.clear();
         assert_eq!(budget.used(), 0);
         b.push(b"ok".to_vec()).unwrap();
+        assert_eq!(b.hash(), xxhash_rust::xxh3::xxh3_128(b"ok"));
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert_eq!(out, b"ok");
@@ -385,7 +449,8 @@ mod tests {
         let budget = MemoryBudget::new(10);
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"kept").unwrap();
-        let mut b = ResultBuf::from_file(f, 4, budget);
+        let mut b = ResultBuf::from_file(f, 4, 9, budget);
+        assert_eq!(b.hash(), 9);
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
         assert_eq!(out, b"kept");

@@ -3,7 +3,7 @@
 //! and every finished chunk into the journal (when there is one).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +50,8 @@ pub struct Results {
     partials: Vec<Option<Partial>>,
     /// xxh3-128 of each finished chunk's input (journaled runs).
     checksums: HashMap<usize, u128>,
+    /// xxh3-128 of each finished chunk's result, until journaled.
+    out_hashes: HashMap<usize, u128>,
     journal: Option<Journal>,
     /// Shared by every attempt's result buffer.
     pub budget: Arc<MemoryBudget>,
@@ -58,11 +60,13 @@ pub struct Results {
 impl Results {
     /// Open the journal (fresh or resumed, for `-o FILE` over planned input)
     /// and the output; says which chunks the journal already holds.
+    /// `agent_sha256`: the agent that runs the chunks (part of the job's key).
     pub fn open(
         job: Arc<Job>,
         input: &Input,
         output: Option<&Path>,
         resume: bool,
+        agent_sha256: &str,
     ) -> Result<(Results, Vec<Resumed>)> {
         let mut results = Results {
             job,
@@ -71,6 +75,7 @@ impl Results {
             in_place: None,
             partials: vec![None; input.chunks().len()],
             checksums: HashMap::new(),
+            out_hashes: HashMap::new(),
             journal: None,
             budget: MemoryBudget::new(RESULT_MEMORY),
         };
@@ -79,7 +84,9 @@ impl Results {
         let mut written = 0;
         let mut resumed_files = Vec::new();
         if let (Some(dest), Input::Planned { stream, chunks, .. }) = (output, input) {
-            let key = results.job.key(stream.files.clone(), input.chunk_size());
+            let key = results
+                .job
+                .key(stream.files.clone(), input.chunk_size(), agent_sha256);
             let journal = if resume {
                 let (journal, entries) = Journal::resume(dest, &key)?;
                 let kept = check_entries(stream, chunks, &journal, entries)?;
@@ -92,7 +99,9 @@ impl Results {
                         results.partials[e.index] = Some(serde_json::from_value(p.clone())?);
                     }
                     if e.place == Place::File {
-                        resumed_files.push((e.index, e.out_len));
+                        let hash = e.out_hash.as_deref().unwrap_or_default();
+                        let hash = u128::from_str_radix(hash, 16).unwrap_or(0);
+                        resumed_files.push((e.index, e.out_len, hash));
                     }
                     results
                         .checksums
@@ -104,10 +113,7 @@ impl Results {
             } else {
                 Journal::create(dest, &key)?
             };
-            results.sink = Sink::File(AtomicFile {
-                temp: journal.part_path(),
-                dest: dest.to_path_buf(),
-            });
+            results.sink = Sink::File(AtomicFile::reopen(&journal.part_path(), dest)?);
             results.journal = Some(journal);
         } else if let Some(dest) = output {
             results.sink = Sink::File(AtomicFile::create(dest)?);
@@ -119,15 +125,10 @@ impl Results {
                 .is_some_and(distctl_proto::Op::preserves_length);
             let out: Box<dyn OrderedOutput + Send> = match &results.sink {
                 Sink::Stdout => Box::new(std::io::stdout()),
-                Sink::File(AtomicFile { temp, .. }) => {
-                    let f = OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(false)
-                        .open(temp)
-                        .with_context(|| format!("cannot write {}", temp.display()))?;
+                Sink::File(file) => {
+                    // The same open file, not the path again.
+                    let mut f = file.file().try_clone()?;
                     f.set_len(written)?;
-                    let mut f = f;
                     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(written))?;
                     if in_place {
                         results.in_place = Some(Arc::new(f.try_clone()?));
@@ -135,15 +136,15 @@ impl Results {
                     Box::new(f)
                 }
             };
-            let mut writer = OrderedWriter::new(out, first, written);
-            for (index, len) in resumed_files {
+            let writer = OrderedWriter::new(out, first, written);
+            results.writer = Some(writer);
+            for (index, len, hash) in resumed_files {
                 let journal = results.journal.as_mut().expect("resume has a journal");
                 let f = File::open(journal.chunk_path(index))?;
-                let buf = ResultBuf::from_file(f, len, results.budget.clone());
-                let done = tokio::task::block_in_place(|| writer.insert(index, buf))?;
-                journal.record_written(&results.checksums, input.chunks(), &done)?;
+                results.out_hashes.insert(index, hash);
+                let buf = ResultBuf::from_file(f, len, hash, results.budget.clone());
+                results.write_in_order(index, buf, input.chunks())?;
             }
-            results.writer = Some(writer);
         }
         Ok((results, resumed))
     }
@@ -183,18 +184,39 @@ impl Results {
                     len,
                     checksum: checksum_hex(v.checksum.unwrap_or(0)),
                     out_len: 0,
+                    out_hash: None,
                     place: Place::Partial,
                     partial: Some(serde_json::to_value(&partial)?),
                 })?;
             }
             self.partials[index] = Some(partial);
         } else {
-            let writer = self.writer.as_mut().expect("byte ops have a writer");
-            let done = tokio::task::block_in_place(|| writer.insert(index, v.data))
-                .context("writing the output")?;
-            if let Some(j) = self.journal.as_mut() {
-                j.record_written(&self.checksums, chunks, &done)?;
-            }
+            self.write_in_order(index, v.data, chunks)?;
+        }
+        Ok(())
+    }
+
+    /// Hand a byte result to the ordered writer; journal what it wrote, once
+    /// those bytes are on disk.
+    fn write_in_order(&mut self, index: usize, data: ResultBuf, chunks: &[Chunk]) -> Result<()> {
+        if self.journal.is_some() {
+            self.out_hashes.insert(index, data.hash());
+        }
+        let writer = self.writer.as_mut().expect("byte ops have a writer");
+        let done = tokio::task::block_in_place(|| writer.insert(index, data))
+            .context("writing the output")?;
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        if done.is_empty() {
+            return Ok(());
+        }
+        if let Sink::File(f) = &self.sink {
+            f.file().sync_data().context("writing the output to disk")?;
+        }
+        j.record_written(&self.checksums, &self.out_hashes, chunks, &done)?;
+        for (i, _) in &done {
+            self.out_hashes.remove(i);
         }
         Ok(())
     }
@@ -224,9 +246,9 @@ impl Results {
                     print!("{text}");
                     std::io::stdout().flush()?;
                 }
-                Sink::File(AtomicFile { temp, dest }) => {
-                    let _ = std::fs::remove_file(temp);
-                    replace_file(dest, text.as_bytes())?;
+                Sink::File(file) => {
+                    let _ = std::fs::remove_file(&file.temp);
+                    replace_file(&file.dest, text.as_bytes())?;
                 }
             }
         } else {
@@ -241,9 +263,8 @@ impl Results {
             let mut out = writer.into_inner();
             out.flush()?;
             drop(out);
-            if let Sink::File(file) = &self.sink {
-                let f = OpenOptions::new().write(true).open(&file.temp)?;
-                file.commit(f)?;
+            if let Sink::File(file) = std::mem::replace(&mut self.sink, Sink::Stdout) {
+                file.commit()?;
             }
         }
         if let Some(j) = self.journal.take() {
@@ -266,6 +287,7 @@ impl Results {
                 let mut f = File::create(&path)?;
                 buf.write_to(&mut f)?;
                 f.sync_all()?;
+                crate::files::atomic::sync_dir(&j.dir);
                 let Some(c) = chunks.get(index) else {
                     continue;
                 };
@@ -276,6 +298,7 @@ impl Results {
                     len,
                     checksum: checksum_hex(self.checksums.get(&index).copied().unwrap_or(0)),
                     out_len: buf.len(),
+                    out_hash: Some(checksum_hex(buf.hash())),
                     place: Place::File,
                     partial: None,
                 })?;
@@ -286,9 +309,9 @@ impl Results {
 
     /// The run stopped: a partial `-o FILE` without a journal is removed.
     pub fn discard_unjournaled(&self) {
-        if let Sink::File(AtomicFile { temp, .. }) = &self.sink {
+        if let Sink::File(file) = &self.sink {
             if self.journal.is_none() {
-                let _ = std::fs::remove_file(temp);
+                let _ = std::fs::remove_file(&file.temp);
             }
         }
     }

@@ -116,8 +116,13 @@ pub async fn run(
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let mut sched = Scheduler::new(input.chunks().len(), &slots, opts.retries);
     let mut progress = RunProgress::new(input.total(), &names, opts.quiet);
-    let (results, resumed) =
-        Results::open(job.clone(), &input, opts.output.as_deref(), opts.resume)?;
+    let (results, resumed) = Results::open(
+        job.clone(),
+        &input,
+        opts.output.as_deref(),
+        opts.resume,
+        &agent.sha256,
+    )?;
     for r in resumed {
         sched.mark_done(r.index);
         summary.chunks_resumed += 1;
@@ -161,6 +166,17 @@ async fn prepare(
         p = preparing => p,
         stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
     };
+    // A local failure (no file descriptors left...) is no node's fault.
+    for (_, agent, cores) in &prepared {
+        for e in [agent.as_ref().err(), cores.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(cause) = crate::run::attempt::local_cause(e) {
+                anyhow::bail!("stopping: a local problem on this machine, not a node's: {cause}");
+            }
+        }
+    }
     let mut nodes = Vec::new();
     let mut slots = Vec::new();
     for (session, agent, cores) in prepared {
@@ -386,9 +402,13 @@ impl Runner<'_> {
                 self.progress.started(n);
                 let node = self.nodes[n].clone();
                 let env = self.chunk_env(n, spec.index);
-                let cmdline = self
-                    .job
-                    .command_line(&node.agent, spec.len, spec.line_offset, &env);
+                let cmdline = self.job.command_line(
+                    &node.agent,
+                    spec.index,
+                    spec.len,
+                    spec.line_offset,
+                    &env,
+                );
                 let expect_partial = self.job.aggregate();
                 let data = self.results.result_buf(spec.start, spec.len);
                 let timeout = self.opts.timeout;
@@ -438,6 +458,13 @@ impl Runner<'_> {
                 self.results.accept(r.chunk, len, v, self.input.chunks())
             }
             Err(e) if e.input_error => Err(usage!("{}", e.message)),
+            Err(e) if e.fault == Fault::Local => {
+                self.sched.fault(r.chunk, r.node, e.fault);
+                anyhow::bail!(
+                    "stopping: a local problem on this machine, not {name}'s: {}",
+                    e.message
+                )
+            }
             Err(e) => {
                 self.progress.failed(r.node);
                 if e.fault == Fault::Lost {

@@ -22,6 +22,9 @@ pub enum Fault {
     /// The node refused to open a channel (sshd MaxSessions/MaxStartups):
     /// the chunk never ran, so it costs no retry.
     Refused,
+    /// The controller itself failed (out of file descriptors, a full local
+    /// disk for a spill): never the node's fault, it costs the node nothing.
+    Local,
 }
 
 /// What follows from a fault.
@@ -143,6 +146,13 @@ impl Scheduler {
     pub fn fault(&mut self, chunk: usize, node: usize, fault: Fault) -> FaultOutcome {
         let n = &mut self.nodes[node];
         n.running -= 1;
+        if fault == Fault::Local {
+            self.pending.insert(chunk);
+            return FaultOutcome {
+                requeued: true,
+                node_removed: false,
+            };
+        }
         n.strikes += 1;
         n.faults += 1;
         let node_removed = n.alive && n.strikes >= NODE_STRIKES;
@@ -201,6 +211,24 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_faults_never_strike_a_node() {
+        let mut s = Scheduler::new(1, &[1], 0);
+        for _ in 0..NODE_STRIKES + 2 {
+            let c = s.next_for(0).unwrap();
+            let out = s.fault(c, 0, Fault::Local);
+            assert!(out.requeued && !out.node_removed);
+        }
+        assert_eq!(s.nodes[0].strikes, 0);
+        assert_eq!(s.nodes[0].faults, 0);
+        assert_eq!(s.retried, 0);
+        assert_eq!(
+            s.next_for(0),
+            Some(0),
+            "the chunk is still there for the node"
+        );
+    }
 
     #[test]
     fn fills_slots_lowest_chunk_first() {

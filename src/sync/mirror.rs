@@ -85,8 +85,10 @@ pub async fn mirror(s: &NodeSession, spec: &SyncSpec) -> Result<Mirrored> {
     let probe = s
         .run(
             &format!(
-                "mkdir -p -- {d} && {{ command -v rsync >/dev/null 2>&1 && echo rsync || echo none; }}",
-                d = quote(&dest)
+                "{safe_dir}\numask 077; mkdir -p -- {d} && safe_dir {r} && {{ command -v rsync >/dev/null 2>&1 && echo rsync || echo none; }}",
+                safe_dir = workdir::SAFE_DIR_FN,
+                d = quote(&dest),
+                r = quote(&workdir::root(node)),
             ),
             None,
         )
@@ -148,10 +150,15 @@ async fn rsync(s: &NodeSession, spec: &SyncSpec, dest: &str, keep: &[String]) ->
     match s.control_socket() {
         Some(socket) => {
             // The host name is a placeholder: ssh goes through the socket and
-            // never opens a connection of its own (ControlMaster=no).
+            // never opens a connection of its own (ControlMaster=no); were the
+            // master gone, ProxyCommand=false makes that fail rather than
+            // connect directly with other settings.
+            if std::fs::symlink_metadata(socket).is_err() {
+                anyhow::bail!("the ssh master for rsync is gone ({})", socket.display());
+            }
             cmd.arg("-e").arg(format!(
-                "ssh -F /dev/null -o BatchMode=yes -o ControlMaster=no -S {}",
-                socket.display()
+                "ssh -F /dev/null -o BatchMode=yes -o ControlMaster=no -o ProxyCommand=false -S {}",
+                crate::transport::shell::quote(&socket.display().to_string())
             ));
             cmd.arg(format!("distctl-node:{dest}/"));
         }
@@ -249,6 +256,9 @@ async fn tar(s: &NodeSession, spec: &SyncSpec, dest: &str, keep: &[String]) -> R
         // -p keeps modes (exec bits), -o never chowns to the archive's owner.
         let mut proc = s.spawn(&format!("cd -- {d} && tar -xpof -")).await?;
         let stdin = proc.stdin.take().context("no stdin to the node")?;
+        // A node that stops taking the archive is a timed-out node.
+        let stdin: crate::transport::BoxWrite =
+            Box::pin(crate::transport::deadline::IdleBound::new(stdin));
         let mut err = Vec::new();
         let mut stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
         let (sent, _) = tokio::join!(
@@ -275,7 +285,7 @@ async fn tar(s: &NodeSession, spec: &SyncSpec, dest: &str, keep: &[String]) -> R
 async fn write_stamp(s: &NodeSession, spec: &SyncSpec, dest: &str) -> Result<String> {
     let checksum = spec.checksum.clone().await.map_err(anyhow::Error::msg)?;
     let stamp = workdir::sync_stamp(&s.node);
-    let tmp = format!("{stamp}.tmp");
+    let template = format!("{stamp}.XXXXXX");
     let text = crate::sync::stamp::Stamp {
         time: spec.time.clone(),
         checksum: checksum.clone(),
@@ -286,8 +296,8 @@ async fn write_stamp(s: &NodeSession, spec: &SyncSpec, dest: &str) -> Result<Str
     let out = s
         .run(
             &format!(
-                "cat > {t} && mv -f -- {t} {s}",
-                t = quote(&tmp),
+                "umask 077; t=$(mktemp {t}) && {{ cat > \"$t\" && chmod 644 \"$t\" && mv -f -- \"$t\" {s} || {{ rm -f -- \"$t\"; exit 1; }}; }}",
+                t = quote(&template),
                 s = quote(&stamp)
             ),
             Some(text.as_bytes()),

@@ -258,6 +258,85 @@ fn kind_name(kind: tar::EntryType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One hostile archive entry: a name (written raw, unchecked), a kind, a
+    /// link target and a mode.
+    fn raw_entry(name: &str, kind: u8, link: &str, mode: u32) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            let n = name.len().min(99);
+            old.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+            let l = link.len().min(99);
+            old.linkname[..l].copy_from_slice(&link.as_bytes()[..l]);
+        }
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_mode(mode);
+        let data: &[u8] = if kind == b'0' { b"data" } else { b"" };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Random archives of absolute names, `..`, links out and odd modes
+        /// never create or change anything outside the target.
+        #[test]
+        fn random_archives_never_write_outside_the_target(
+            entries in proptest::collection::vec((
+                proptest::sample::select(vec!["a", "a/b", "../x", "/abs/x", "a/../../x", "./a/./c", "l", "l/y", "..", "."]),
+                proptest::sample::select(vec![b'0', b'5', b'2', b'1', b'3', b'6']),
+                proptest::sample::select(vec!["../outside", "/tmp", "a", "../outside/canary"]),
+                proptest::sample::select(vec![0o644u32, 0o7777, 0o4755, 0o000]),
+            ), 1..8)
+        ) {
+            let root = tempfile::tempdir().unwrap();
+            let target = root.path().join("target");
+            let outside = root.path().join("outside");
+            std::fs::create_dir(&target).unwrap();
+            std::fs::create_dir(&outside).unwrap();
+            std::fs::write(outside.join("canary"), "keep").unwrap();
+            let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+            let modes = (mode_of(root.path()), mode_of(&outside), mode_of(&outside.join("canary")));
+            let mut archive = Vec::new();
+            for (name, kind, link, mode) in &entries {
+                archive.extend(raw_entry(name, *kind, link, *mode));
+            }
+            archive.extend([0u8; 1024]);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let r: BoxRead = Box::pin(std::io::Cursor::new(archive));
+            let _ = rt.block_on(receive(r, target.clone()));
+            let mut top: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            top.sort();
+            proptest::prop_assert_eq!(top, vec![std::ffi::OsString::from("outside"), "target".into()]);
+            let mut left: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+            left.sort();
+            proptest::prop_assert_eq!(left, vec![std::ffi::OsString::from("canary")]);
+            proptest::prop_assert_eq!(std::fs::read_to_string(outside.join("canary")).unwrap(), "keep");
+            let now = (mode_of(root.path()), mode_of(&outside), mode_of(&outside.join("canary")));
+            proptest::prop_assert_eq!(now, modes, "no mode changed outside the target");
+            for e in walk(&target) {
+                let md = std::fs::symlink_metadata(&e).unwrap();
+                proptest::prop_assert_eq!(md.permissions().mode() & 0o7000, 0, "no setuid/setgid/sticky: {:?}", e);
+            }
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+        out
+    }
     use std::os::unix::fs::symlink;
 
     #[tokio::test]

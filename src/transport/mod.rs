@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cluster::inventory::Node;
 
+pub mod deadline;
 pub mod local;
 pub mod shell;
 pub mod ssh;
@@ -176,8 +177,29 @@ impl NodeSession {
         }
     }
 
-    /// Run a command to completion, feeding it `input`, and capture its output.
+    /// Run a command to completion, feeding it `input`, and capture its
+    /// output, within `--step-timeout` ([`deadline::StepTimedOut`] past it).
     pub async fn run(&self, cmdline: &str, input: Option<&[u8]>) -> Result<CommandOutput> {
+        self.run_within(cmdline, input, deadline::step_timeout())
+            .await
+    }
+
+    /// [`NodeSession::run`] with its own bound (a command that waits on
+    /// purpose, like a metrics sample over an interval). Past it the command
+    /// is abandoned: its channel closes, which ends it on the node.
+    pub async fn run_within(
+        &self,
+        cmdline: &str,
+        input: Option<&[u8]>,
+        bound: Duration,
+    ) -> Result<CommandOutput> {
+        match tokio::time::timeout(bound, self.run_unbounded(cmdline, input)).await {
+            Ok(r) => r,
+            Err(_) => Err(deadline::StepTimedOut { after: bound }.into()),
+        }
+    }
+
+    async fn run_unbounded(&self, cmdline: &str, input: Option<&[u8]>) -> Result<CommandOutput> {
         let mut proc = self.spawn(cmdline).await?;
         let mut stdin = proc.stdin.take();
         let write = async {
@@ -324,13 +346,47 @@ impl HandshakeLimit {
     }
 }
 
+/// Control directories of the live connectors, so that the immediate exit
+/// of a second signal can still shut their masters down.
+static LIVE_CONTROL_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Shut down every ssh master still listening in a live control directory
+/// (the exit path that runs no destructors).
+pub fn exit_all_masters() {
+    let dirs = LIVE_CONTROL_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    for d in dirs.iter() {
+        ssh::exit_masters_in(d);
+    }
+}
+
+impl Drop for Connector {
+    /// Sessions are normally closed before their connector goes; any master
+    /// still up (an error or a signal dropped things in another order) is
+    /// shut down now, while its socket still exists, rather than left to
+    /// idle out after `ControlPersist`.
+    fn drop(&mut self) {
+        let dir = self.control_dir.path();
+        ssh::exit_masters_in(dir);
+        LIVE_CONTROL_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| d != dir);
+    }
+}
+
 impl Connector {
     /// `ServerAliveInterval`: a frozen node is noticed within twice this.
     pub const SERVER_ALIVE: Duration = Duration::from_secs(5);
 
     pub fn new(fanout: usize) -> Result<Connector> {
+        let control_dir = ssh::control_dir()?;
+        LIVE_CONTROL_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(control_dir.path().to_path_buf());
         Ok(Connector {
-            control_dir: ssh::control_dir()?,
+            control_dir,
             fanout: fanout.max(1),
             server_alive: Self::SERVER_ALIVE,
             persist: None,

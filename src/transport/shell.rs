@@ -6,7 +6,7 @@
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:,+@%".contains(&b))
     {
         return s.to_string();
     }
@@ -95,6 +95,8 @@ mod tests {
     fn plain_words_stay_plain() {
         assert_eq!(quote("node1"), "node1");
         assert_eq!(quote("/a/b-c_d.txt"), "/a/b-c_d.txt");
+        // In command position `w=1` would be an assignment, not a word.
+        assert_eq!(quote("w=1"), "'w=1'");
     }
 
     #[test]

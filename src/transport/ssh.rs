@@ -539,6 +539,20 @@ pub async fn spawn(
     })
 }
 
+/// Ask every master whose socket is in `dir` (openssh keeps each in
+/// `DIR/<session dir>/master`) to exit now; its sessions on the node end.
+pub fn exit_masters_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let socket = e.path().join("master");
+        if std::fs::symlink_metadata(&socket).is_ok() {
+            let _ = openssh_mux_client::shutdown_mux_master(&socket);
+        }
+    }
+}
+
 /// A new file only we can read, never through a link planted in its place.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

@@ -224,6 +224,18 @@ impl TestCluster {
         c
     }
 
+    /// Put an executable `name` with `script` first in node `i`'s PATH (a
+    /// hostile `tar`, `df`, `sha256sum`...): its sessions find it before the
+    /// system's, from the next command on.
+    pub fn node_tool(&self, i: usize, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = self.nodes[i].dir.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let path = bin.join(name);
+        fs::write(&path, script).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     pub fn workdir(&self, i: usize) -> &Path {
         &self.nodes[i].workdir
     }
@@ -301,6 +313,8 @@ impl Drop for TestCluster {
     }
 }
 
+/// `PATH` starts with the node's own `bin/` (empty unless a test puts a hostile
+/// tool there with [`TestCluster::node_tool`]).
 /// `SetEnv SHLVL=1`: Debian's bash sources `~/.bashrc` for every command sshd
 /// runs, unless it is a nested shell. The test nodes log in as the local user,
 /// whose `.bashrc` may be slow or fragile (pyenv's `rehash`, killed mid-way
@@ -312,7 +326,7 @@ fn sshd_config(node: &SshNode, authorized: &Path) -> String {
          AuthorizedKeysFile {auth}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
          PrintMotd no\nLogLevel ERROR\nMaxStartups 100:30:200\nSubsystem sftp internal-sftp\n\
-         SetEnv SHLVL=1\n",
+         SetEnv SHLVL=1 PATH={dir}/bin:/usr/local/bin:/usr/bin:/bin:/usr/games\n",
         port = node.port,
         dir = node.dir.display(),
         auth = authorized.display(),

@@ -10,4 +10,4 @@ pub const USAGE: &str = "usage:
       OP: upper lower count-lines count-words count-chars sum avg min max grep
   worker-agent exec [IO...] -- CMD [ARGS...]
   worker-agent sample [--interval DURATION] [--path DIR]
-IO: [--framed] [--expect-bytes N] [--input FILE] [--output FILE]";
+IO: [--framed] [--expect-bytes N] [--input FILE] [--output FILE] [--chunk N]";

@@ -91,7 +91,7 @@ fn op(a: args::OpArgs) -> i32 {
 
 /// Open input and output, or the exit code of a clear failure.
 pub fn open(io: &args::Io) -> Result<(std::sync::Arc<Output>, Input), i32> {
-    let out = Output::open(io.output.as_deref(), io.framed).map_err(|e| {
+    let out = Output::open(io.output.as_deref(), io.framed, io.chunk).map_err(|e| {
         eprintln!("worker-agent: cannot create the output file: {e}");
         1
     })?;

@@ -86,6 +86,8 @@ impl Dest {
 struct State {
     dest: Dest,
     data_bytes: u64,
+    /// xxh3-128 of every data byte, sent in the `X` frame.
+    data_hash: xxhash_rust::xxh3::Xxh3,
     /// The `X` frame went out: nothing may follow it.
     ended: bool,
 }
@@ -94,10 +96,12 @@ struct State {
 pub struct Output {
     state: Mutex<State>,
     framed: bool,
+    /// `--chunk N`, echoed in the `X` frame.
+    chunk: Option<u64>,
 }
 
 impl Output {
-    pub fn open(path: Option<&Path>, framed: bool) -> io::Result<Arc<Output>> {
+    pub fn open(path: Option<&Path>, framed: bool, chunk: Option<u64>) -> io::Result<Arc<Output>> {
         let dest = match path {
             None => {
                 grow_pipe(1);
@@ -118,9 +122,11 @@ impl Output {
             state: Mutex::new(State {
                 dest,
                 data_bytes: 0,
+                data_hash: xxhash_rust::xxh3::Xxh3::new(),
                 ended: false,
             }),
             framed,
+            chunk,
         }))
     }
 
@@ -143,6 +149,7 @@ impl Output {
         }
         self.with(|st| {
             st.data_bytes += bytes.len() as u64;
+            st.data_hash.update(bytes);
             if self.framed {
                 write_data(st.dest.writer(), Tag::Data, bytes)
             } else {
@@ -210,6 +217,8 @@ impl Output {
         }
         self.with(|st| {
             end.data_bytes = st.data_bytes;
+            end.data_hash = Some(format!("{:032x}", st.data_hash.digest128()));
+            end.chunk = self.chunk;
             if self.framed {
                 write_json(st.dest.writer(), Tag::End, &end)?;
             }

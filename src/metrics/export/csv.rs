@@ -26,7 +26,7 @@ impl Exporter for CsvExporter {
             .has_headers(first)
             .from_writer(Vec::new());
         for s in samples {
-            w.serialize(s)?;
+            w.serialize(neutralised(s))?;
         }
         if first && samples.is_empty() {
             w.write_record(CSV_HEADER.split(','))?;
@@ -73,6 +73,32 @@ pub fn header_difference(found: &str) -> Option<String> {
 }
 
 /// Read a metrics CSV written by `collect`, refusing another schema (exit 2).
+/// A cell a spreadsheet would run as a formula (OWASP "CSV injection"):
+/// text from a node or the inventory starting with `=`, `+`, `-`, `@`, tab
+/// or carriage return gets a leading `'`, which spreadsheets show as text.
+fn cell(s: &str) -> String {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}"),
+        _ => s.to_string(),
+    }
+}
+
+/// [`cell`] undone when reading our own CSV back.
+fn uncell(s: &mut String) {
+    if s.starts_with('\'') && cell(&s[1..]) == *s {
+        s.remove(0);
+    }
+}
+
+/// The sample with its free-text cells neutralised.
+fn neutralised(s: &MetricsSample) -> MetricsSample {
+    let mut s = s.clone();
+    s.node = cell(&s.node);
+    s.host = cell(&s.host);
+    s.error = s.error.as_deref().map(cell);
+    s
+}
+
 pub fn read_csv(path: &Path) -> Result<Vec<MetricsSample>> {
     let file = File::open(path).map_err(|e| usage!("cannot open {}: {e}", path.display()))?;
     let mut r = ::csv::ReaderBuilder::new().from_reader(std::io::BufReader::new(file));
@@ -90,7 +116,16 @@ pub fn read_csv(path: &Path) -> Result<Vec<MetricsSample>> {
     }
     r.deserialize()
         .enumerate()
-        .map(|(i, row)| row.map_err(|e| usage!("{}: line {}: {e}", path.display(), i + 2)))
+        .map(|(i, row)| {
+            let mut s: MetricsSample =
+                row.map_err(|e| usage!("{}: line {}: {e}", path.display(), i + 2))?;
+            uncell(&mut s.node);
+            uncell(&mut s.host);
+            if let Some(e) = s.error.as_mut() {
+                uncell(e);
+            }
+            Ok(s)
+        })
         .collect()
 }
 
@@ -144,6 +179,24 @@ pub(crate) mod tests {
         assert!(header_difference(&long)
             .unwrap()
             .contains("extra column 22 'extra'"));
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_and_read_back() {
+        let mut s = sample("=cmd|' /C calc'!A0");
+        s.error = Some("@SUM(1+1)".into());
+        s.host = "-2+3".into();
+        let text = String::from_utf8(csv_rows(&[s.clone()], true)).unwrap();
+        assert!(text.contains(",'=cmd|"), "{text}");
+        assert!(text.contains(",'-2+3,"), "{text}");
+        assert!(text.contains(",'@SUM(1+1)"), "{text}");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.csv");
+        std::fs::write(&p, &text).unwrap();
+        let back = read_csv(&p).unwrap();
+        assert_eq!(back[0].node, s.node);
+        assert_eq!(back[0].host, s.host);
+        assert_eq!(back[0].error, s.error);
     }
 
     #[test]
