@@ -198,7 +198,7 @@ fn bash_completes_node_names_from_the_inventory_not_file_names() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("cluster.toml"),
-        "[[nodes]]\nname = \"web1\"\nhost = \"a\"\n[[nodes]]\nname = \"web2\"\nhost = \"b\"\n[[nodes]]\nname = \"db\"\nhost = \"c\"\n",
+        "[groups]\nweb = \"web[1-2]\"\n[[nodes]]\nname = \"web1\"\nhost = \"a\"\n[[nodes]]\nname = \"web2\"\nhost = \"b\"\n[[nodes]]\nname = \"db\"\nhost = \"c\"\n",
     )
     .unwrap();
     std::fs::write(
@@ -211,9 +211,17 @@ fn bash_completes_node_names_from_the_inventory_not_file_names() {
         bash_complete(dir.path(), &["distctl", "exec", "--nodes", "we"]),
         ["web1", "web2"]
     );
+    let builtin = ["@all", "@failed", "@unreachable", "@ok", "@skipped"];
+    let mut all = vec!["web1", "web2", "db", "@web"];
+    all.extend(builtin);
     assert_eq!(
         bash_complete(dir.path(), &["distctl", "status", "-x", ""]),
-        ["web1", "web2", "db"]
+        all
+    );
+    // Groups: the inventory's, then the built-in ones.
+    assert_eq!(
+        bash_complete(dir.path(), &["distctl", "exec", "--nodes", "@w"]),
+        ["@web"]
     );
     // Each element of a comma list.
     assert_eq!(
@@ -224,7 +232,7 @@ fn bash_completes_node_names_from_the_inventory_not_file_names() {
     assert_eq!(
         bash_complete(
             dir.path(),
-            &["distctl", "-i", "other.toml", "status", "--nodes", ""]
+            &["distctl", "-i", "other.toml", "status", "--nodes", "g"]
         ),
         ["gpu9"]
     );

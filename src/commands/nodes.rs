@@ -11,8 +11,16 @@ pub async fn run(g: &Global, args: &NodesArgs) -> Result<Exit> {
     let inventory = Inventory::load(g)?;
     let nodes = inventory.select(g)?;
     if args.names {
+        // For shell completion: every node name, then every group a
+        // `--nodes` expression can name.
         for n in &nodes {
             println!("{}", n.name);
+        }
+        for group in inventory.groups.keys() {
+            println!("@{group}");
+        }
+        for builtin in std::iter::once("all").chain(crate::cluster::history::OUTCOME_GROUPS) {
+            println!("@{builtin}");
         }
         return Ok(Exit::Ok);
     }
