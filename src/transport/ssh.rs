@@ -389,8 +389,10 @@ async fn open_master(
     match tokio::time::timeout(limit, b.connect_mux(&node.host)).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => {
-            let mut reason = explain(&e);
-            if reason.contains("UNKNOWN port 65535") {
+            let text = said(&e);
+            let mut reason = classify(&text);
+            // "UNKNOWN port 65535" is ssh's name for a peer behind a proxy.
+            if text.contains("UNKNOWN port 65535") {
                 // A ProxyJump/ProxyCommand failed: the master's log holds only
                 // "connection closed"; the proxy's own words went to its
                 // stderr. Ask once more without the master to hear them.
@@ -439,12 +441,12 @@ async fn diagnose(config: &Path, node: &Node, limit: Duration) -> Option<String>
 }
 
 /// Turn what ssh printed into one line a person can act on.
-fn explain(err: &openssh::Error) -> String {
-    let text = match err {
+/// What ssh printed, as the error carries it.
+fn said(err: &openssh::Error) -> String {
+    match err {
         openssh::Error::Connect(io) | openssh::Error::Master(io) => io.to_string(),
         other => other.to_string(),
-    };
-    classify(&text)
+    }
 }
 
 pub(crate) fn classify(text: &str) -> String {
