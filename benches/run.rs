@@ -17,7 +17,13 @@
 //! clients and helpers (everything else this process started), and the
 //! nodes (each sshd listener's process tree: sessions, shells, agents, tr).
 //! `RUN_BENCH_SIZES=100M` runs only the small inputs; `RUN_BENCH_INPUTS=log`
-//! (or `words`) only one kind.
+//! (or `words`) only one kind; `RUN_BENCH_TOOLS=distctl,parallel` only those
+//! tools (of distctl, seed, parallel, raw); `RUN_BENCH_COMPRESS=auto,none`
+//! (the default; `-` for no flag) the distctl rows' `--compress` settings;
+//! `RUN_BENCH_OPS=upper` (or `exec`) one of distctl's two jobs;
+//! `RUN_BENCH_BASELINE=/path/to/distctl` adds rows of another distctl build
+//! (its own defaults), interleaved with this one's, `RUN_BENCH_REPEAT=N`
+//! times.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -437,6 +443,20 @@ fn main() {
         .split(',')
         .map(str::to_string)
         .collect();
+    let list = |var: &str, default: &str| -> Vec<String> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let tools = list("RUN_BENCH_TOOLS", "distctl,seed,parallel,raw");
+    let compress = list("RUN_BENCH_COMPRESS", "auto,none");
+    let ops = list("RUN_BENCH_OPS", "upper,exec");
+    let baseline = std::env::var_os("RUN_BENCH_BASELINE").map(PathBuf::from);
+    let repeat: usize = std::env::var("RUN_BENCH_REPEAT")
+        .ok()
+        .map_or(1, |v| v.parse().expect("RUN_BENCH_REPEAT: a count"));
     let mut rows: Vec<Row> = Vec::new();
     for &size in &sizes {
         for kind in &kinds {
@@ -479,28 +499,65 @@ fn main() {
                     m,
                 })
             };
-            // distctl: its default (aes128-gcm preferred).
-            for (tool, args) in [
-                ("distctl run --op upper", vec!["--op", "upper"]),
-                (
-                    "distctl run --exec 'tr a-z A-Z'",
-                    vec!["--exec", "tr a-z A-Z"],
-                ),
-            ] {
-                let mut c = Command::new(&distctl);
-                c.arg("--inventory")
-                    .arg(cluster.inventory())
-                    .args(["run", "--quiet"]);
-                c.arg(&input).args(&args).arg("-o").arg(&out);
-                let m = measure(&cluster, c, None, true);
-                let m = Measure {
-                    out_bytes: std::fs::metadata(&out).unwrap().len(),
-                    ..m
-                };
-                assert_eq!(m.out_bytes, size, "{tool}: output size");
-                add(tool, "aes128-gcm", m);
+            // distctl: its default (aes128-gcm preferred), once per
+            // --compress setting, and the baseline binary beside it when
+            // one is given; all interleaved, RUN_BENCH_REPEAT times.
+            let mut variants: Vec<(String, PathBuf, Vec<String>)> = Vec::new();
+            if tools.iter().any(|t| t == "distctl") {
+                for c in &compress {
+                    // "-": distctl's own default, no flag.
+                    let (label, flag) = match c.as_str() {
+                        "-" => (String::new(), Vec::new()),
+                        c => (
+                            format!(" --compress {c}"),
+                            vec!["--compress".into(), c.into()],
+                        ),
+                    };
+                    variants.push((label, distctl.clone(), flag));
+                }
+                if let Some(b) = &baseline {
+                    variants.push((" (baseline binary)".into(), b.clone(), Vec::new()));
+                }
             }
-            if size <= 128 * MIB {
+            for _ in 0..repeat {
+                for (op, tool, args) in [
+                    ("upper", "distctl run --op upper", vec!["--op", "upper"]),
+                    (
+                        "exec",
+                        "distctl run --exec 'tr a-z A-Z'",
+                        vec!["--exec", "tr a-z A-Z"],
+                    ),
+                ] {
+                    if !ops.iter().any(|o| o == op) {
+                        continue;
+                    }
+                    for (label, bin, extra) in &variants {
+                        if variants.len() > 1 {
+                            // Each binary installs its own agent: outside the timings.
+                            let st = Command::new(bin)
+                                .arg("--inventory")
+                                .arg(cluster.inventory())
+                                .args(["setup", "--quiet"])
+                                .status()
+                                .unwrap();
+                            assert!(st.success(), "distctl setup failed");
+                        }
+                        let mut c = Command::new(bin);
+                        c.arg("--inventory")
+                            .arg(cluster.inventory())
+                            .args(["run", "--quiet"]);
+                        c.arg(&input).args(&args).args(extra).arg("-o").arg(&out);
+                        let m = measure(&cluster, c, None, true);
+                        let m = Measure {
+                            out_bytes: std::fs::metadata(&out).unwrap().len(),
+                            ..m
+                        };
+                        assert_eq!(m.out_bytes, size, "{tool}: output size");
+                        add(&format!("{tool}{label}"), "aes128-gcm", m);
+                    }
+                }
+            }
+            if size <= 128 * MIB && !variants.is_empty() {
                 let st = sh(&format!(
                     "tr a-z A-Z < '{}' | cmp - '{}'",
                     input.display(),
@@ -511,6 +568,7 @@ fn main() {
                 assert!(st.success(), "distctl output differs from tr");
             }
             for (aes, cold, warm) in &cfgs {
+                let wanted = |t: &str| tools.iter().any(|w| w == t);
                 let cipher = if *aes {
                     "aes128-gcm"
                 } else {
@@ -522,47 +580,51 @@ fn main() {
                         .env("CFG", cfg)
                         .env("R", &r_prefix);
                 };
-                let mut c = sh(SEED);
-                env(&mut c, cold);
-                let m = measure(&cluster, c, Some(&out), false);
-                assert_eq!(m.out_bytes, size, "seed: output size");
-                add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
-
-                // Warm parallel's master connections first.
-                let mut c = sh(&format!(
-                    "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
-                    warm.display()
-                ));
-                assert!(c.status().unwrap().success());
-                let block = if size > 256 * MIB { "64M" } else { "16M" };
-                let mut c = Command::new("parallel");
-                c.args(["--will-cite", "--ssh"])
-                    .arg(format!("ssh -F {}", warm.display()))
-                    .args([
-                        "-S",
-                        "node1,node2,node3",
-                        "-j",
-                        "2",
-                        "--pipepart",
-                        "--block",
-                        block,
-                        "--keep-order",
-                        "-a",
-                    ])
-                    .arg(&input)
-                    .arg("tr a-z A-Z");
-                let m = measure(&cluster, c, Some(&out), false);
-                assert_eq!(m.out_bytes, size, "parallel: output size");
-                add(
-                    &format!("GNU parallel --pipepart --block {block} (warm)"),
-                    cipher,
-                    m,
-                );
-
-                let mut c = sh(RAW);
-                env(&mut c, cold);
-                let m = measure(&cluster, c, None, false);
-                add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                if wanted("seed") {
+                    let mut c = sh(SEED);
+                    env(&mut c, cold);
+                    let m = measure(&cluster, c, Some(&out), false);
+                    assert_eq!(m.out_bytes, size, "seed: output size");
+                    add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
+                }
+                if wanted("parallel") {
+                    // Warm parallel's master connections first.
+                    let mut c = sh(&format!(
+                        "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
+                        warm.display()
+                    ));
+                    assert!(c.status().unwrap().success());
+                    let block = if size > 256 * MIB { "64M" } else { "16M" };
+                    let mut c = Command::new("parallel");
+                    c.args(["--will-cite", "--ssh"])
+                        .arg(format!("ssh -F {}", warm.display()))
+                        .args([
+                            "-S",
+                            "node1,node2,node3",
+                            "-j",
+                            "2",
+                            "--pipepart",
+                            "--block",
+                            block,
+                            "--keep-order",
+                            "-a",
+                        ])
+                        .arg(&input)
+                        .arg("tr a-z A-Z");
+                    let m = measure(&cluster, c, Some(&out), false);
+                    assert_eq!(m.out_bytes, size, "parallel: output size");
+                    add(
+                        &format!("GNU parallel --pipepart --block {block} (warm)"),
+                        cipher,
+                        m,
+                    );
+                }
+                if wanted("raw") {
+                    let mut c = sh(RAW);
+                    env(&mut c, cold);
+                    let m = measure(&cluster, c, None, false);
+                    add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                }
             }
             let _ = std::fs::remove_file(&out);
         }

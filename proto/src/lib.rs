@@ -13,6 +13,6 @@ pub mod partial;
 pub mod units;
 
 pub use agent_args::AgentCall;
-pub use frame::{End, Frame, FrameDecoder, FrameError, Tag};
+pub use frame::{End, Frame, FrameDecoder, FrameError, FrameRef, Tag};
 pub use op::Op;
 pub use partial::{Num, Partial, PartialError};

@@ -174,7 +174,7 @@ async fn receive(
                 Tag::Data => got.data.push(frame.payload).map_err(|e| {
                     AttemptError::new(Fault::Failed, format!("cannot buffer the result: {e}"))
                 })?,
-                Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
+                Tag::Stderr => keep_tail(&mut got.stderr_tail, frame.payload),
                 Tag::Heartbeat => {}
                 Tag::Partial => {
                     got.partial = Some(

@@ -33,7 +33,7 @@ fn frames(stream: &[u8]) -> Vec<Frame> {
     dec.feed(stream);
     let mut out = Vec::new();
     while let Some(f) = dec.next_frame().unwrap() {
-        out.push(f);
+        out.push(f.to_owned());
     }
     assert_eq!(dec.pending(), 0, "stream ends inside a frame");
     out
