@@ -19,6 +19,12 @@ pub struct Io {
     pub input: Option<PathBuf>,
     /// Write this file instead of stdout.
     pub output: Option<PathBuf>,
+    /// `--input-frames`: the chunk arrives as `D` and `Z` frames (blocks
+    /// sent plain or compressed, [`crate::codec`]), not as plain bytes.
+    pub input_frames: bool,
+    /// `--compress-output LEVEL`: result blocks go as `Z` frames (zstd at
+    /// LEVEL) where they shrink (framed runs only).
+    pub compress_output: Option<i32>,
 }
 
 /// `op OP [--pattern REGEX] [--skip-invalid] [--line-offset L] [IO...]`
@@ -102,6 +108,12 @@ impl Io {
         if let Some(p) = &self.output {
             argv.extend(["--output".into(), p.to_string_lossy().into_owned()]);
         }
+        if self.input_frames {
+            argv.push("--input-frames".into());
+        }
+        if let Some(l) = self.compress_output {
+            argv.extend(["--compress-output".into(), l.to_string()]);
+        }
     }
 }
 
@@ -163,6 +175,16 @@ impl<'a> Words<'a> {
             "--expect-bytes" => io.expect_bytes = Some(self.number(flag)?),
             "--input" => io.input = Some(self.value(flag)?.into()),
             "--output" => io.output = Some(self.value(flag)?.into()),
+            "--input-frames" => io.input_frames = true,
+            "--compress-output" => {
+                let v = self.value(flag)?;
+                let level = v
+                    .parse()
+                    .ok()
+                    .filter(|l| crate::codec::LEVELS.contains(l) && *l != 0)
+                    .ok_or_else(|| format!("{flag}: not a zstd level: '{v}'"))?;
+                io.compress_output = Some(level);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -285,6 +307,8 @@ mod tests {
                     expect_bytes: None,
                     input: Some(format!("-in {pattern}").into()),
                     output: Some("--output=x".into()),
+                    input_frames: true,
+                    compress_output: Some(-3),
                 },
             }));
         }
@@ -354,6 +378,25 @@ mod tests {
         let a = parse_op(&words("sum --skip-invalid --line-offset 7")).unwrap();
         assert!(a.skip_invalid);
         assert_eq!(a.line_offset, 7);
+    }
+
+    #[test]
+    fn compression_flags_round_trip() {
+        for (input_frames, compress_output) in [(true, None), (false, Some(1)), (true, Some(19))] {
+            round_trip(AgentCall::Exec(ExecArgs {
+                command: words("sh -c cat"),
+                io: Io {
+                    input_frames,
+                    compress_output,
+                    ..framed(9)
+                },
+            }));
+        }
+        let a = parse_op(&words("upper --framed --input-frames --compress-output 3")).unwrap();
+        assert!(a.io.input_frames);
+        assert_eq!(a.io.compress_output, Some(3));
+        assert!(parse_op(&words("upper --compress-output 0")).is_err());
+        assert!(parse_op(&words("upper --compress-output fast")).is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum Tag {
     Partial,
     /// `X`: JSON of [`End`], always last.
     End,
+    /// `Z`: one zstd-compressed block of what `D` frames would carry
+    /// ([`crate::codec`]), at most [`crate::codec::MAX_BLOCK`] bytes either way.
+    Compressed,
 }
 
 impl Tag {
@@ -40,6 +43,7 @@ impl Tag {
             Tag::Heartbeat => b'H',
             Tag::Partial => b'P',
             Tag::End => b'X',
+            Tag::Compressed => b'Z',
         }
     }
 
@@ -50,6 +54,7 @@ impl Tag {
             Tag::Data | Tag::Stderr => MAX_DATA,
             Tag::Heartbeat => 0,
             Tag::Partial | Tag::End => MAX_CONTROL,
+            Tag::Compressed => crate::codec::MAX_BLOCK,
         }
     }
 
@@ -60,6 +65,7 @@ impl Tag {
             b'H' => Tag::Heartbeat,
             b'P' => Tag::Partial,
             b'X' => Tag::End,
+            b'Z' => Tag::Compressed,
             _ => return None,
         })
     }
@@ -354,6 +360,8 @@ mod tests {
             (b'X', MAX_CONTROL, true),
             (b'X', MAX_CONTROL + 1, false),
             (b'P', MAX_CONTROL + 1, false),
+            (b'Z', crate::codec::MAX_BLOCK, true),
+            (b'Z', crate::codec::MAX_BLOCK + 1, false),
         ] {
             let l = (len as u32).to_be_bytes();
             let head = [tag, l[0], l[1], l[2], l[3]];
@@ -386,10 +394,10 @@ mod tests {
         /// read sizes.
         #[test]
         fn written_frames_round_trip(
-            frames in proptest::collection::vec((0usize..4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)), 0..12),
+            frames in proptest::collection::vec((0usize..5, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)), 0..12),
             step in 1usize..700,
         ) {
-            let tags = [Tag::Data, Tag::Stderr, Tag::Partial, Tag::End];
+            let tags = [Tag::Data, Tag::Stderr, Tag::Partial, Tag::End, Tag::Compressed];
             let mut stream = Vec::new();
             let mut want = Vec::new();
             for (t, payload) in &frames {

@@ -56,6 +56,20 @@ pub struct Node {
     pub ssh_options: Vec<String>,
     /// The built-in node: commands run here without SSH.
     pub local: bool,
+    /// `compress`: how `run` compresses on the wire to this node (`None`:
+    /// not set, auto unless `--compress` says otherwise).
+    #[serde(serialize_with = "ser_compress")]
+    pub compress: Option<distctl_proto::Compress>,
+}
+
+fn ser_compress<S: Serializer>(
+    c: &Option<distctl_proto::Compress>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_str(&c.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -81,6 +95,7 @@ impl Node {
             known_hosts_file: None,
             ssh_options: Vec::new(),
             local: false,
+            compress: None,
         }
     }
 
@@ -147,6 +162,7 @@ struct RawNode {
     host_key_checking: Option<Spanned<String>>,
     known_hosts_file: Option<String>,
     ssh_options: Option<Spanned<Vec<String>>>,
+    compress: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -561,6 +577,12 @@ fn resolve(
         }
         None => Vec::new(),
     };
+    let compress = match pick(&n.compress, &d.compress) {
+        Some(c) => {
+            Some(distctl_proto::Compress::parse(c.get_ref()).map_err(|e| loc.err(c.span(), e))?)
+        }
+        None => None,
+    };
     if host.trim().is_empty() {
         return Err(loc.err(n.host.as_ref().map_or(0..0, |h| h.span()), "empty host"));
     }
@@ -587,6 +609,7 @@ fn resolve(
         known_hosts_file: pick(&n.known_hosts_file, &d.known_hosts_file).map(local_path),
         ssh_options,
         local: false,
+        compress,
     })
 }
 

@@ -76,6 +76,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         retries: args.retries,
         json: g.json,
         quiet: g.quiet,
+        compress: args.compress,
     };
     let finished = crate::run::runner::run(&opts, job, input, pool, &agent, started).await;
     // The runner has dropped every session it held: the cluster closes them all.

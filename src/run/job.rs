@@ -5,6 +5,7 @@ use distctl_proto::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::run::chunk::InputFile;
+use crate::run::wire::Plan;
 
 /// A built-in op or a shell command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +49,13 @@ impl Job {
     }
 
     /// How the agent is invoked for one chunk of `len` bytes whose first
-    /// line is `line_offset` (0-based).
-    pub fn agent_call(&self, len: u64, line_offset: Option<u64>) -> AgentCall {
+    /// line is `line_offset` (0-based), compressed on the wire as `wire` says.
+    pub fn agent_call(&self, len: u64, line_offset: Option<u64>, wire: Plan) -> AgentCall {
         let io = Io {
             framed: true,
             expect_bytes: Some(len),
+            input_frames: wire.frames,
+            compress_output: wire.compress_output,
             ..Io::default()
         };
         match &self.work {
@@ -71,9 +74,15 @@ impl Job {
     }
 
     /// The remote shell's command line for one chunk, the agent at `agent`.
-    pub fn command_line(&self, agent: &str, len: u64, line_offset: Option<u64>) -> String {
+    pub fn command_line(
+        &self,
+        agent: &str,
+        len: u64,
+        line_offset: Option<u64>,
+        wire: Plan,
+    ) -> String {
         let mut argv = vec![agent.to_string()];
-        argv.extend(self.agent_call(len, line_offset).to_argv());
+        argv.extend(self.agent_call(len, line_offset, wire).to_argv());
         crate::transport::shell::join(&argv)
     }
 
@@ -119,7 +128,7 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("/w/bin/worker-agent", 12, Some(3)),
+            job.command_line("/w/bin/worker-agent", 12, Some(3), Plan::PLAIN),
             r#"/w/bin/worker-agent exec --framed --expect-bytes 12 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
         );
         let job = Job {
@@ -130,7 +139,7 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("agent", 5, None),
+            job.command_line("agent", 5, None, Plan::PLAIN),
             "agent op grep --pattern 'a b' --framed --expect-bytes 5"
         );
     }

@@ -20,6 +20,7 @@ use crate::run::job::Job;
 use crate::run::results::Results;
 use crate::run::schedule::{Fault, Scheduler};
 use crate::run::summary::{NodeSummary, RunSummary};
+use crate::run::wire::NodeWire;
 use crate::transport::{NodeSession, CHANNELS_PER_NODE};
 use crate::usage;
 
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub json: bool,
     /// No progress bars; retried faults are not reported.
     pub quiet: bool,
+    /// `--compress`: over every node's inventory `compress` (default auto).
+    pub compress: Option<distctl_proto::Compress>,
 }
 
 /// The connected nodes to run on.
@@ -63,6 +66,7 @@ struct RunNode {
     name: String,
     session: Arc<NodeSession>,
     agent: String,
+    wire: Arc<NodeWire>,
 }
 
 struct AttemptReport {
@@ -109,7 +113,8 @@ pub async fn run(
     } else {
         Exit::Partial
     };
-    let (nodes, slots) = prepare(pool.sessions, agent, &mut summary, &mut exit).await?;
+    let (nodes, slots) =
+        prepare(pool.sessions, agent, opts.compress, &mut summary, &mut exit).await?;
     if nodes.is_empty() {
         anyhow::bail!("no node is available to run on");
     }
@@ -144,6 +149,7 @@ pub async fn run(
 async fn prepare(
     sessions: Vec<Arc<NodeSession>>,
     binary: &AgentBinary,
+    compress: Option<distctl_proto::Compress>,
     summary: &mut RunSummary,
     exit: &mut Exit,
 ) -> Result<(Vec<Arc<RunNode>>, Vec<usize>)> {
@@ -174,10 +180,13 @@ async fn prepare(
                     ..NodeSummary::default()
                 });
                 slots.push(s);
+                let setting = compress.or(session.node.compress).unwrap_or_default();
+                let wire = NodeWire::new(setting, session.is_local());
                 nodes.push(Arc::new(RunNode {
                     name,
                     session,
                     agent,
+                    wire,
                 }));
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -198,6 +207,9 @@ impl Runner<'_> {
         match outcome {
             Ok(()) => {
                 self.summary.chunks = self.sched.chunk_count();
+                for (ns, n) in self.summary.nodes.iter_mut().zip(&self.nodes) {
+                    ns.compress = n.wire.describe();
+                }
                 self.summary.seconds = self.started.elapsed().as_secs_f64();
                 self.summary.retries = self.sched.retried;
                 self.summary.bytes = match self.input.total() {
@@ -364,9 +376,13 @@ impl Runner<'_> {
                     .clone();
                 self.progress.started(n);
                 let node = self.nodes[n].clone();
-                let cmdline = self
-                    .job
-                    .command_line(&node.agent, spec.len, spec.line_offset);
+                let wire = crate::run::attempt::WireUse {
+                    node: node.wire.clone(),
+                    plan: node.wire.plan(),
+                };
+                let cmdline =
+                    self.job
+                        .command_line(&node.agent, spec.len, spec.line_offset, wire.plan);
                 let expect_partial = self.job.aggregate();
                 let data = self.results.result_buf(spec.start, spec.len);
                 let timeout = self.opts.timeout;
@@ -381,6 +397,7 @@ impl Runner<'_> {
                         timeout,
                         data,
                         want_checksum,
+                        &wire,
                     )
                     .await;
                     AttemptReport {
@@ -410,6 +427,8 @@ impl Runner<'_> {
                 let ns = &mut self.summary.nodes[r.node];
                 ns.chunks += 1;
                 ns.bytes += len;
+                ns.wire_bytes_sent += v.wire_sent;
+                ns.wire_bytes_received += v.wire_received;
                 self.summary.chunks_run += 1;
                 self.summary.lines += v.lines;
                 self.progress.finished(r.node, len, v.lines);
