@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
-use crate::run::wire::{FrameSender, NodeWire, Plan};
+use crate::run::wire::{FrameSender, NodeWire, Plan, Prober};
 use crate::transport::{BoxRead, BoxWrite, NodeSession};
 
 /// Bytes per read from the input and per write to a channel (the channel
@@ -100,10 +100,10 @@ async fn send(
         wire: 0,
     };
     let mut last = b'\n';
-    if wire.plan.frames {
-        // Blocks as frames, compressed as the plan and `auto` say; the
-        // checksum and the line count are of the chunk's own bytes.
-        let mut frames = FrameSender::new(wire.node.clone(), wire.plan);
+    if let Some(level) = wire.plan.compress_input {
+        // Blocks as frames, compressed; the checksum and the line count are
+        // of the chunk's own bytes.
+        let mut frames = FrameSender::new(level);
         let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
         let mut pos = 0u64;
         while pos < spec.len {
@@ -132,9 +132,20 @@ async fn send(
         stdin.shutdown().await?;
         return Ok(sent);
     }
+    // Plain bytes; `auto` may be timing the channel meanwhile.
+    let mut probe = Prober::new(&wire.node);
     match &spec.data {
         ChunkData::Owned(data) => {
-            stdin.write_all(data).await?;
+            for block in data.chunks(SEND_BLOCK) {
+                if let Some(p) = probe.as_mut() {
+                    p.before(block);
+                }
+                let t0 = std::time::Instant::now();
+                stdin.write_all(block).await?;
+                if let Some(p) = probe.as_mut() {
+                    p.after(block.len(), t0.elapsed().as_secs_f64());
+                }
+            }
             sent.bytes = data.len() as u64;
             sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
             last = data.last().copied().unwrap_or(b'\n');
@@ -155,7 +166,14 @@ async fn send(
                     h.update(block);
                 }
                 sent.lines += memchr::memchr_iter(b'\n', block).count() as u64;
+                if let Some(p) = probe.as_mut() {
+                    p.before(block);
+                }
+                let t0 = std::time::Instant::now();
                 stdin.write_all(block).await?;
+                if let Some(p) = probe.as_mut() {
+                    p.after(want, t0.elapsed().as_secs_f64());
+                }
                 last = block[want - 1];
                 pos += want as u64;
                 sent.bytes += want as u64;

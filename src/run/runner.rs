@@ -181,7 +181,9 @@ async fn prepare(
                 });
                 slots.push(s);
                 let setting = compress.or(session.node.compress).unwrap_or_default();
-                let wire = NodeWire::new(setting, session.is_local());
+                let loopback = setting == distctl_proto::Compress::Auto
+                    && on_this_machine(&session.node).await;
+                let wire = NodeWire::new(setting, session.is_local(), loopback);
                 nodes.push(Arc::new(RunNode {
                     name,
                     session,
@@ -197,6 +199,23 @@ async fn prepare(
         }
     }
     Ok((nodes, slots))
+}
+
+/// The node's address is this machine's (a loopback address, or one of
+/// its own): what `auto` does not compress for. A name that does not
+/// resolve here (an ssh alias) counts as elsewhere.
+async fn on_this_machine(node: &crate::cluster::inventory::Node) -> bool {
+    let Ok(addrs) = tokio::net::lookup_host((node.host.as_str(), node.port.unwrap_or(22))).await
+    else {
+        return false;
+    };
+    let addrs: Vec<std::net::SocketAddr> = addrs.collect();
+    !addrs.is_empty()
+        && addrs.iter().all(|a| {
+            a.ip().is_loopback()
+                // Binding succeeds only for an address of this machine.
+                || std::net::UdpSocket::bind((a.ip(), 0)).is_ok()
+        })
 }
 
 impl Runner<'_> {

@@ -2,20 +2,19 @@
 //! inventory `compress`) asks for, what `auto` measures and decides, and
 //! sending a chunk's blocks as `D` or `Z` frames ([`distctl_proto::codec`]).
 //!
-//! `auto`, per node (the README's rule): the built-in local node is never
-//! compressed. Elsewhere the first chunks go as plain `D` frames while
-//! distctl measures, per channel, the link's throughput `L` (bytes a second
-//! the channel takes once its pipe is full), and compresses the first
+//! `auto`, per node (the README's rule): the built-in local node, and a node
+//! whose address is on this machine (loopback), are never compressed: there
+//! is no wire to spare there, only CPU that ssh and the agent need.
+//! Elsewhere the first chunks go plain, as with `none`, while distctl
+//! measures per channel the link's throughput `L` (bytes a second the
+//! channel takes once its pipe is full) and compresses the node's first
 //! [`TRIAL_BLOCKS`] blocks on the side to learn their ratio `r` and the
 //! compressor's speed `C` on one core. Compression is then on for the node
 //! when `r ≥ 1.1` and `1/C + 1/(r·L) ≤ 0.8 / L`: compressing a byte and
 //! sending its compressed form, counted one after the other as if they
 //! shared one core, takes at most 80 % of the time sending it plain does.
-//! On loopback `L` is high and only very compressible input passes; on a
-//! slow link almost anything that compresses passes. Chunks that start once
-//! it is on ask the agent to compress its output too (the agent stops after
-//! four blocks if the output does not shrink by 10 %); the input's blocks
-//! switch within the chunk being sent.
+//! Chunks that start once it is on are compressed both ways (the agent stops
+//! compressing its output after four blocks that shrink less than 10 %).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -79,7 +78,7 @@ pub fn pays(link: f64, ratio: f64, speed: f64) -> bool {
 pub struct Plan {
     /// The chunk goes as frames (`--input-frames`).
     pub frames: bool,
-    /// Compress every block from the start (else only once `auto` says so).
+    /// Compress the chunk's blocks at this level.
     pub compress_input: Option<i32>,
     /// Ask the agent to compress its output at this level.
     pub compress_output: Option<i32>,
@@ -95,12 +94,26 @@ impl Plan {
 }
 
 impl NodeWire {
-    /// `setting` for a node; the local node never compresses.
-    pub fn new(setting: Compress, local: bool) -> Arc<NodeWire> {
+    /// `setting` for a node; the local node never compresses, and `auto`
+    /// does not for a node on this machine (`loopback`: no wire to spare,
+    /// only CPU that ssh needs).
+    pub fn new(setting: Compress, local: bool, loopback: bool) -> Arc<NodeWire> {
+        let probe = Probe {
+            decision: (setting == Compress::Auto && loopback).then_some(false),
+            ..Probe::default()
+        };
         Arc::new(NodeWire {
             setting: if local { Compress::None } else { setting },
-            probe: Mutex::new(Probe::default()),
+            probe: Mutex::new(probe),
         })
+    }
+
+    fn record_trial(&self, (block, out, shrinks, secs): &Packed) {
+        let mut p = self.probe();
+        p.trial_in += block.len() as u64;
+        p.trial_out += if *shrinks { out.len() } else { block.len() } as u64;
+        p.trial_secs += secs;
+        p.decide();
     }
 
     fn probe(&self) -> std::sync::MutexGuard<'_, Probe> {
@@ -134,12 +147,7 @@ impl NodeWire {
             Compress::Zstd(l) => on(l),
             Compress::Auto => match self.probe().decision {
                 Some(true) => on(DEFAULT_LEVEL),
-                Some(false) => Plan::PLAIN,
-                None => Plan {
-                    frames: true,
-                    compress_input: None,
-                    compress_output: None,
-                },
+                _ => Plan::PLAIN,
             },
         }
     }
@@ -159,30 +167,103 @@ fn pack(level: i32, block: Vec<u8>, mut out: Vec<u8>) -> std::io::Result<Packed>
     Ok((block, out, shrinks, t0.elapsed().as_secs_f64()))
 }
 
-/// Sends one chunk's blocks as frames, compressing them as the plan and
-/// `auto` say, with up to [`DEPTH`] blocks being compressed at once.
-pub struct FrameSender {
+/// Watches a chunk sent plain while `auto` is still measuring: times the
+/// channel and compresses the node's first [`TRIAL_BLOCKS`] blocks on the
+/// side. Inert once the node has decided.
+pub struct Prober {
     wire: Arc<NodeWire>,
-    level: Option<i32>,
-    probing: bool,
-    queue: VecDeque<tokio::task::JoinHandle<std::io::Result<Packed>>>,
-    trials: Vec<tokio::task::JoinHandle<std::io::Result<Packed>>>,
-    spare: Vec<Vec<u8>>,
     blocks: u64,
+    trials: Vec<tokio::task::JoinHandle<std::io::Result<Packed>>>,
+}
+
+impl Prober {
+    /// `None` unless the node is still measuring.
+    pub fn new(wire: &Arc<NodeWire>) -> Option<Prober> {
+        (wire.setting == Compress::Auto && wire.decision().is_none()).then(|| Prober {
+            wire: wire.clone(),
+            blocks: 0,
+            trials: Vec::new(),
+        })
+    }
+
+    /// Before `block` goes: maybe compress a copy of it on the side.
+    pub fn before(&mut self, block: &[u8]) {
+        self.blocks += 1;
+        self.collect();
+        {
+            let mut p = self.wire.probe();
+            if p.trials_started >= TRIAL_BLOCKS || block.len() < MAX_BLOCK / 2 {
+                return;
+            }
+            p.trials_started += 1;
+        }
+        let copy = block.to_vec();
+        self.trials.push(tokio::task::spawn_blocking(move || {
+            pack(DEFAULT_LEVEL, copy, Vec::new())
+        }));
+    }
+
+    /// After it went, taking `secs`: the channel's throughput, past the
+    /// chunk's first block (which only fills the pipe).
+    pub fn after(&mut self, len: usize, secs: f64) {
+        if self.blocks > 1 {
+            let mut p = self.wire.probe();
+            p.link_bytes += len as u64;
+            p.link_secs += secs;
+            p.decide();
+        }
+    }
+
+    /// Record the trials that have finished.
+    fn collect(&mut self) {
+        let mut i = 0;
+        while i < self.trials.len() {
+            if !self.trials[i].is_finished() {
+                i += 1;
+                continue;
+            }
+            let t = self.trials.swap_remove(i);
+            if let Some(Ok(Ok(packed))) = futures::FutureExt::now_or_never(t) {
+                self.wire.record_trial(&packed);
+            }
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        // Trials still running finish on their own, and what they measured
+        // still counts for the node.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for t in self.trials.drain(..) {
+            let wire = self.wire.clone();
+            rt.spawn(async move {
+                if let Ok(Ok(packed)) = t.await {
+                    wire.record_trial(&packed);
+                }
+            });
+        }
+    }
+}
+
+/// Sends one chunk's blocks as `Z` frames (or `D` frames where a block does
+/// not shrink), with up to [`DEPTH`] blocks being compressed at once.
+pub struct FrameSender {
+    level: i32,
+    queue: VecDeque<tokio::task::JoinHandle<std::io::Result<Packed>>>,
+    spare: Vec<Vec<u8>>,
     /// Bytes written to the channel (headers included).
     pub wire_bytes: u64,
 }
 
 impl FrameSender {
-    pub fn new(wire: Arc<NodeWire>, plan: Plan) -> FrameSender {
+    pub fn new(level: i32) -> FrameSender {
         FrameSender {
-            probing: plan.compress_input.is_none() && wire.setting == Compress::Auto,
-            level: plan.compress_input,
-            wire,
+            level,
             queue: VecDeque::new(),
-            trials: Vec::new(),
             spare: Vec::new(),
-            blocks: 0,
             wire_bytes: 0,
         }
     }
@@ -196,71 +277,14 @@ impl FrameSender {
     /// [`FrameSender::buffer`] once sent).
     pub async fn send(&mut self, w: &mut BoxWrite, block: Vec<u8>) -> std::io::Result<()> {
         debug_assert!(block.len() <= MAX_BLOCK);
-        self.blocks += 1;
-        if self.probing {
-            if let Some(on) = self.wire.decision() {
-                self.probing = false;
-                self.level = on.then_some(DEFAULT_LEVEL);
-            }
+        let out = self.spare.pop().unwrap_or_default();
+        let level = self.level;
+        self.queue
+            .push_back(tokio::task::spawn_blocking(move || pack(level, block, out)));
+        while self.queue.len() >= DEPTH {
+            self.write_next(w).await?;
         }
-        if let Some(level) = self.level {
-            let out = self.spare.pop().unwrap_or_default();
-            self.queue
-                .push_back(tokio::task::spawn_blocking(move || pack(level, block, out)));
-            while self.queue.len() >= DEPTH {
-                self.write_next(w).await?;
-            }
-            return Ok(());
-        }
-        if self.probing {
-            self.trial(&block);
-        }
-        let t0 = Instant::now();
-        self.write_plain(w, &block).await?;
-        if self.probing && self.blocks > 1 {
-            let mut p = self.wire.probe();
-            p.link_bytes += block.len() as u64;
-            p.link_secs += t0.elapsed().as_secs_f64();
-            p.decide();
-        }
-        self.spare.push(block);
         Ok(())
-    }
-
-    /// Compress a copy of `block` on the side while it goes plain, for the
-    /// node's first [`TRIAL_BLOCKS`].
-    fn trial(&mut self, block: &[u8]) {
-        {
-            let mut p = self.wire.probe();
-            if p.trials_started >= TRIAL_BLOCKS {
-                return;
-            }
-            p.trials_started += 1;
-        }
-        let copy = block.to_vec();
-        self.trials.push(tokio::task::spawn_blocking(move || {
-            pack(DEFAULT_LEVEL, copy, Vec::new())
-        }));
-        self.collect_trials();
-    }
-
-    /// Record the trials that have finished.
-    fn collect_trials(&mut self) {
-        let mut i = 0;
-        while i < self.trials.len() {
-            if !self.trials[i].is_finished() {
-                i += 1;
-                continue;
-            }
-            let t = self.trials.swap_remove(i);
-            if let Some(Ok(Ok((block, out, shrinks, secs)))) = futures::FutureExt::now_or_never(t) {
-                let mut p = self.wire.probe();
-                p.trial_in += block.len() as u64;
-                p.trial_out += if shrinks { out.len() } else { block.len() } as u64;
-                p.trial_secs += secs;
-                p.decide();
-            }
-        }
     }
 
     async fn write_next(&mut self, w: &mut BoxWrite) -> std::io::Result<()> {
@@ -268,24 +292,18 @@ impl FrameSender {
             return Ok(());
         };
         let (block, out, shrinks, _) = job.await.map_err(std::io::Error::other)??;
-        if shrinks {
-            w.write_all(&header(Tag::Compressed, out.len())).await?;
-            w.write_all(&out).await?;
-            self.wire_bytes += (out.len() + distctl_proto::frame::HEADER_LEN) as u64;
+        let (tag, payload) = if shrinks {
+            (Tag::Compressed, &out[..])
         } else {
-            self.write_plain(w, &block).await?;
-        }
-        self.spare.push(block);
-        self.spare.push(out);
-        Ok(())
-    }
-
-    async fn write_plain(&mut self, w: &mut BoxWrite, block: &[u8]) -> std::io::Result<()> {
-        for piece in block.chunks(MAX_DATA) {
-            w.write_all(&header(Tag::Data, piece.len())).await?;
+            (Tag::Data, &block[..])
+        };
+        for piece in payload.chunks(if shrinks { MAX_BLOCK } else { MAX_DATA }) {
+            w.write_all(&header(tag, piece.len())).await?;
             w.write_all(piece).await?;
             self.wire_bytes += (piece.len() + distctl_proto::frame::HEADER_LEN) as u64;
         }
+        self.spare.push(block);
+        self.spare.push(out);
         Ok(())
     }
 
@@ -294,30 +312,7 @@ impl FrameSender {
         while !self.queue.is_empty() {
             self.write_next(w).await?;
         }
-        self.collect_trials();
         Ok(())
-    }
-}
-
-impl Drop for FrameSender {
-    fn drop(&mut self) {
-        // Trials still running finish on their own, and what they measured
-        // still counts for the node.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        for t in self.trials.drain(..) {
-            let wire = self.wire.clone();
-            rt.spawn(async move {
-                if let Ok(Ok((block, out, shrinks, secs))) = t.await {
-                    let mut p = wire.probe();
-                    p.trial_in += block.len() as u64;
-                    p.trial_out += if shrinks { out.len() } else { block.len() } as u64;
-                    p.trial_secs += secs;
-                    p.decide();
-                }
-            });
-        }
     }
 }
 
@@ -341,17 +336,22 @@ mod tests {
     #[test]
     fn plans_follow_the_setting() {
         let off = Plan::PLAIN;
-        assert_eq!(NodeWire::new(Compress::None, false).plan(), off);
-        assert_eq!(NodeWire::new(Compress::Auto, true).plan(), off);
-        assert_eq!(NodeWire::new(Compress::Zstd(3), true).plan(), off);
-        let z = NodeWire::new(Compress::Zstd(3), false).plan();
+        assert_eq!(NodeWire::new(Compress::None, false, false).plan(), off);
+        assert_eq!(NodeWire::new(Compress::Auto, true, true).plan(), off);
+        assert_eq!(NodeWire::new(Compress::Zstd(3), true, true).plan(), off);
+        let lo = NodeWire::new(Compress::Auto, false, true);
+        assert_eq!((lo.plan(), lo.describe().as_str()), (off, "auto:none"));
+        // Asked for explicitly, loopback compresses.
+        let z = NodeWire::new(Compress::Zstd(3), false, true).plan();
+        assert_eq!(z.compress_output, Some(3));
+        let z = NodeWire::new(Compress::Zstd(3), false, false).plan();
         assert_eq!(
             (z.frames, z.compress_input, z.compress_output),
             (true, Some(3), Some(3))
         );
-        let auto = NodeWire::new(Compress::Auto, false);
-        assert_eq!(auto.plan().compress_input, None);
-        assert!(auto.plan().frames);
+        let auto = NodeWire::new(Compress::Auto, false, false);
+        assert_eq!(auto.plan(), off, "plain while measuring");
+        assert_eq!(auto.describe(), "auto");
         auto.probe().decision = Some(true);
         assert_eq!(auto.plan().compress_output, Some(DEFAULT_LEVEL));
         auto.probe().decision = Some(false);
