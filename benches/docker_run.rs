@@ -9,84 +9,18 @@
 //! Each figure is the best of `DOCKER_BENCH_ROUNDS` (default 2) runs; the two
 //! clusters take turns within a round.
 
+#[path = "common/docker.rs"]
+mod docker;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use docker::{docker_cluster, raw_ssh, split_parts, Bench, Target};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use support::TestCluster;
-
-/// How to reach one node with plain ssh.
-struct Target {
-    host: String,
-    port: u16,
-    user: String,
-}
-
-/// One cluster under test: its inventory and what plain ssh needs.
-struct Bench {
-    label: &'static str,
-    inventory: PathBuf,
-    key: PathBuf,
-    known_hosts: PathBuf,
-    nodes: Vec<Target>,
-}
-
-/// `docker/cluster up 3` with a name of its own; `down` on drop.
-struct DockerUp {
-    name: String,
-}
-
-impl Drop for DockerUp {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("docker/cluster"))
-            .arg("down")
-            .env("DISTCTL_CLUSTER", &self.name)
-            .stdin(Stdio::null())
-            .status();
-    }
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn docker_cluster() -> (DockerUp, Bench) {
-    let name = format!("dctl-bench-{}", std::process::id());
-    let up = DockerUp { name: name.clone() };
-    let out = Command::new(repo().join("docker/cluster"))
-        .args(["up", "3"])
-        .env("DISTCTL_CLUSTER", &name)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("docker/cluster");
-    assert!(out.status.success(), "docker/cluster up failed");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let inventory = PathBuf::from(stdout.lines().last().unwrap());
-    let inv: toml::Value = toml::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
-    let d = &inv["defaults"];
-    let nodes = inv["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| Target {
-            host: n["host"].as_str().unwrap().to_string(),
-            port: n.get("port").and_then(|p| p.as_integer()).unwrap_or(22) as u16,
-            user: d["user"].as_str().unwrap().to_string(),
-        })
-        .collect();
-    let bench = Bench {
-        label: "docker (3 containers, bridge)",
-        key: PathBuf::from(d["identity_file"].as_str().unwrap()),
-        known_hosts: PathBuf::from(d["known_hosts_file"].as_str().unwrap()),
-        inventory,
-        nodes,
-    };
-    (up, bench)
-}
 
 fn loopback_cluster(c: &TestCluster) -> Bench {
     Bench {
@@ -123,59 +57,6 @@ fn distctl(b: &Bench, args: &[&str], input: &Path, out: &Path) -> f64 {
     let secs = t.elapsed().as_secs_f64();
     assert!(st.success(), "{}: distctl run {args:?} failed", b.label);
     secs
-}
-
-/// One third of the input per node through `ssh node cat`, up and back, at once.
-fn raw_ssh(b: &Bench, parts: &[PathBuf]) -> f64 {
-    let t = Instant::now();
-    let children: Vec<_> = b
-        .nodes
-        .iter()
-        .zip(parts)
-        .map(|(n, part)| {
-            Command::new("ssh")
-                .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-                .arg("-o")
-                .arg(format!("UserKnownHostsFile={}", b.known_hosts.display()))
-                .args(["-c", "aes128-gcm@openssh.com", "-i"])
-                .arg(&b.key)
-                .args(["-p", &n.port.to_string(), "-l", &n.user, &n.host, "cat"])
-                .stdin(std::fs::File::open(part).unwrap())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut c in children {
-        assert!(
-            c.wait().unwrap().success(),
-            "{}: raw ssh cat failed",
-            b.label
-        );
-    }
-    t.elapsed().as_secs_f64()
-}
-
-/// Split `input` into `n` line-aligned parts for the raw baseline.
-fn split_parts(input: &Path, dir: &Path, n: usize) -> Vec<PathBuf> {
-    let data = std::fs::read(input).unwrap();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    for i in 0..n {
-        let mut end = if i + 1 == n {
-            data.len()
-        } else {
-            (data.len() * (i + 1) / n).max(start)
-        };
-        while end < data.len() && end > 0 && data[end - 1] != b'\n' {
-            end += 1;
-        }
-        let p = dir.join(format!("part{i}"));
-        std::fs::write(&p, &data[start..end]).unwrap();
-        parts.push(p);
-        start = end;
-    }
-    parts
 }
 
 fn main() {
@@ -231,7 +112,7 @@ fn main() {
             for (ji, (_, args)) in jobs.iter().enumerate() {
                 best[bi][ji] = best[bi][ji].min(distctl(b, args, &input, &out));
             }
-            best[bi][jobs.len()] = best[bi][jobs.len()].min(raw_ssh(b, &parts));
+            best[bi][jobs.len()] = best[bi][jobs.len()].min(raw_ssh(b, &parts, &[]));
         }
     }
 

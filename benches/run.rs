@@ -17,8 +17,16 @@
 //! clients and helpers (everything else this process started), and the
 //! nodes (each sshd listener's process tree: sessions, shells, agents, tr).
 //! `RUN_BENCH_SIZES=100M` runs only the small inputs; `RUN_BENCH_INPUTS=log`
-//! (or `words`) only one kind.
+//! (or `words`) only one kind; `RUN_BENCH_TOOLS=distctl,parallel` only those
+//! tools (of distctl, seed, parallel, raw); `RUN_BENCH_COMPRESS=auto,none`
+//! (the default; `-` for no flag) the distctl rows' `--compress` settings;
+//! `RUN_BENCH_OPS=upper` (or `exec`) one of distctl's two jobs;
+//! `RUN_BENCH_BASELINE=/path/to/distctl` adds rows of another distctl build
+//! (its own defaults), interleaved with this one's, `RUN_BENCH_REPEAT=N`
+//! times.
 
+#[path = "common/inputs.rs"]
+mod inputs;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -133,200 +141,6 @@ fn measure(cluster: &TestCluster, mut cmd: Command, out: Option<&Path>, distctl:
     }
 }
 
-/// Text lines of mixed-case words, `size` bytes (a 4 MiB block repeated).
-fn make_input(path: &Path, size: u64) {
-    let mut block = Vec::with_capacity(4 << 20);
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    while block.len() < (4 << 20) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = (x >> 32) as u8;
-        block.push(match b % 12 {
-            0 => b'\n',
-            1 | 2 => b' ',
-            3 => b'A' + b % 26,
-            _ => b'a' + b % 26,
-        });
-    }
-    *block.last_mut().unwrap() = b'\n';
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(block.len() as u64) as usize;
-        std::io::Write::write_all(&mut f, &block[..n]).unwrap();
-        left -= n as u64;
-    }
-}
-
-/// A small xorshift generator: the same input on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Index in `0..n` with a Zipf-like skew (rank r drawn ∝ 1/r).
-    fn zipf(&mut self, n: usize) -> usize {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        // Inverse of the continuous 1/x law on [1, n+1).
-        ((n as f64 + 1.0).powf(u) - 1.0).floor().min(n as f64 - 1.0) as usize
-    }
-}
-
-const AGENTS: &[&str] = &[
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-    "curl/8.5.0",
-    "Wget/1.21.4",
-    "python-requests/2.31.0",
-    "Go-http-client/1.1",
-    "Prometheus/2.51.0",
-    "kube-probe/1.29",
-    "Apache-HttpClient/4.5.14 (Java/17.0.10)",
-    "okhttp/4.12.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:124.0) Gecko/20100101 Firefox/124.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36 Edg/123.0",
-    "Mozilla/5.0 (iPad; CPU OS 16_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
-    "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
-    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
-    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
-    "Twitterbot/1.0",
-    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
-    "Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-    "Uptime-Kuma/1.23.11",
-    "Datadog Agent/7.52.0",
-    "ELB-HealthChecker/2.0",
-    "Mozilla/5.0 zgrab/0.x",
-];
-
-/// Apache combined log lines, `size` bytes: client IPs from a pool of 20,000
-/// with a Zipf-like skew, timestamps that advance by 0-2 s, 3,000 paths with
-/// Zipf popularity (some with a query string), methods, statuses weighted as
-/// real sites see them, response sizes, referrers and a few dozen agents.
-fn make_access_log(path: &Path, size: u64) {
-    const IPS: usize = 20_000;
-    const PATHS: usize = 3_000;
-    let mut rng = Rng(0x9e3779b97f4a7c15);
-    let ips: Vec<String> = (0..IPS)
-        .map(|_| {
-            let x = rng.next();
-            format!(
-                "{}.{}.{}.{}",
-                1 + (x >> 8) % 223,
-                (x >> 16) & 255,
-                (x >> 24) & 255,
-                1 + (x >> 32) % 254
-            )
-        })
-        .collect();
-    const SECTIONS: &[&str] = &[
-        "", "static", "api/v1", "api/v2", "blog", "products", "images", "docs", "user", "search",
-    ];
-    const EXTS: &[&str] = &[
-        "", ".html", ".css", ".js", ".png", ".jpg", ".json", ".svg", ".woff2",
-    ];
-    let paths: Vec<String> = (0..PATHS)
-        .map(|i| {
-            let x = rng.next();
-            let section = SECTIONS[(x % SECTIONS.len() as u64) as usize];
-            let ext = EXTS[((x >> 8) % EXTS.len() as u64) as usize];
-            let mut p = if section.is_empty() {
-                format!("/page-{i}{ext}")
-            } else {
-                format!("/{section}/item-{}{ext}", (x >> 16) % 5_000)
-            };
-            if (x >> 40).is_multiple_of(7) {
-                p.push_str(&format!("?id={}&ref=nav", (x >> 44) % 100_000));
-            }
-            p
-        })
-        .collect();
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // 2024-03-01 00:00:00 +0000, in seconds since the start of the year.
-    let mut t: u64 = 60 * 86_400;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-    let mut written = 0u64;
-    let mut line = String::with_capacity(512);
-    while written < size {
-        let x = rng.next();
-        t += x % 3;
-        let (mut day, secs) = (t / 86_400, t % 86_400);
-        let mut month = 0;
-        for (m, len) in [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-            .into_iter()
-            .enumerate()
-        {
-            if day < len {
-                month = m;
-                break;
-            }
-            day -= len;
-        }
-        let ip = &ips[rng.zipf(IPS)];
-        let p = &paths[rng.zipf(PATHS)];
-        let method = match x % 20 {
-            0..=15 => "GET",
-            16 | 17 => "POST",
-            18 => "HEAD",
-            _ => "PUT",
-        };
-        let status = match (x >> 8) % 100 {
-            0..=79 => 200,
-            80..=86 => 304,
-            87..=90 => 301,
-            91..=95 => 404,
-            96 | 97 => 302,
-            98 => 500,
-            _ => 403,
-        };
-        let bytes = if status == 304 {
-            0
-        } else {
-            200 + (x >> 16) % 60_000
-        };
-        let referrer = match (x >> 32) % 4 {
-            0 => "-".to_string(),
-            1 => "https://www.google.com/".to_string(),
-            _ => format!("https://example.com{}", paths[rng.zipf(PATHS)]),
-        };
-        let agent = AGENTS[rng.zipf(AGENTS.len())];
-        line.clear();
-        let _ = writeln!(
-            line,
-            "{ip} - - [{:02}/{}/2024:{:02}:{:02}:{:02} +0000] \"{method} {p} HTTP/1.1\" {status} {bytes} \"{referrer}\" \"{agent}\"",
-            day + 1,
-            MONTHS[month],
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
-        );
-        let take = (size - written).min(line.len() as u64) as usize;
-        if take < line.len() {
-            // The last line is cut to fit, and still ends with a newline
-            // (the seed's `split -l` would drop an unterminated one).
-            line.truncate(take.saturating_sub(1));
-            line.push('\n');
-        }
-        std::io::Write::write_all(&mut out, &line.as_bytes()[..take]).unwrap();
-        written += take as u64;
-    }
-    std::io::Write::flush(&mut out).unwrap();
-}
-
 /// An ssh config naming the nodes node1..3 (for seed, parallel and raw).
 fn ssh_config(cluster: &TestCluster, dir: &Path, aes: bool, warm: bool) -> PathBuf {
     let mut s = String::new();
@@ -437,13 +251,27 @@ fn main() {
         .split(',')
         .map(str::to_string)
         .collect();
+    let list = |var: &str, default: &str| -> Vec<String> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let tools = list("RUN_BENCH_TOOLS", "distctl,seed,parallel,raw");
+    let compress = list("RUN_BENCH_COMPRESS", "auto,none");
+    let ops = list("RUN_BENCH_OPS", "upper,exec");
+    let baseline = std::env::var_os("RUN_BENCH_BASELINE").map(PathBuf::from);
+    let repeat: usize = std::env::var("RUN_BENCH_REPEAT")
+        .ok()
+        .map_or(1, |v| v.parse().expect("RUN_BENCH_REPEAT: a count"));
     let mut rows: Vec<Row> = Vec::new();
     for &size in &sizes {
         for kind in &kinds {
             let input = w.join("input.txt");
             match kind.as_str() {
-                "words" => make_input(&input, size),
-                "log" => make_access_log(&input, size),
+                "words" => inputs::make_input(&input, size),
+                "log" => inputs::make_access_log(&input, size),
                 other => panic!("RUN_BENCH_INPUTS: unknown input {other:?} (words, log)"),
             }
             let kind: &'static str = if kind == "log" {
@@ -479,28 +307,65 @@ fn main() {
                     m,
                 })
             };
-            // distctl: its default (aes128-gcm preferred).
-            for (tool, args) in [
-                ("distctl run --op upper", vec!["--op", "upper"]),
-                (
-                    "distctl run --exec 'tr a-z A-Z'",
-                    vec!["--exec", "tr a-z A-Z"],
-                ),
-            ] {
-                let mut c = Command::new(&distctl);
-                c.arg("--inventory")
-                    .arg(cluster.inventory())
-                    .args(["run", "--quiet"]);
-                c.arg(&input).args(&args).arg("-o").arg(&out);
-                let m = measure(&cluster, c, None, true);
-                let m = Measure {
-                    out_bytes: std::fs::metadata(&out).unwrap().len(),
-                    ..m
-                };
-                assert_eq!(m.out_bytes, size, "{tool}: output size");
-                add(tool, "aes128-gcm", m);
+            // distctl: its default (aes128-gcm preferred), once per
+            // --compress setting, and the baseline binary beside it when
+            // one is given; all interleaved, RUN_BENCH_REPEAT times.
+            let mut variants: Vec<(String, PathBuf, Vec<String>)> = Vec::new();
+            if tools.iter().any(|t| t == "distctl") {
+                for c in &compress {
+                    // "-": distctl's own default, no flag.
+                    let (label, flag) = match c.as_str() {
+                        "-" => (String::new(), Vec::new()),
+                        c => (
+                            format!(" --compress {c}"),
+                            vec!["--compress".into(), c.into()],
+                        ),
+                    };
+                    variants.push((label, distctl.clone(), flag));
+                }
+                if let Some(b) = &baseline {
+                    variants.push((" (baseline binary)".into(), b.clone(), Vec::new()));
+                }
             }
-            if size <= 128 * MIB {
+            for _ in 0..repeat {
+                for (op, tool, args) in [
+                    ("upper", "distctl run --op upper", vec!["--op", "upper"]),
+                    (
+                        "exec",
+                        "distctl run --exec 'tr a-z A-Z'",
+                        vec!["--exec", "tr a-z A-Z"],
+                    ),
+                ] {
+                    if !ops.iter().any(|o| o == op) {
+                        continue;
+                    }
+                    for (label, bin, extra) in &variants {
+                        if variants.len() > 1 {
+                            // Each binary installs its own agent: outside the timings.
+                            let st = Command::new(bin)
+                                .arg("--inventory")
+                                .arg(cluster.inventory())
+                                .args(["setup", "--quiet"])
+                                .status()
+                                .unwrap();
+                            assert!(st.success(), "distctl setup failed");
+                        }
+                        let mut c = Command::new(bin);
+                        c.arg("--inventory")
+                            .arg(cluster.inventory())
+                            .args(["run", "--quiet"]);
+                        c.arg(&input).args(&args).args(extra).arg("-o").arg(&out);
+                        let m = measure(&cluster, c, None, true);
+                        let m = Measure {
+                            out_bytes: std::fs::metadata(&out).unwrap().len(),
+                            ..m
+                        };
+                        assert_eq!(m.out_bytes, size, "{tool}: output size");
+                        add(&format!("{tool}{label}"), "aes128-gcm", m);
+                    }
+                }
+            }
+            if size <= 128 * MIB && !variants.is_empty() {
                 let st = sh(&format!(
                     "tr a-z A-Z < '{}' | cmp - '{}'",
                     input.display(),
@@ -511,6 +376,7 @@ fn main() {
                 assert!(st.success(), "distctl output differs from tr");
             }
             for (aes, cold, warm) in &cfgs {
+                let wanted = |t: &str| tools.iter().any(|w| w == t);
                 let cipher = if *aes {
                     "aes128-gcm"
                 } else {
@@ -522,47 +388,51 @@ fn main() {
                         .env("CFG", cfg)
                         .env("R", &r_prefix);
                 };
-                let mut c = sh(SEED);
-                env(&mut c, cold);
-                let m = measure(&cluster, c, Some(&out), false);
-                assert_eq!(m.out_bytes, size, "seed: output size");
-                add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
-
-                // Warm parallel's master connections first.
-                let mut c = sh(&format!(
-                    "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
-                    warm.display()
-                ));
-                assert!(c.status().unwrap().success());
-                let block = if size > 256 * MIB { "64M" } else { "16M" };
-                let mut c = Command::new("parallel");
-                c.args(["--will-cite", "--ssh"])
-                    .arg(format!("ssh -F {}", warm.display()))
-                    .args([
-                        "-S",
-                        "node1,node2,node3",
-                        "-j",
-                        "2",
-                        "--pipepart",
-                        "--block",
-                        block,
-                        "--keep-order",
-                        "-a",
-                    ])
-                    .arg(&input)
-                    .arg("tr a-z A-Z");
-                let m = measure(&cluster, c, Some(&out), false);
-                assert_eq!(m.out_bytes, size, "parallel: output size");
-                add(
-                    &format!("GNU parallel --pipepart --block {block} (warm)"),
-                    cipher,
-                    m,
-                );
-
-                let mut c = sh(RAW);
-                env(&mut c, cold);
-                let m = measure(&cluster, c, None, false);
-                add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                if wanted("seed") {
+                    let mut c = sh(SEED);
+                    env(&mut c, cold);
+                    let m = measure(&cluster, c, Some(&out), false);
+                    assert_eq!(m.out_bytes, size, "seed: output size");
+                    add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
+                }
+                if wanted("parallel") {
+                    // Warm parallel's master connections first.
+                    let mut c = sh(&format!(
+                        "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
+                        warm.display()
+                    ));
+                    assert!(c.status().unwrap().success());
+                    let block = if size > 256 * MIB { "64M" } else { "16M" };
+                    let mut c = Command::new("parallel");
+                    c.args(["--will-cite", "--ssh"])
+                        .arg(format!("ssh -F {}", warm.display()))
+                        .args([
+                            "-S",
+                            "node1,node2,node3",
+                            "-j",
+                            "2",
+                            "--pipepart",
+                            "--block",
+                            block,
+                            "--keep-order",
+                            "-a",
+                        ])
+                        .arg(&input)
+                        .arg("tr a-z A-Z");
+                    let m = measure(&cluster, c, Some(&out), false);
+                    assert_eq!(m.out_bytes, size, "parallel: output size");
+                    add(
+                        &format!("GNU parallel --pipepart --block {block} (warm)"),
+                        cipher,
+                        m,
+                    );
+                }
+                if wanted("raw") {
+                    let mut c = sh(RAW);
+                    env(&mut c, cold);
+                    let m = measure(&cluster, c, None, false);
+                    add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                }
             }
             let _ = std::fs::remove_file(&out);
         }

@@ -304,6 +304,12 @@ pub struct RunArgs {
     /// worker-agent binary to use on the nodes (default: the embedded one)
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+    /// Compression on the wire, both ways: auto (decide per node from the
+    /// measured ratio, compressor speed and link throughput), zstd
+    /// (level 1), zstd:LEVEL or none [default: the inventory's `compress`,
+    /// else auto]
+    #[arg(long, value_name = "auto|zstd|zstd:LEVEL|none", value_parser = distctl_proto::Compress::parse)]
+    pub compress: Option<distctl_proto::Compress>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

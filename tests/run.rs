@@ -314,6 +314,16 @@ const SLOW: &[&str] = &["--exec", "sleep 0.3; tr a-z A-Z", "--chunk-size", "128K
 
 #[test]
 fn a_node_killed_mid_run_loses_nothing() {
+    node_killed_mid_run(&[]);
+}
+
+/// The same with compression on the wire both ways.
+#[test]
+fn a_node_killed_mid_run_loses_nothing_compressed() {
+    node_killed_mid_run(&["--compress", "zstd"]);
+}
+
+fn node_killed_mid_run(extra: &[&str]) {
     let mut cluster = cluster(3);
     let tmp = tempfile::tempdir().unwrap();
     let (input, want) = slow_job(tmp.path());
@@ -323,6 +333,7 @@ fn a_node_killed_mid_run_loses_nothing() {
         .args(["--json", "run", "--quiet"])
         .arg(&input)
         .args(SLOW)
+        .args(extra)
         .arg("-o")
         .arg(&out)
         .stdout(Stdio::piped())

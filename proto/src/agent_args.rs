@@ -22,6 +22,12 @@ pub struct Io {
     /// The chunk's index in the run (`--chunk N`): echoed in the `End`
     /// frame, so an answer for another chunk is refused.
     pub chunk: Option<u64>,
+    /// `--input-frames`: the chunk arrives as `D` and `Z` frames (blocks
+    /// sent plain or compressed, [`crate::codec`]), not as plain bytes.
+    pub input_frames: bool,
+    /// `--compress-output LEVEL`: result blocks go as `Z` frames (zstd at
+    /// LEVEL) where they shrink (framed runs only).
+    pub compress_output: Option<i32>,
 }
 
 /// `op OP [--pattern REGEX] [--skip-invalid] [--line-offset L] [IO...]`
@@ -108,6 +114,12 @@ impl Io {
         if let Some(n) = self.chunk {
             argv.extend(["--chunk".into(), n.to_string()]);
         }
+        if self.input_frames {
+            argv.push("--input-frames".into());
+        }
+        if let Some(l) = self.compress_output {
+            argv.extend(["--compress-output".into(), l.to_string()]);
+        }
     }
 }
 
@@ -170,6 +182,16 @@ impl<'a> Words<'a> {
             "--input" => io.input = Some(self.value(flag)?.into()),
             "--output" => io.output = Some(self.value(flag)?.into()),
             "--chunk" => io.chunk = Some(self.number(flag)?),
+            "--input-frames" => io.input_frames = true,
+            "--compress-output" => {
+                let v = self.value(flag)?;
+                let level = v
+                    .parse()
+                    .ok()
+                    .filter(|l| crate::codec::LEVELS.contains(l) && *l != 0)
+                    .ok_or_else(|| format!("{flag}: not a zstd level: '{v}'"))?;
+                io.compress_output = Some(level);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -293,6 +315,8 @@ mod tests {
                     input: Some(format!("-in {pattern}").into()),
                     output: Some("--output=x".into()),
                     chunk: Some(7),
+                    input_frames: true,
+                    compress_output: Some(-3),
                 },
             }));
         }
@@ -362,6 +386,25 @@ mod tests {
         let a = parse_op(&words("sum --skip-invalid --line-offset 7")).unwrap();
         assert!(a.skip_invalid);
         assert_eq!(a.line_offset, 7);
+    }
+
+    #[test]
+    fn compression_flags_round_trip() {
+        for (input_frames, compress_output) in [(true, None), (false, Some(1)), (true, Some(19))] {
+            round_trip(AgentCall::Exec(ExecArgs {
+                command: words("sh -c cat"),
+                io: Io {
+                    input_frames,
+                    compress_output,
+                    ..framed(9)
+                },
+            }));
+        }
+        let a = parse_op(&words("upper --framed --input-frames --compress-output 3")).unwrap();
+        assert!(a.io.input_frames);
+        assert_eq!(a.io.compress_output, Some(3));
+        assert!(parse_op(&words("upper --compress-output 0")).is_err());
+        assert!(parse_op(&words("upper --compress-output fast")).is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum Tag {
     Partial,
     /// `X`: JSON of [`End`], always last.
     End,
+    /// `Z`: one zstd-compressed block of what `D` frames would carry
+    /// ([`crate::codec`]), at most [`crate::codec::MAX_BLOCK`] bytes either way.
+    Compressed,
 }
 
 impl Tag {
@@ -40,6 +43,7 @@ impl Tag {
             Tag::Heartbeat => b'H',
             Tag::Partial => b'P',
             Tag::End => b'X',
+            Tag::Compressed => b'Z',
         }
     }
 
@@ -50,6 +54,7 @@ impl Tag {
             Tag::Data | Tag::Stderr => MAX_DATA,
             Tag::Heartbeat => 0,
             Tag::Partial | Tag::End => MAX_CONTROL,
+            Tag::Compressed => crate::codec::MAX_BLOCK,
         }
     }
 
@@ -60,6 +65,7 @@ impl Tag {
             b'H' => Tag::Heartbeat,
             b'P' => Tag::Partial,
             b'X' => Tag::End,
+            b'Z' => Tag::Compressed,
             _ => return None,
         })
     }
@@ -135,7 +141,7 @@ pub fn write_json<W: Write + ?Sized, T: Serialize>(
     write_frame(w, tag, &json)
 }
 
-/// One decoded frame.
+/// One decoded frame, owned (tests and tools that keep frames).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub tag: Tag,
@@ -145,8 +151,38 @@ pub struct Frame {
 impl Frame {
     /// Parse the JSON payload of a `P` or `X` frame.
     pub fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, FrameError> {
-        serde_json::from_slice(&self.payload)
+        self.as_ref().json()
+    }
+
+    pub fn as_ref(&self) -> FrameRef<'_> {
+        FrameRef {
+            tag: self.tag,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// One decoded frame as [`FrameDecoder::next_frame`] hands it out: the
+/// payload borrowed from the decoder's buffer, valid until the next call.
+/// No allocation per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    pub tag: Tag,
+    pub payload: &'a [u8],
+}
+
+impl FrameRef<'_> {
+    /// Parse the JSON payload of a `P` or `X` frame.
+    pub fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, FrameError> {
+        serde_json::from_slice(self.payload)
             .map_err(|e| FrameError(format!("bad {} frame: {e}", self.tag.byte() as char)))
+    }
+
+    pub fn to_owned(&self) -> Frame {
+        Frame {
+            tag: self.tag,
+            payload: self.payload.to_vec(),
+        }
     }
 }
 
@@ -182,7 +218,10 @@ pub fn parse_header(head: &[u8; HEADER_LEN]) -> Result<(Tag, usize), FrameError>
 }
 
 /// Incremental decoder: [`feed`](Self::feed) it bytes as they arrive, take
-/// whole frames out with [`next_frame`](Self::next_frame).
+/// whole frames out with [`next_frame`](Self::next_frame). Its one buffer is
+/// reused for the life of the stream: consumed bytes are dropped from the
+/// front (a move, never a new allocation once it has grown to the largest
+/// read plus one frame).
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
@@ -195,15 +234,19 @@ impl FrameDecoder {
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next complete frame, or `None` until more bytes arrive.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+    /// The next complete frame, or `None` until more bytes arrive. The
+    /// payload borrows the decoder's buffer.
+    pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>, FrameError> {
         let avail = &self.buf[self.start..];
         if avail.len() < HEADER_LEN {
             return Ok(None);
@@ -213,13 +256,10 @@ impl FrameDecoder {
         if avail.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        let payload = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
-        self.start += HEADER_LEN + len;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-        Ok(Some(Frame { tag, payload }))
+        let from = self.start + HEADER_LEN;
+        self.start = from + len;
+        let payload = &self.buf[from..from + len];
+        Ok(Some(FrameRef { tag, payload }))
     }
 
     /// Bytes of an incomplete frame still waiting for the rest. Non-zero at
@@ -285,7 +325,7 @@ mod tests {
             for piece in stream.chunks(step) {
                 dec.feed(piece);
                 while let Some(f) = dec.next_frame().unwrap() {
-                    got.push(f);
+                    got.push(f.to_owned());
                 }
             }
             assert_eq!(dec.pending(), 0);
@@ -326,6 +366,8 @@ mod tests {
             (b'X', MAX_CONTROL, true),
             (b'X', MAX_CONTROL + 1, false),
             (b'P', MAX_CONTROL + 1, false),
+            (b'Z', crate::codec::MAX_BLOCK, true),
+            (b'Z', crate::codec::MAX_BLOCK + 1, false),
         ] {
             let l = (len as u32).to_be_bytes();
             let head = [tag, l[0], l[1], l[2], l[3]];
@@ -358,10 +400,10 @@ mod tests {
         /// read sizes.
         #[test]
         fn written_frames_round_trip(
-            frames in proptest::collection::vec((0usize..4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)), 0..12),
+            frames in proptest::collection::vec((0usize..5, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)), 0..12),
             step in 1usize..700,
         ) {
-            let tags = [Tag::Data, Tag::Stderr, Tag::Partial, Tag::End];
+            let tags = [Tag::Data, Tag::Stderr, Tag::Partial, Tag::End, Tag::Compressed];
             let mut stream = Vec::new();
             let mut want = Vec::new();
             for (t, payload) in &frames {
@@ -373,7 +415,7 @@ mod tests {
             for piece in stream.chunks(step) {
                 dec.feed(piece);
                 while let Some(f) = dec.next_frame().unwrap() {
-                    got.push(f);
+                    got.push(f.to_owned());
                 }
             }
             proptest::prop_assert_eq!(dec.pending(), 0);

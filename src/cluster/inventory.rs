@@ -64,6 +64,20 @@ pub struct Node {
     pub persist: Option<Duration>,
     /// The built-in node: commands run here without SSH.
     pub local: bool,
+    /// `compress`: how `run` compresses on the wire to this node (`None`:
+    /// not set, auto unless `--compress` says otherwise).
+    #[serde(serialize_with = "ser_compress")]
+    pub compress: Option<distctl_proto::Compress>,
+}
+
+fn ser_compress<S: Serializer>(
+    c: &Option<distctl_proto::Compress>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_str(&c.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A jump host with its own connection settings: another inventory node's,
@@ -113,6 +127,7 @@ impl Node {
             jump: None,
             persist: None,
             local: false,
+            compress: None,
         }
     }
 
@@ -183,6 +198,7 @@ struct RawNode {
     ssh_options: Option<Spanned<Vec<String>>>,
     jump: Option<Spanned<String>>,
     persist: Option<Spanned<String>>,
+    compress: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -961,6 +977,12 @@ fn resolve(
         }
         None => Vec::new(),
     };
+    let compress = match pick(&n.compress, &d.compress) {
+        Some(c) => {
+            Some(distctl_proto::Compress::parse(c.get_ref()).map_err(|e| loc.err(c.span(), e))?)
+        }
+        None => None,
+    };
     if host.trim().is_empty() {
         return Err(loc.err(n.host.as_ref().map_or(0..0, |h| h.span()), "empty host"));
     }
@@ -996,6 +1018,7 @@ fn resolve(
         jump: None,
         persist,
         local: false,
+        compress,
     })
 }
 

@@ -83,6 +83,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         retries: args.retries,
         json: g.json,
         quiet: g.quiet,
+        compress: args.compress,
     };
     let names: Vec<String> = cluster.nodes.iter().map(|(n, _)| n.name.clone()).collect();
     let finished = crate::run::runner::run(&opts, job, input, pool, &agent, started).await;

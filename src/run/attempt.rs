@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distctl_proto::frame::{HEADER_LEN, MAX_CONTROL, MAX_DATA};
-use distctl_proto::{End, FrameDecoder, Partial, Tag};
+use distctl_proto::{BlockCodec, End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::output::progress::Traffic;
 use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
+use crate::run::wire::{FrameSender, NodeWire, Plan, Prober};
 use crate::transport::{BoxRead, BoxWrite, NodeSession};
 
 /// Bytes per read from the input and per write to a channel (the channel
@@ -57,6 +58,9 @@ pub struct Verified {
     pub checksum: Option<u128>,
     /// Lines in the chunk, counted while sending.
     pub lines: u64,
+    /// Bytes on the channel up (the chunk, framed and compressed or not) and down.
+    pub wire_sent: u64,
+    pub wire_received: u64,
 }
 
 pub struct AttemptError {
@@ -116,19 +120,78 @@ struct Sent {
     bytes: u64,
     lines: u64,
     checksum: Option<u128>,
+    wire: u64,
+}
+
+/// How an attempt uses the wire: the node's compression state and the plan
+/// the agent's command line was built from.
+pub struct WireUse {
+    pub node: Arc<NodeWire>,
+    pub plan: Plan,
 }
 
 /// Stream the chunk into the agent's stdin, then close it.
-async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std::io::Result<Sent> {
+async fn send(
+    mut stdin: BoxWrite,
+    spec: &ChunkSpec,
+    want_checksum: bool,
+    wire: &WireUse,
+) -> std::io::Result<Sent> {
     let mut sent = Sent {
         bytes: 0,
         lines: 0,
         checksum: None,
+        wire: 0,
     };
     let mut last = b'\n';
+    if let Some(level) = wire.plan.compress_input {
+        // Blocks as frames, compressed; the checksum and the line count are
+        // of the chunk's own bytes.
+        let mut frames = FrameSender::new(level);
+        let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
+        let mut pos = 0u64;
+        while pos < spec.len {
+            let want = ((spec.len - pos) as usize).min(distctl_proto::codec::MAX_BLOCK);
+            let mut block = frames.buffer();
+            block.resize(want, 0);
+            match &spec.data {
+                ChunkData::Owned(data) => {
+                    block.copy_from_slice(&data[pos as usize..pos as usize + want])
+                }
+                ChunkData::Range(input) => input.read_exact_at(spec.start + pos, &mut block)?,
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&block);
+            }
+            let nl = memchr::memchr_iter(b'\n', &block).count() as u64;
+            spec.traffic.sent(want as u64, nl);
+            sent.lines += nl;
+            last = block[want - 1];
+            pos += want as u64;
+            frames.send(&mut stdin, block).await?;
+        }
+        frames.finish(&mut stdin).await?;
+        sent.bytes = pos;
+        sent.wire = frames.wire_bytes;
+        sent.checksum = hasher.map(crate::run::chunk::ChunkHash::finish);
+        sent.lines += u64::from(sent.bytes > 0 && last != b'\n');
+        stdin.shutdown().await?;
+        return Ok(sent);
+    }
+    // Plain bytes; `auto` may be timing the channel meanwhile.
+    let mut probe = Prober::new(&wire.node);
     match &spec.data {
         ChunkData::Owned(data) => {
-            stdin.write_all(data).await?;
+            for block in data.chunks(SEND_BLOCK) {
+                if let Some(p) = probe.as_mut() {
+                    p.before(block);
+                }
+                let t0 = std::time::Instant::now();
+                stdin.write_all(block).await?;
+                if let Some(p) = probe.as_mut() {
+                    p.after(block.len(), t0.elapsed().as_secs_f64());
+                }
+            }
             sent.bytes = data.len() as u64;
             sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
             spec.traffic.sent(sent.bytes, sent.lines);
@@ -150,7 +213,14 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
                     h.update(block);
                 }
                 let nl = memchr::memchr_iter(b'\n', block).count() as u64;
+                if let Some(p) = probe.as_mut() {
+                    p.before(block);
+                }
+                let t0 = std::time::Instant::now();
                 stdin.write_all(block).await?;
+                if let Some(p) = probe.as_mut() {
+                    p.after(want, t0.elapsed().as_secs_f64());
+                }
                 spec.traffic.sent(want as u64, nl);
                 sent.lines += nl;
                 last = block[want - 1];
@@ -161,6 +231,7 @@ async fn send(mut stdin: BoxWrite, spec: &ChunkSpec, want_checksum: bool) -> std
         }
     }
     sent.lines += u64::from(sent.bytes > 0 && last != b'\n');
+    sent.wire = sent.bytes;
     stdin.shutdown().await?;
     Ok(sent)
 }
@@ -172,6 +243,7 @@ struct AgentReply {
     partial: Option<Partial>,
     end: Option<End>,
     stderr_tail: Vec<u8>,
+    wire: u64,
 }
 
 async fn receive(
@@ -186,9 +258,12 @@ async fn receive(
         partial: None,
         end: None,
         stderr_tail: Vec::new(),
+        wire: 0,
     };
     let mut dec = FrameDecoder::new();
     let mut buf = vec![0u8; RECEIVE_BLOCK];
+    let mut codec = BlockCodec::new();
+    let mut block = Vec::new();
     loop {
         let n = match tokio::time::timeout(timeout, stdout.read(&mut buf)).await {
             Err(_) => {
@@ -215,6 +290,7 @@ async fn receive(
             return Ok(got);
         }
         traffic.received(n as u64);
+        got.wire += n as u64;
         dec.feed(&buf[..n]);
         while let Some(frame) = dec
             .next_frame()
@@ -228,7 +304,18 @@ async fn receive(
                         format!("cannot buffer the result in a local temporary file: {e}"),
                     )
                 })?,
-                Tag::Stderr => keep_tail(&mut got.stderr_tail, &frame.payload),
+                Tag::Compressed => {
+                    codec
+                        .decompress(frame.payload, &mut block)
+                        .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?;
+                    got.data.push(&block).map_err(|e| {
+                        AttemptError::new(
+                            Fault::Local,
+                            format!("cannot buffer the result in a local temporary file: {e}"),
+                        )
+                    })?
+                }
+                Tag::Stderr => keep_tail(&mut got.stderr_tail, frame.payload),
                 Tag::Heartbeat => {}
                 Tag::Partial => {
                     got.partial = Some(
@@ -294,6 +381,9 @@ fn check_identity(end: &End, index: usize, data: &ResultBuf) -> Result<(), Attem
 /// Run one chunk on one node and verify the result: an `X` frame saying ok,
 /// with the byte counts of what was sent and received. `data`: where the
 /// result goes as it arrives.
+// Each argument is one plain fact about the attempt; a struct of them would
+// only move the list.
+#[allow(clippy::too_many_arguments)]
 pub async fn attempt(
     session: &NodeSession,
     cmdline: &str,
@@ -302,6 +392,7 @@ pub async fn attempt(
     timeout: Duration,
     data: ResultBuf,
     want_checksum: bool,
+    wire: &WireUse,
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
         Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
@@ -329,7 +420,7 @@ pub async fn attempt(
         }
         tail
     });
-    let writer = send(stdin, spec, want_checksum);
+    let writer = send(stdin, spec, want_checksum, wire);
     let reader = receive(&mut stdout, timeout, data, &spec.traffic);
     tokio::pin!(writer, reader);
     let mut sent = None;
@@ -431,6 +522,8 @@ pub async fn attempt(
         partial: received.partial,
         checksum: sent.checksum,
         lines: sent.lines,
+        wire_sent: sent.wire,
+        wire_received: received.wire,
     })
 }
 
@@ -451,7 +544,7 @@ mod tests {
 
     fn result(data: &[u8]) -> ResultBuf {
         let mut b = ResultBuf::new(MemoryBudget::new(1 << 20));
-        b.push(data.to_vec()).unwrap();
+        b.push(data).unwrap();
         b
     }
 

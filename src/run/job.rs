@@ -5,6 +5,7 @@ use distctl_proto::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::run::chunk::InputFile;
+use crate::run::wire::Plan;
 
 /// A built-in op or a shell command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +49,21 @@ impl Job {
     }
 
     /// How the agent is invoked for chunk `index` of `len` bytes whose
-    /// first line is `line_offset` (0-based).
-    pub fn agent_call(&self, index: usize, len: u64, line_offset: Option<u64>) -> AgentCall {
+    /// first line is `line_offset` (0-based), compressed on the wire as
+    /// `wire` says.
+    pub fn agent_call(
+        &self,
+        index: usize,
+        len: u64,
+        line_offset: Option<u64>,
+        wire: Plan,
+    ) -> AgentCall {
         let io = Io {
             framed: true,
             expect_bytes: Some(len),
             chunk: Some(index as u64),
+            input_frames: wire.frames,
+            compress_output: wire.compress_output,
             ..Io::default()
         };
         match &self.work {
@@ -80,10 +90,11 @@ impl Job {
         len: u64,
         line_offset: Option<u64>,
         env: &[(&str, String)],
+        wire: Plan,
     ) -> String {
         let mut argv = crate::transport::shell::env_words(env);
         argv.push(agent.to_string());
-        argv.extend(self.agent_call(index, len, line_offset).to_argv());
+        argv.extend(self.agent_call(index, len, line_offset, wire).to_argv());
         crate::transport::shell::join(&argv)
     }
 
@@ -134,7 +145,7 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("/w/bin/worker-agent", 4, 12, Some(3), &[]),
+            job.command_line("/w/bin/worker-agent", 4, 12, Some(3), &[], Plan::PLAIN),
             r#"/w/bin/worker-agent exec --framed --expect-bytes 12 --chunk 4 -- sh -c 'tr a-z A-Z | sed '\''s/x/y/'\'''"#
         );
         let job = Job {
@@ -145,7 +156,7 @@ mod tests {
             skip_invalid: false,
         };
         assert_eq!(
-            job.command_line("agent", 0, 5, None, &[]),
+            job.command_line("agent", 0, 5, None, &[], Plan::PLAIN),
             "agent op grep --pattern 'a b' --framed --expect-bytes 5 --chunk 0"
         );
     }

@@ -58,6 +58,8 @@ impl MemoryBudget {
 
 /// Bytes per read when a spilled result is copied to the output.
 const COPY_BLOCK: usize = 1 << 20;
+/// Size of the blocks a result in memory is gathered into.
+const MEM_BLOCK: usize = 1 << 20;
 
 /// Bytes counted in a [`MemoryBudget`] by [`MemoryBudget::charge`].
 pub struct BudgetCharge {
@@ -71,12 +73,15 @@ impl Drop for BudgetCharge {
     }
 }
 
-/// The result bytes of one chunk, gathered as they arrive: the pieces are
-/// kept as they came (no copy, no growing buffer), then spill to a file;
+/// The result bytes of one chunk, gathered as they arrive: into blocks of
+/// 1 MiB in memory (no growing buffer), then spill to a file;
 /// or, for a [`ResultBuf::direct`] result, written in place in the output.
 pub struct ResultBuf {
     mem: Vec<Vec<u8>>,
+    /// Bytes in `mem`.
     mem_len: usize,
+    /// Bytes allocated for `mem`, charged to the budget.
+    mem_reserved: usize,
     spill: Option<File>,
     direct: Option<InPlace>,
     len: u64,
@@ -103,6 +108,7 @@ impl ResultBuf {
         ResultBuf {
             mem: Vec::new(),
             mem_len: 0,
+            mem_reserved: 0,
             spill: None,
             direct: None,
             len: 0,
@@ -131,6 +137,7 @@ impl ResultBuf {
         ResultBuf {
             mem: Vec::new(),
             mem_len: 0,
+            mem_reserved: 0,
             spill: Some(file),
             direct: None,
             len,
@@ -152,9 +159,12 @@ impl ResultBuf {
         &self.budget
     }
 
-    pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
+    /// Add result bytes as they arrive (copied: the caller's buffer is
+    /// reused for the next frame). In memory they are gathered into blocks
+    /// of up to [`MEM_BLOCK`], not one allocation per frame.
+    pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
         if let Hashed::Running(h) = &mut self.hash {
-            h.update(&data);
+            h.update(data);
         }
         if let Some(d) = &self.direct {
             if self.len + data.len() as u64 > d.cap {
@@ -163,21 +173,37 @@ impl ResultBuf {
                     format!("the result is longer than its chunk ({} bytes)", d.cap),
                 ));
             }
-            d.file.write_all_at(&data, d.offset + self.len)?;
+            d.file.write_all_at(data, d.offset + self.len)?;
             self.len += data.len() as u64;
             return Ok(());
         }
         self.len += data.len() as u64;
-        if self.spill.is_none() && self.budget.try_take(data.len()) {
-            self.mem_len += data.len();
-            self.mem.push(data);
-            return Ok(());
+        if self.spill.is_none() {
+            if let Some(block) = self.mem.last_mut() {
+                if block.capacity() - block.len() >= data.len() {
+                    block.extend_from_slice(data);
+                    self.mem_len += data.len();
+                    return Ok(());
+                }
+            }
+            // Blocks grow with the result (the first is the first frame's
+            // size, so small results stay small); the budget is charged
+            // what is allocated.
+            let size = data.len().max(self.mem_len.min(MEM_BLOCK));
+            if self.budget.try_take(size) {
+                let mut block = Vec::with_capacity(size);
+                block.extend_from_slice(data);
+                self.mem.push(block);
+                self.mem_len += data.len();
+                self.mem_reserved += size;
+                return Ok(());
+            }
         }
         let spill = match &mut self.spill {
             Some(f) => f,
             None => self.spill.insert(tempfile::tempfile()?),
         };
-        spill.write_all(&data)
+        spill.write_all(data)
     }
 
     pub fn len(&self) -> u64 {
@@ -190,9 +216,10 @@ impl ResultBuf {
 
     /// Forget what arrived (the attempt failed and will be redone).
     pub fn clear(&mut self) {
-        self.budget.give_back(self.mem_len);
+        self.budget.give_back(self.mem_reserved);
         self.mem = Vec::new();
         self.mem_len = 0;
+        self.mem_reserved = 0;
         self.spill = None;
         self.len = 0;
         self.hash = Hashed::Running(Box::default());
@@ -232,7 +259,7 @@ impl ResultBuf {
 
 impl Drop for ResultBuf {
     fn drop(&mut self) {
-        self.budget.give_back(self.mem_len);
+        self.budget.give_back(self.mem_reserved);
     }
 }
 
@@ -364,7 +391,7 @@ mod tests {
     fn buf(budget: &Arc<MemoryBudget>, data: &[u8]) -> ResultBuf {
         let mut b = ResultBuf::new(budget.clone());
         for piece in data.chunks(3) {
-            b.push(piece.to_vec()).unwrap();
+            b.push(piece).unwrap();
         }
         b
     }
@@ -416,7 +443,7 @@ mod tests {
         let mut b = buf(&budget, b"0123456789abc");
         b.clear();
         assert_eq!(budget.used(), 0);
-        b.push(b"ok".to_vec()).unwrap();
+        b.push(b"ok").unwrap();
         assert_eq!(b.hash(), xxhash_rust::xxh3::xxh3_128(b"ok"));
         let mut out = Vec::new();
         b.write_to(&mut out).unwrap();
@@ -430,11 +457,11 @@ mod tests {
         let shared = Arc::new(out.try_clone().unwrap());
         let mut w = OrderedWriter::new(out.try_clone().unwrap(), 0, 0);
         let mut second = ResultBuf::direct(shared.clone(), 3, 3, budget.clone());
-        second.push(b"def".to_vec()).unwrap();
-        assert!(second.push(b"x".to_vec()).is_err(), "longer than its chunk");
+        second.push(b"def").unwrap();
+        assert!(second.push(b"x").is_err(), "longer than its chunk");
         assert!(w.insert(1, second).unwrap().is_empty());
         let mut first = ResultBuf::direct(shared, 0, 3, budget.clone());
-        first.push(b"abc".to_vec()).unwrap();
+        first.push(b"abc").unwrap();
         assert_eq!(w.insert(0, first).unwrap(), vec![(0, 3), (1, 3)]);
         w.insert(2, buf(&budget, b"g\n")).unwrap();
         let mut got = String::new();

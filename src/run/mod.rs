@@ -16,3 +16,4 @@ pub mod results;
 pub mod runner;
 pub mod schedule;
 pub mod summary;
+pub mod wire;

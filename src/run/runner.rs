@@ -20,6 +20,7 @@ use crate::run::job::Job;
 use crate::run::results::Results;
 use crate::run::schedule::{Fault, Scheduler};
 use crate::run::summary::{NodeSummary, RunSummary};
+use crate::run::wire::NodeWire;
 use crate::transport::{NodeSession, CHANNELS_PER_NODE};
 use crate::usage;
 
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub json: bool,
     /// No progress bars; retried faults are not reported.
     pub quiet: bool,
+    /// `--compress`: over every node's inventory `compress` (default auto).
+    pub compress: Option<distctl_proto::Compress>,
 }
 
 /// The connected nodes to run on.
@@ -63,6 +66,7 @@ struct RunNode {
     name: String,
     session: Arc<NodeSession>,
     agent: String,
+    wire: Arc<NodeWire>,
 }
 
 struct AttemptReport {
@@ -109,7 +113,8 @@ pub async fn run(
     } else {
         Exit::Partial
     };
-    let (nodes, slots) = prepare(pool.sessions, agent, &mut summary, &mut exit).await?;
+    let (nodes, slots) =
+        prepare(pool.sessions, agent, opts.compress, &mut summary, &mut exit).await?;
     if nodes.is_empty() {
         anyhow::bail!("no node is available to run on");
     }
@@ -149,6 +154,7 @@ pub async fn run(
 async fn prepare(
     sessions: Vec<Arc<NodeSession>>,
     binary: &AgentBinary,
+    compress: Option<distctl_proto::Compress>,
     summary: &mut RunSummary,
     exit: &mut Exit,
 ) -> Result<(Vec<Arc<RunNode>>, Vec<usize>)> {
@@ -190,10 +196,15 @@ async fn prepare(
                     ..NodeSummary::default()
                 });
                 slots.push(s);
+                let setting = compress.or(session.node.compress).unwrap_or_default();
+                let loopback = setting == distctl_proto::Compress::Auto
+                    && on_this_machine(&session.node).await;
+                let wire = NodeWire::new(setting, session.is_local(), loopback);
                 nodes.push(Arc::new(RunNode {
                     name,
                     session,
                     agent,
+                    wire,
                 }));
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -206,6 +217,23 @@ async fn prepare(
     Ok((nodes, slots))
 }
 
+/// The node's address is this machine's (a loopback address, or one of
+/// its own): what `auto` does not compress for. A name that does not
+/// resolve here (an ssh alias) counts as elsewhere.
+async fn on_this_machine(node: &crate::cluster::inventory::Node) -> bool {
+    let Ok(addrs) = tokio::net::lookup_host((node.host.as_str(), node.port.unwrap_or(22))).await
+    else {
+        return false;
+    };
+    let addrs: Vec<std::net::SocketAddr> = addrs.collect();
+    !addrs.is_empty()
+        && addrs.iter().all(|a| {
+            a.ip().is_loopback()
+                // Binding succeeds only for an address of this machine.
+                || std::net::UdpSocket::bind((a.ip(), 0)).is_ok()
+        })
+}
+
 impl Runner<'_> {
     /// Run every chunk; then write the result.
     async fn go(mut self) -> Result<Finished> {
@@ -214,6 +242,9 @@ impl Runner<'_> {
         match outcome {
             Ok(()) => {
                 self.summary.chunks = self.sched.chunk_count();
+                for (ns, n) in self.summary.nodes.iter_mut().zip(&self.nodes) {
+                    ns.compress = n.wire.describe();
+                }
                 self.summary.seconds = self.started.elapsed().as_secs_f64();
                 self.summary.retries = self.sched.retried;
                 self.summary.bytes = match self.input.total() {
@@ -402,12 +433,17 @@ impl Runner<'_> {
                 self.progress.started(n);
                 let node = self.nodes[n].clone();
                 let env = self.chunk_env(n, spec.index);
+                let wire = crate::run::attempt::WireUse {
+                    node: node.wire.clone(),
+                    plan: node.wire.plan(),
+                };
                 let cmdline = self.job.command_line(
                     &node.agent,
                     spec.index,
                     spec.len,
                     spec.line_offset,
                     &env,
+                    wire.plan,
                 );
                 let expect_partial = self.job.aggregate();
                 let data = self.results.result_buf(spec.start, spec.len);
@@ -423,6 +459,7 @@ impl Runner<'_> {
                         timeout,
                         data,
                         want_checksum,
+                        &wire,
                     )
                     .await;
                     AttemptReport {
@@ -452,6 +489,8 @@ impl Runner<'_> {
                 let ns = &mut self.summary.nodes[r.node];
                 ns.chunks += 1;
                 ns.bytes += len;
+                ns.wire_bytes_sent += v.wire_sent;
+                ns.wire_bytes_received += v.wire_received;
                 self.summary.chunks_run += 1;
                 self.summary.lines += v.lines;
                 self.progress.finished(r.node);

@@ -16,6 +16,13 @@ pub struct NodeSummary {
     pub faults: u64,
     /// Taken out of the run after repeated faults.
     pub removed: bool,
+    /// Compression on the wire as it ended up: `none`, `zstd:LEVEL`, or
+    /// `auto` with what it decided (`auto:zstd:1`, `auto:none`).
+    pub compress: String,
+    /// Bytes of the node's verified chunks on the channel, up and down
+    /// (frame headers included; compressed where compression was on).
+    pub wire_bytes_sent: u64,
+    pub wire_bytes_received: u64,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -1,9 +1,13 @@
 //! The chunk coming in: stdin or `--input FILE`, with its bytes counted so
-//! distctl can check nothing was lost on the way.
+//! distctl can check nothing was lost on the way. With `--input-frames` the
+//! bytes arrive as `D` and `Z` frames (blocks sent plain or compressed) and
+//! are counted once decompressed: the chunk's own bytes.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+
+use distctl_proto::{BlockCodec, FrameDecoder, Tag};
 
 use crate::output::grow_pipe;
 
@@ -13,13 +17,18 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn open(path: Option<&Path>) -> io::Result<Input> {
+    pub fn open(path: Option<&Path>, frames: bool) -> io::Result<Input> {
         let source: Box<dyn Read + Send> = match path {
             Some(p) => Box::new(File::open(p)?),
             None => {
                 grow_pipe(0);
                 Box::new(io::stdin())
             }
+        };
+        let source = if frames {
+            Box::new(Unframe::new(source))
+        } else {
+            source
         };
         Ok(Input { source, bytes: 0 })
     }
@@ -41,6 +50,87 @@ impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.source.read(buf)?;
         self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a stream of `D` and `Z` frames as the bytes they carry.
+struct Unframe {
+    source: Box<dyn Read + Send>,
+    dec: FrameDecoder,
+    codec: BlockCodec,
+    /// Bytes of the current block not yet read out, from `pos`.
+    block: Vec<u8>,
+    pos: usize,
+    raw: Vec<u8>,
+}
+
+impl Unframe {
+    fn new(source: Box<dyn Read + Send>) -> Unframe {
+        Unframe {
+            source,
+            dec: FrameDecoder::new(),
+            codec: BlockCodec::new(),
+            block: Vec::new(),
+            pos: 0,
+            raw: vec![0u8; 1 << 20],
+        }
+    }
+
+    /// Fill `block` with the next frame's bytes; false at the end.
+    fn next_block(&mut self) -> io::Result<bool> {
+        loop {
+            let bad = |e: distctl_proto::FrameError| io::Error::new(io::ErrorKind::InvalidData, e);
+            if let Some(f) = self.dec.next_frame().map_err(bad)? {
+                self.pos = 0;
+                match f.tag {
+                    Tag::Data => {
+                        self.block.clear();
+                        self.block.extend_from_slice(f.payload);
+                    }
+                    Tag::Compressed => self
+                        .codec
+                        .decompress(f.payload, &mut self.block)
+                        .map_err(bad)?,
+                    other => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("unexpected {} frame in the input", other.byte() as char),
+                        ))
+                    }
+                }
+                return Ok(true);
+            }
+            let n = loop {
+                match self.source.read(&mut self.raw) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            if n == 0 {
+                if self.dec.pending() > 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the input was cut inside a frame",
+                    ));
+                }
+                return Ok(false);
+            }
+            self.dec.feed(&self.raw[..n]);
+        }
+    }
+}
+
+impl Read for Unframe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.block.len() {
+            if !self.next_block()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.pos);
+        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }

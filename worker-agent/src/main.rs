@@ -91,11 +91,12 @@ fn op(a: args::OpArgs) -> i32 {
 
 /// Open input and output, or the exit code of a clear failure.
 pub fn open(io: &args::Io) -> Result<(std::sync::Arc<Output>, Input), i32> {
-    let out = Output::open(io.output.as_deref(), io.framed, io.chunk).map_err(|e| {
+    let level = io.compress_output.filter(|_| io.framed);
+    let out = Output::open(io.output.as_deref(), io.framed, io.chunk, level).map_err(|e| {
         eprintln!("worker-agent: cannot create the output file: {e}");
         1
     })?;
-    match Input::open(io.input.as_deref()) {
+    match Input::open(io.input.as_deref(), io.input_frames) {
         Ok(input) => Ok((out, input)),
         Err(e) => Err(out.end(failed(format!("cannot open the input: {e}"), false, 0))),
     }

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use distctl_proto::codec::MAX_BLOCK;
 use distctl_proto::frame::{write_data, write_frame, write_json, MAX_DATA};
-use distctl_proto::{End, Partial, Tag};
+use distctl_proto::{BlockCodec, End, Partial, Tag};
 
 use crate::ops::Sink;
 
@@ -90,6 +91,55 @@ struct State {
     data_hash: xxhash_rust::xxh3::Xxh3,
     /// The `X` frame went out: nothing may follow it.
     ended: bool,
+    /// `--compress-output`: result bytes gathered into blocks for `Z` frames.
+    z: Option<Squeeze>,
+}
+
+/// Compressing the result: blocks of up to [`MAX_BLOCK`], each sent as a `Z`
+/// frame where it shrinks, else as `D` frames. If the first
+/// [`Squeeze::TRIAL_BLOCKS`] blocks shrink less than 10 % overall, the rest
+/// goes plain: incompressible output costs four trial blocks, no more.
+struct Squeeze {
+    level: i32,
+    codec: BlockCodec,
+    pending: Vec<u8>,
+    packed: Vec<u8>,
+    blocks: u32,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Squeeze {
+    const TRIAL_BLOCKS: u32 = 4;
+
+    /// Send what is pending.
+    fn flush(&mut self, w: &mut File) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let shrinks = self
+            .codec
+            .compress(self.level, &self.pending, &mut self.packed)?;
+        self.blocks += 1;
+        self.bytes_in += self.pending.len() as u64;
+        self.bytes_out += if shrinks {
+            self.packed.len()
+        } else {
+            self.pending.len()
+        } as u64;
+        if shrinks {
+            write_frame(w, Tag::Compressed, &self.packed)?;
+        } else {
+            write_data(w, Tag::Data, &self.pending)?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Worth going on: still trying, or it paid on the trial blocks.
+    fn pays(&self) -> bool {
+        self.blocks < Self::TRIAL_BLOCKS || self.bytes_in * 10 >= self.bytes_out * 11
+    }
 }
 
 /// The output of one run. Clone the `Arc` to share it between threads.
@@ -101,7 +151,14 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn open(path: Option<&Path>, framed: bool, chunk: Option<u64>) -> io::Result<Arc<Output>> {
+    /// `chunk`: echoed in the `X` frame; `compress`: zstd level for `Z`
+    /// frames (framed output only).
+    pub fn open(
+        path: Option<&Path>,
+        framed: bool,
+        chunk: Option<u64>,
+        compress: Option<i32>,
+    ) -> io::Result<Arc<Output>> {
         let dest = match path {
             None => {
                 grow_pipe(1);
@@ -124,6 +181,15 @@ impl Output {
                 data_bytes: 0,
                 data_hash: xxhash_rust::xxh3::Xxh3::new(),
                 ended: false,
+                z: compress.filter(|_| framed).map(|level| Squeeze {
+                    level,
+                    codec: BlockCodec::new(),
+                    pending: Vec::with_capacity(MAX_BLOCK),
+                    packed: Vec::with_capacity(MAX_BLOCK),
+                    blocks: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                }),
             }),
             framed,
             chunk,
@@ -132,6 +198,17 @@ impl Output {
 
     pub fn framed(&self) -> bool {
         self.framed
+    }
+
+    /// Result bytes worth gathering before [`Output::data`]: a whole block
+    /// when compressing.
+    pub fn batch(&self) -> usize {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.z.is_some() {
+            MAX_BLOCK
+        } else {
+            MAX_DATA
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> T {
@@ -149,13 +226,38 @@ impl Output {
         }
         self.with(|st| {
             st.data_bytes += bytes.len() as u64;
+            // The hash is of the result's own bytes, however they travel.
             st.data_hash.update(bytes);
-            if self.framed {
+            let State { dest, z, .. } = st;
+            if let Some(z) = z {
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let take = rest.len().min(MAX_BLOCK - z.pending.len());
+                    z.pending.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if z.pending.len() == MAX_BLOCK {
+                        z.flush(dest.writer())?;
+                    }
+                }
+                if !z.pays() {
+                    z.flush(dest.writer())?;
+                    st.z = None;
+                }
+                Ok(())
+            } else if self.framed {
                 write_data(st.dest.writer(), Tag::Data, bytes)
             } else {
                 st.dest.writer().write_all(bytes)
             }
         })
+    }
+
+    /// Send result bytes still gathered for compression.
+    fn flush_pending(st: &mut State) -> io::Result<()> {
+        match &mut st.z {
+            Some(z) => z.flush(st.dest.writer()),
+            None => Ok(()),
+        }
     }
 
     /// The command's stderr: `E` frames, or our own stderr when plain.
@@ -172,6 +274,8 @@ impl Output {
             if st.ended {
                 return Ok(());
             }
+            // A slow producer's bytes do not wait for a whole block.
+            Output::flush_pending(st)?;
             write_frame(st.dest.writer(), Tag::Heartbeat, b"")
         })
     }
@@ -191,7 +295,10 @@ impl Output {
     /// An aggregate's answer: a `P` frame, or its text when plain.
     pub fn partial(&self, partial: &Partial, op: distctl_proto::Op) -> Result<(), String> {
         if self.framed {
-            self.with(|st| write_json(st.dest.writer(), Tag::Partial, partial));
+            self.with(|st| {
+                Output::flush_pending(st)?;
+                write_json(st.dest.writer(), Tag::Partial, partial)
+            });
         } else {
             let text = partial.render_text(op).map_err(|e| e.0)?;
             self.with(|st| st.dest.writer().write_all(text.as_bytes()));
@@ -216,6 +323,7 @@ impl Output {
             }
         }
         self.with(|st| {
+            Output::flush_pending(st)?;
             end.data_bytes = st.data_bytes;
             end.data_hash = Some(format!("{:032x}", st.data_hash.digest128()));
             end.chunk = self.chunk;
@@ -251,23 +359,26 @@ impl Output {
 pub struct Batcher<'a> {
     out: &'a Output,
     pending: Vec<u8>,
+    size: usize,
 }
 
 impl<'a> Batcher<'a> {
     pub fn new(out: &'a Output) -> Batcher<'a> {
+        let size = out.batch();
         Batcher {
             out,
-            pending: Vec::with_capacity(MAX_DATA),
+            pending: Vec::with_capacity(size),
+            size,
         }
     }
 }
 
 impl Sink for Batcher<'_> {
     fn data(&mut self, bytes: &[u8]) {
-        if self.pending.len() + bytes.len() > MAX_DATA {
+        if self.pending.len() + bytes.len() > self.size {
             self.flush();
         }
-        if bytes.len() >= MAX_DATA / 2 {
+        if bytes.len() >= self.size / 2 {
             self.out.data(bytes);
         } else {
             self.pending.extend_from_slice(bytes);

@@ -33,7 +33,7 @@ fn frames(stream: &[u8]) -> Vec<Frame> {
     dec.feed(stream);
     let mut out = Vec::new();
     while let Some(f) = dec.next_frame().unwrap() {
-        out.push(f);
+        out.push(f.to_owned());
     }
     assert_eq!(dec.pending(), 0, "stream ends inside a frame");
     out
@@ -52,6 +52,13 @@ fn decode(stream: &[u8]) -> (Vec<u8>, Vec<u8>, Option<Partial>, End) {
             Tag::Data => {
                 assert!(f.payload.len() <= distctl_proto::frame::MAX_DATA);
                 data.extend_from_slice(&f.payload)
+            }
+            Tag::Compressed => {
+                let mut block = Vec::new();
+                distctl_proto::BlockCodec::new()
+                    .decompress(&f.payload, &mut block)
+                    .unwrap();
+                data.extend_from_slice(&block)
             }
             Tag::Stderr => err.extend_from_slice(&f.payload),
             Tag::Partial => partial = Some(f.json().unwrap()),
@@ -289,4 +296,76 @@ fn output_file_appears_only_when_complete() {
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "temporary files left behind");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--input-frames` takes the chunk as `D` and `Z` frames mixed;
+/// `--compress-output` sends `Z` frames where blocks shrink; the bytes and
+/// the counts are the chunk's own either way.
+#[test]
+fn compressed_frames_both_ways_carry_the_same_bytes() {
+    use distctl_proto::frame::{write_data, write_frame};
+    let text: Vec<u8> = (0..400_000u32)
+        .flat_map(|i| format!("10.0.{}.{} GET /p/{} 200\n", i % 7, i % 250, i % 97).into_bytes())
+        .collect();
+    let mut codec = distctl_proto::BlockCodec::new();
+    let mut stream = Vec::new();
+    let mut packed = Vec::new();
+    for (i, block) in text.chunks(distctl_proto::codec::MAX_BLOCK).enumerate() {
+        if i % 2 == 0 && codec.compress(1, block, &mut packed).unwrap() {
+            write_frame(&mut stream, Tag::Compressed, &packed).unwrap();
+        } else {
+            write_data(&mut stream, Tag::Data, block).unwrap();
+        }
+    }
+    assert!(stream.len() < text.len(), "some blocks went compressed");
+    let len = text.len().to_string();
+    for extra in [&[][..], &["--compress-output", "3"][..]] {
+        let mut args = vec![
+            "op",
+            "upper",
+            "--framed",
+            "--input-frames",
+            "--expect-bytes",
+            &len,
+        ];
+        args.extend_from_slice(extra);
+        let (code, out) = agent(&args, &stream);
+        assert_eq!(code, 0);
+        let fs = frames(&out);
+        let zs = fs.iter().filter(|f| f.tag == Tag::Compressed).count();
+        assert_eq!(zs > 0, !extra.is_empty(), "Z frames only when asked");
+        let (data, _, _, end) = decode(&out);
+        assert!(end.ok, "{end:?}");
+        assert_eq!(end.input_bytes, text.len() as u64);
+        assert!(data == text.to_ascii_uppercase());
+    }
+    // Incompressible output: the agent stops trying and sends it plain.
+    let mut x = 0x2545f4914f6cdd1du64;
+    let noise: Vec<u8> = (0..6_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let (code, out) = agent(
+        &["exec", "--framed", "--compress-output", "1", "--", "cat"],
+        &noise,
+    );
+    assert_eq!(code, 0);
+    let (data, _, _, end) = decode(&out);
+    assert!(end.ok && data == noise);
+    // A frame stream cut short, or garbage, is a failed chunk, not a crash.
+    let (code, out) = agent(
+        &["op", "upper", "--framed", "--input-frames"],
+        &stream[..stream.len() - 3],
+    );
+    assert_eq!(code, 1);
+    assert!(!decode(&out).3.ok);
+    let (code, _) = agent(
+        &["op", "upper", "--framed", "--input-frames"],
+        b"plain text\n",
+    );
+    assert_eq!(code, 1);
 }
