@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod html;
+pub mod rounds;
 
 pub use distctl_proto::metrics::{MetricsSample, SampleStatus, Sampler, SCHEMA_VERSION};
 pub use export::csv::{read_csv, CSV_HEADER};
