@@ -252,7 +252,6 @@ fn json_outdir_and_stdin() {
     assert_eq!(names, ["node1.err", "node1.out", "node2.err", "node2.out"]);
 }
 
-/// PIDs of our processes whose command line contains `marker`.
 /// PIDs of the node-side processes carrying `marker` (not distctl itself).
 fn remote_processes(marker: &str) -> Vec<u32> {
     support::processes_with(marker)
@@ -381,7 +380,14 @@ fn a_node_that_dies_mid_command_is_reported_and_the_others_finish() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while remote_processes(&marker).is_empty() {
+    // Every node's shell carries the marker in its command line; only node2
+    // runs the sleep itself, so wait for that process, not any shell.
+    let sleeping = || {
+        support::processes_with(&marker)
+            .iter()
+            .any(|(_, cmd)| cmd.starts_with(&marker))
+    };
+    while !sleeping() {
         assert!(Instant::now() < deadline, "node2 did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

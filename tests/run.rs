@@ -273,7 +273,6 @@ fn stdin_and_several_files_are_one_stream() {
     );
 }
 
-/// Processes whose command line mentions `needle` (the cluster's unique temp dir).
 /// PIDs of worker-agents (not their sshd) whose command line has `needle`.
 fn agents_with(needle: &str) -> Vec<u32> {
     support::processes_with(needle)
