@@ -2,7 +2,8 @@
 //! (loopback), beside the floor and the usual tools, all running `true`:
 //!
 //! - cold `status`, cold `exec -- true`, warm `exec -- true` (`--persist`:
-//!   the masters of the previous run are reused), `setup`;
+//!   the masters of the previous run are reused), `setup`, and a cold
+//!   `run --op upper` of 100 MiB of word text split over every node;
 //! - the floor: K plain `ssh node true` started in parallel;
 //! - `pdsh -R ssh` and `clush` (skipped when not installed), through one
 //!   generated ssh config naming every node.
@@ -12,6 +13,8 @@
 //! Medians of 3 runs; "lost" counts runs in which some node did not answer.
 //! Do not run it at 96 on a machine others are using.
 
+#[path = "common/inputs.rs"]
+mod inputs;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -90,8 +93,11 @@ fn main() {
         .unwrap();
     println!("distctl at scale, `true` on every node (median of {RUNS} runs; lost = runs where a node failed)");
     println!();
-    println!("| nodes | status cold | exec cold | exec warm | setup | ssh ×K floor | pdsh | clush | lost |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let input = runtime.path().join("input.txt");
+    inputs::make_input(&input, 100 << 20);
+    let output = runtime.path().join("output.txt");
+    println!("| nodes | status cold | exec cold | exec warm | setup | run 100 MiB | ssh ×K floor | pdsh | clush | lost |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for k in ks {
         if started.elapsed() > budget {
             println!("| {k} | (skipped: past the {}s budget) |", budget.as_secs());
@@ -116,6 +122,10 @@ fn main() {
         }));
         distctl(&["disconnect", "-q"]);
         let setup = cell(measure(|| distctl(&["setup", "-q"])));
+        let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
+        let run = cell(measure(|| {
+            distctl(&["run", "-q", input, "--op", "upper", "-o", output])
+        }));
         let floor = cell(measure(|| {
             let children: Vec<_> = (0..k)
                 .map(|i| {
@@ -163,7 +173,7 @@ fn main() {
             "not installed".into()
         };
         println!(
-            "| {k} | {status} | {cold} | {warm} | {setup} | {floor} | {pdsh} | {clush} | {lost} |"
+            "| {k} | {status} | {cold} | {warm} | {setup} | {run} | {floor} | {pdsh} | {clush} | {lost} |"
         );
     }
 }
