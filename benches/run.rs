@@ -6,8 +6,11 @@
 //! - seed: `split -l` into one chunk per node, `scp` each chunk, `ssh node
 //!   worker.sh` in the background, `wait`, `scp` the results back, `cat`
 //!   (with the seed's bugs fixed: ceil division, results in input order).
-//! - parallel: `parallel --pipepart --block B -S node1,node2,node3 -j 2
-//!   --keep-order 'tr a-z A-Z'`, master connections already open (warm).
+//! - parallel: `parallel --pipepart --block B -S node1,node2,node3 -j J
+//!   --keep-order 'tr a-z A-Z'`, master connections already open (warm),
+//!   twice: `--block 16M|64M -j 2`, and tuned as the issue measured it,
+//!   `--block -1 -j 1` (one block per job slot). The × parallel column
+//!   divides by the faster of the two.
 //! - raw: the same bytes through `ssh node cat` up and back (to /dev/null),
 //!   one third per node, all three at once: no processing at all.
 //!
@@ -22,8 +25,9 @@
 //! (the default; `-` for no flag) the distctl rows' `--compress` settings;
 //! `RUN_BENCH_OPS=upper` (or `exec`) one of distctl's two jobs;
 //! `RUN_BENCH_BASELINE=/path/to/distctl` adds rows of another distctl build
-//! (its own defaults), interleaved with this one's, `RUN_BENCH_REPEAT=N`
-//! times.
+//! (its own defaults), interleaved with this one's. `RUN_BENCH_REPEAT=N`
+//! runs every tool N times (interleaved rounds) and prints each tool's
+//! median run with all its wall times.
 
 #[path = "common/inputs.rs"]
 mod inputs;
@@ -375,63 +379,70 @@ fn main() {
                 .unwrap();
                 assert!(st.success(), "distctl output differs from tr");
             }
-            for (aes, cold, warm) in &cfgs {
-                let wanted = |t: &str| tools.iter().any(|w| w == t);
-                let cipher = if *aes {
-                    "aes128-gcm"
-                } else {
-                    "default (chacha20)"
-                };
-                let env = |c: &mut Command, cfg: &Path| {
-                    c.env("WORK", w)
-                        .env("IN", &input)
-                        .env("CFG", cfg)
-                        .env("R", &r_prefix);
-                };
-                if wanted("seed") {
-                    let mut c = sh(SEED);
-                    env(&mut c, cold);
-                    let m = measure(&cluster, c, Some(&out), false);
-                    assert_eq!(m.out_bytes, size, "seed: output size");
-                    add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
-                }
-                if wanted("parallel") {
-                    // Warm parallel's master connections first.
-                    let mut c = sh(&format!(
-                        "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
-                        warm.display()
-                    ));
-                    assert!(c.status().unwrap().success());
-                    let block = if size > 256 * MIB { "64M" } else { "16M" };
-                    let mut c = Command::new("parallel");
-                    c.args(["--will-cite", "--ssh"])
-                        .arg(format!("ssh -F {}", warm.display()))
-                        .args([
-                            "-S",
-                            "node1,node2,node3",
-                            "-j",
-                            "2",
-                            "--pipepart",
-                            "--block",
-                            block,
-                            "--keep-order",
-                            "-a",
-                        ])
-                        .arg(&input)
-                        .arg("tr a-z A-Z");
-                    let m = measure(&cluster, c, Some(&out), false);
-                    assert_eq!(m.out_bytes, size, "parallel: output size");
-                    add(
-                        &format!("GNU parallel --pipepart --block {block} (warm)"),
-                        cipher,
-                        m,
-                    );
-                }
-                if wanted("raw") {
-                    let mut c = sh(RAW);
-                    env(&mut c, cold);
-                    let m = measure(&cluster, c, None, false);
-                    add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+            for _ in 0..repeat {
+                for (aes, cold, warm) in &cfgs {
+                    let wanted = |t: &str| tools.iter().any(|w| w == t);
+                    let cipher = if *aes {
+                        "aes128-gcm"
+                    } else {
+                        "default (chacha20)"
+                    };
+                    let env = |c: &mut Command, cfg: &Path| {
+                        c.env("WORK", w)
+                            .env("IN", &input)
+                            .env("CFG", cfg)
+                            .env("R", &r_prefix);
+                    };
+                    if wanted("seed") {
+                        let mut c = sh(SEED);
+                        env(&mut c, cold);
+                        let m = measure(&cluster, c, Some(&out), false);
+                        assert_eq!(m.out_bytes, size, "seed: output size");
+                        add("seed (split, scp, ssh &, wait, scp, cat)", cipher, m);
+                    }
+                    if wanted("parallel") {
+                        // Warm parallel's master connections first.
+                        let mut c = sh(&format!(
+                            "for n in node1 node2 node3; do ssh -F '{}' $n true; done",
+                            warm.display()
+                        ));
+                        assert!(c.status().unwrap().success());
+                        // As the README's older table ran it (blocks of 16/64 MiB, two
+                        // jobs per node), and as the issue tuned it: one block per
+                        // job slot, one job per node.
+                        let big = if size > 256 * MIB { "64M" } else { "16M" };
+                        for (block, jobs) in [(big, "2"), ("-1", "1")] {
+                            let mut c = Command::new("parallel");
+                            c.args(["--will-cite", "--ssh"])
+                                .arg(format!("ssh -F {}", warm.display()))
+                                .args([
+                                    "-S",
+                                    "node1,node2,node3",
+                                    "-j",
+                                    jobs,
+                                    "--pipepart",
+                                    "--block",
+                                    block,
+                                    "--keep-order",
+                                    "-a",
+                                ])
+                                .arg(&input)
+                                .arg("tr a-z A-Z");
+                            let m = measure(&cluster, c, Some(&out), false);
+                            assert_eq!(m.out_bytes, size, "parallel: output size");
+                            add(
+                                &format!("GNU parallel --pipepart --block {block} -j{jobs} (warm)"),
+                                cipher,
+                                m,
+                            );
+                        }
+                    }
+                    if wanted("raw") {
+                        let mut c = sh(RAW);
+                        env(&mut c, cold);
+                        let m = measure(&cluster, c, None, false);
+                        add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                    }
                 }
             }
             let _ = std::fs::remove_file(&out);
@@ -440,30 +451,61 @@ fn main() {
     print_table(&rows);
 }
 
+/// One line per tool, input and cipher: with several runs (`RUN_BENCH_REPEAT`)
+/// the run of median wall time stands for them all, every wall time beside it.
+/// The × columns divide by the fastest median of that kind of baseline.
 fn print_table(rows: &[Row]) {
+    let mut groups: Vec<Vec<&Row>> = Vec::new();
+    for r in rows {
+        let same = |g: &&mut Vec<&Row>| {
+            let o = g[0];
+            (o.size, o.kind, &o.tool, o.cipher) == (r.size, r.kind, &r.tool, r.cipher)
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    let medians: Vec<(&Row, Vec<f64>)> = groups
+        .into_iter()
+        .map(|g| {
+            let walls: Vec<f64> = g.iter().map(|r| r.m.wall).collect();
+            let mut sorted = g.clone();
+            sorted.sort_by(|a, b| a.m.wall.total_cmp(&b.m.wall));
+            (sorted[sorted.len() / 2], walls)
+        })
+        .collect();
     println!();
     println!("| input | tool | cipher | wall s | MiB/s | × seed (default) | × parallel (aes) | × raw (aes) | CPU s/GiB distctl | CPU s/GiB ssh+local | CPU s/GiB nodes | distctl peak RSS |");
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
+    for (r, walls) in &medians {
         let same = |tool: &str, cipher: &str| {
-            rows.iter()
-                .find(|o| {
+            medians
+                .iter()
+                .map(|(o, _)| o)
+                .filter(|o| {
                     o.size == r.size
                         && o.kind == r.kind
                         && o.tool.starts_with(tool)
                         && o.cipher.starts_with(cipher)
                 })
                 .map(|o| o.m.wall)
+                .min_by(f64::total_cmp)
+        };
+        let wall = if walls.len() > 1 {
+            let each: Vec<String> = walls.iter().map(|w| format!("{w:.2}")).collect();
+            format!("{:.2} ({})", r.m.wall, each.join(" "))
+        } else {
+            format!("{:.2}", r.m.wall)
         };
         let gib = r.size as f64 / (1u64 << 30) as f64;
         let ratio = |base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", b / r.m.wall));
         println!(
-            "| {} {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            "| {} {} | {} | {} | {wall} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
             distctl::units::human_bytes(r.size),
             r.kind,
             r.tool,
             r.cipher,
-            r.m.wall,
             r.size as f64 / MIB as f64 / r.m.wall,
             ratio(same("seed", "default")),
             ratio(same("GNU parallel", "aes")),
