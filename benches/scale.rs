@@ -14,6 +14,7 @@
 //! Do not run it at 96 on a machine others are using.
 
 #[path = "common/inputs.rs"]
+#[allow(dead_code)] // only the word text is used here
 mod inputs;
 #[path = "../tests/support/mod.rs"]
 mod support;
