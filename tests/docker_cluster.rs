@@ -1102,7 +1102,11 @@ fn paused_container_mid_run_times_out_and_is_retried() {
     let Some(cluster) = DockerCluster::start("paused-run", 3) else {
         return;
     };
-    let (job, took) = run_with_fault(&cluster, &["--timeout", "3s"], |c| c.pause(1));
+    // With compression on both ways: a frozen node's half-sent Z frames are
+    // dropped with its connection, and its chunks run again whole elsewhere.
+    let (job, took) = run_with_fault(&cluster, &["--timeout", "3s", "--compress", "zstd"], |c| {
+        c.pause(1)
+    });
     // Complete output, but a node was dropped: exit 1.
     assert_eq!(job.code, 1, "exit {}: {}", job.code, job.stderr);
     assert!(
@@ -1159,7 +1163,15 @@ fn full_workdir_fails_that_node_and_loses_nothing() {
     let job = run_job(
         &cluster,
         &input,
-        &["--json", "--op", "upper", "--chunk-size", "64K"],
+        &[
+            "--json",
+            "--op",
+            "upper",
+            "--chunk-size",
+            "64K",
+            "--compress",
+            "zstd",
+        ],
         Duration::from_secs(120),
     );
     eprintln!("distctl run: {}\n{}", job.summary, job.stderr);
