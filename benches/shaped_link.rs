@@ -8,8 +8,9 @@
 //! At each rate (`SHAPED_BENCH_RATES`, default `400mbit,100mbit`) and on
 //! each input (`SHAPED_BENCH_INPUTS=words,log`, `SHAPED_BENCH_SIZE`, default
 //! 100M; the figures are for 1G): `distctl run --op upper` with
-//! `--compress auto` and `none`, GNU parallel `--pipepart` with its own
-//! defaults and with `ssh -C`, and the raw wire: `ssh node cat` up and back,
+//! each `--compress` setting of `SHAPED_BENCH_COMPRESS` (default
+//! `auto,none`), GNU parallel `--pipepart` with its own defaults and with
+//! `ssh -C`, and the raw wire: `ssh node cat` up and back,
 //! a third per node, plain and with `-C`. Reports wall time, the ratios to
 //! parallel and to the raw wire, the bytes that crossed the bridge, and CPU
 //! seconds per GiB of distctl, of every other local process (ssh, parallel,
@@ -104,7 +105,8 @@ fn bridge_bytes(bridge: &str) -> u64 {
         .sum()
 }
 
-/// CPU seconds of the cluster's containers so far (cgroup v2 or v1 paths).
+/// CPU seconds of the cluster's containers so far (cgroup v2 `cpu.stat`, or
+/// v1 `cpuacct.usage`).
 fn containers_cpu(cluster: &str) -> f64 {
     let out = Command::new("docker")
         .args(["ps", "-q", "--no-trunc", "--filter"])
@@ -127,6 +129,18 @@ fn containers_cpu(cluster: &str) -> f64 {
                     {
                         return us / 1e6;
                     }
+                }
+            }
+            // cgroup v1 (the cgroupfs driver): cpuacct.usage in nanoseconds.
+            for p in [
+                format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"),
+                format!("/sys/fs/cgroup/cpu,cpuacct/docker/{id}/cpuacct.usage"),
+            ] {
+                if let Some(ns) = std::fs::read_to_string(&p)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                {
+                    return ns / 1e9;
                 }
             }
             0.0
@@ -279,6 +293,7 @@ fn main() {
     };
     let rates = list("SHAPED_BENCH_RATES", "400mbit,100mbit");
     let kinds = list("SHAPED_BENCH_INPUTS", "words,log");
+    let compress = list("SHAPED_BENCH_COMPRESS", "auto,none");
     let size = distctl::units::parse_size(
         &std::env::var("SHAPED_BENCH_SIZE").unwrap_or_else(|_| "100M".into()),
     )
@@ -335,7 +350,7 @@ fn main() {
                     node_cpu: m.4,
                 });
             };
-            for c in ["auto", "none"] {
+            for c in &compress {
                 let m = measure(&bridge, &up.name, || distctl(&b, &input, &out, c));
                 add(&format!("distctl run --op upper --compress {c}"), m);
             }
