@@ -11,7 +11,8 @@
 //! each `--compress` setting of `SHAPED_BENCH_COMPRESS` (default
 //! `auto,none`), GNU parallel `--pipepart` with its own defaults and with
 //! `ssh -C`, and the raw wire: `ssh node cat` up and back,
-//! a third per node, plain and with `-C`. Reports wall time, the ratios to
+//! a third per node, plain and with `-C` (`SHAPED_BENCH_TOOLS`, default
+//! `distctl,parallel,parallel-C,raw,raw-C`, picks among them). Reports wall time, the ratios to
 //! parallel and to the raw wire, the bytes that crossed the bridge, and CPU
 //! seconds per GiB of distctl, of every other local process (ssh, parallel,
 //! perl), and of the containers (their cgroups' `cpu.stat`).
@@ -294,6 +295,11 @@ fn main() {
     let rates = list("SHAPED_BENCH_RATES", "400mbit,100mbit");
     let kinds = list("SHAPED_BENCH_INPUTS", "words,log");
     let compress = list("SHAPED_BENCH_COMPRESS", "auto,none");
+    let tools = list(
+        "SHAPED_BENCH_TOOLS",
+        "distctl,parallel,parallel-C,raw,raw-C",
+    );
+    let wanted = |t: &str| tools.iter().any(|w| w == t);
     let size = distctl::units::parse_size(
         &std::env::var("SHAPED_BENCH_SIZE").unwrap_or_else(|_| "100M".into()),
     )
@@ -350,24 +356,32 @@ fn main() {
                     node_cpu: m.4,
                 });
             };
-            for c in &compress {
+            for c in compress.iter().filter(|_| wanted("distctl")) {
                 let m = measure(&bridge, &up.name, || distctl(&b, &input, &out, c));
                 add(&format!("distctl run --op upper --compress {c}"), m);
             }
-            let m = measure(&bridge, &up.name, || parallel(&cfg, &input, &out, ""));
-            add("GNU parallel --pipepart (its defaults)", m);
-            let m = measure(&bridge, &up.name, || parallel(&cfg, &input, &out, "-C"));
-            add("GNU parallel --pipepart, ssh -C", m);
-            let m = measure(&bridge, &up.name, || {
-                raw_ssh(&b, &parts, &[]);
-                None
-            });
-            add("raw: ssh node cat, up and back", m);
-            let m = measure(&bridge, &up.name, || {
-                raw_ssh(&b, &parts, &["-C"]);
-                None
-            });
-            add("raw: ssh -C node cat, up and back", m);
+            if wanted("parallel") {
+                let m = measure(&bridge, &up.name, || parallel(&cfg, &input, &out, ""));
+                add("GNU parallel --pipepart (its defaults)", m);
+            }
+            if wanted("parallel-C") {
+                let m = measure(&bridge, &up.name, || parallel(&cfg, &input, &out, "-C"));
+                add("GNU parallel --pipepart, ssh -C", m);
+            }
+            if wanted("raw") {
+                let m = measure(&bridge, &up.name, || {
+                    raw_ssh(&b, &parts, &[]);
+                    None
+                });
+                add("raw: ssh node cat, up and back", m);
+            }
+            if wanted("raw-C") {
+                let m = measure(&bridge, &up.name, || {
+                    raw_ssh(&b, &parts, &["-C"]);
+                    None
+                });
+                add("raw: ssh -C node cat, up and back", m);
+            }
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -156,6 +156,64 @@ fn every_setting_gives_the_same_bytes() {
     }
 }
 
+/// `auto` for a node that is not on this machine (an ssh alias, which does
+/// not resolve here, pointed at a loopback sshd by `HostName`): every chunk
+/// starts as `D` frames while the node is measured, switches to `Z` frames
+/// mid-chunk if compression turns on, and the result is the same bytes.
+#[test]
+fn auto_measures_a_node_elsewhere_and_the_bytes_stay_the_same() {
+    let cluster = TestCluster::start(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = mixed_input(tmp.path());
+    let data = std::fs::read(&input).unwrap();
+    let text = std::fs::read_to_string(cluster.inventory()).unwrap();
+    let aliased = text.replace(
+        "host = \"127.0.0.1\"",
+        "host = \"dctl-node-elsewhere\"\nssh_options = [\"HostName=127.0.0.1\"]",
+    );
+    assert_ne!(aliased, text);
+    let inventory = tmp.path().join("elsewhere.toml");
+    std::fs::write(&inventory, aliased).unwrap();
+    let out_file = tmp.path().join("out.txt");
+    let got = std::process::Command::new(support::distctl_bin())
+        .arg("--inventory")
+        .arg(&inventory)
+        .args([
+            "--json",
+            "run",
+            "--quiet",
+            "--chunk-size",
+            "2M",
+            "--op",
+            "upper",
+        ])
+        .arg(&input)
+        .args(["--compress", "auto", "-o"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        got.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(std::fs::read(&out_file).unwrap() == data.to_ascii_uppercase());
+    let s = summary(&got, true);
+    let mut sent = 0;
+    for n in s["nodes"].as_array().unwrap() {
+        let c = n["compress"].as_str().unwrap();
+        assert!(
+            ["auto", "auto:none", "auto:zstd:1"].contains(&c),
+            "{c}: {n}"
+        );
+        sent += n["wire_bytes_sent"].as_u64().unwrap();
+    }
+    // Frame headers (plain while measuring) or compression: never the
+    // chunk's bare bytes, which is what a loopback node gets.
+    assert_ne!(sent, data.len() as u64, "the chunks went as frames");
+}
+
 /// Compressed both ways, a run stopped half-way resumes with another
 /// setting: the journal is about the chunks' own bytes.
 #[test]

@@ -28,6 +28,10 @@ pub struct Io {
     /// `--compress-output LEVEL`: result blocks go as `Z` frames (zstd at
     /// LEVEL) where they shrink (framed runs only).
     pub compress_output: Option<i32>,
+    /// `--compress-output auto`: result blocks go plain until a `Z` frame
+    /// arrives on the input, then as `Z` frames at the default level: distctl
+    /// decides mid-chunk and the agent follows (with `--input-frames`).
+    pub compress_output_like_input: bool,
 }
 
 /// `op OP [--pattern REGEX] [--skip-invalid] [--line-offset L] [IO...]`
@@ -119,6 +123,8 @@ impl Io {
         }
         if let Some(l) = self.compress_output {
             argv.extend(["--compress-output".into(), l.to_string()]);
+        } else if self.compress_output_like_input {
+            argv.extend(["--compress-output".into(), "auto".into()]);
         }
     }
 }
@@ -185,11 +191,15 @@ impl<'a> Words<'a> {
             "--input-frames" => io.input_frames = true,
             "--compress-output" => {
                 let v = self.value(flag)?;
+                if v == "auto" {
+                    io.compress_output_like_input = true;
+                    return Ok(true);
+                }
                 let level = v
                     .parse()
                     .ok()
                     .filter(|l| crate::codec::LEVELS.contains(l) && *l != 0)
-                    .ok_or_else(|| format!("{flag}: not a zstd level: '{v}'"))?;
+                    .ok_or_else(|| format!("{flag}: not a zstd level or auto: '{v}'"))?;
                 io.compress_output = Some(level);
             }
             _ => return Ok(false),
@@ -317,6 +327,7 @@ mod tests {
                     chunk: Some(7),
                     input_frames: true,
                     compress_output: Some(-3),
+                    compress_output_like_input: false,
                 },
             }));
         }
@@ -405,6 +416,23 @@ mod tests {
         assert_eq!(a.io.compress_output, Some(3));
         assert!(parse_op(&words("upper --compress-output 0")).is_err());
         assert!(parse_op(&words("upper --compress-output fast")).is_err());
+        let a = parse_op(&words(
+            "upper --framed --input-frames --compress-output auto",
+        ))
+        .unwrap();
+        assert!(a.io.compress_output_like_input);
+        assert_eq!(a.io.compress_output, None);
+        round_trip(AgentCall::Op(OpArgs {
+            op: Op::Upper,
+            pattern: None,
+            skip_invalid: false,
+            line_offset: 0,
+            io: Io {
+                input_frames: true,
+                compress_output_like_input: true,
+                ..framed(2)
+            },
+        }));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use distctl_proto::frame::{HEADER_LEN, MAX_CONTROL, MAX_DATA};
+use distctl_proto::frame::{header, HEADER_LEN, MAX_CONTROL, MAX_DATA};
 use distctl_proto::{BlockCodec, End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -143,54 +143,15 @@ async fn send(
         checksum: None,
         wire: 0,
     };
-    let mut last = b'\n';
-    if let Some(level) = wire.plan.compress_input {
-        // Blocks as frames, compressed; the checksum and the line count are
-        // of the chunk's own bytes.
-        let mut frames = FrameSender::new(level);
-        let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
-        let mut pos = 0u64;
-        while pos < spec.len {
-            let want = ((spec.len - pos) as usize).min(distctl_proto::codec::MAX_BLOCK);
-            let mut block = frames.buffer();
-            block.resize(want, 0);
-            match &spec.data {
-                ChunkData::Owned(data) => {
-                    block.copy_from_slice(&data[pos as usize..pos as usize + want])
-                }
-                ChunkData::Range(input) => input.read_exact_at(spec.start + pos, &mut block)?,
-            }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&block);
-            }
-            let nl = memchr::memchr_iter(b'\n', &block).count() as u64;
-            spec.traffic.sent(want as u64, nl);
-            sent.lines += nl;
-            last = block[want - 1];
-            pos += want as u64;
-            frames.send(&mut stdin, block).await?;
-        }
-        frames.finish(&mut stdin).await?;
-        sent.bytes = pos;
-        sent.wire = frames.wire_bytes;
-        sent.checksum = hasher.map(crate::run::chunk::ChunkHash::finish);
-        sent.lines += u64::from(sent.bytes > 0 && last != b'\n');
-        stdin.shutdown().await?;
-        return Ok(sent);
+    if wire.plan.frames {
+        return send_frames(stdin, spec, want_checksum, wire).await;
     }
-    // Plain bytes; `auto` may be timing the channel meanwhile.
-    let mut probe = Prober::new(&wire.node);
+    let mut last = b'\n';
+    // Plain bytes.
     match &spec.data {
         ChunkData::Owned(data) => {
             for block in data.chunks(SEND_BLOCK) {
-                if let Some(p) = probe.as_mut() {
-                    p.before(block);
-                }
-                let t0 = std::time::Instant::now();
                 stdin.write_all(block).await?;
-                if let Some(p) = probe.as_mut() {
-                    p.after(block.len(), t0.elapsed().as_secs_f64());
-                }
             }
             sent.bytes = data.len() as u64;
             sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
@@ -213,14 +174,7 @@ async fn send(
                     h.update(block);
                 }
                 let nl = memchr::memchr_iter(b'\n', block).count() as u64;
-                if let Some(p) = probe.as_mut() {
-                    p.before(block);
-                }
-                let t0 = std::time::Instant::now();
                 stdin.write_all(block).await?;
-                if let Some(p) = probe.as_mut() {
-                    p.after(want, t0.elapsed().as_secs_f64());
-                }
                 spec.traffic.sent(want as u64, nl);
                 sent.lines += nl;
                 last = block[want - 1];
@@ -234,6 +188,79 @@ async fn send(
     sent.wire = sent.bytes;
     stdin.shutdown().await?;
     Ok(sent)
+}
+
+/// Stream the chunk as frames, block by block: `Z` frames from the start
+/// when the plan compresses, else `D` frames while `auto` times the channel
+/// and tries the first blocks on the side, switching to `Z` frames for the
+/// rest of the chunk the moment the node's decision says compression pays.
+/// The checksum and the line count are of the chunk's own bytes.
+async fn send_frames(
+    mut stdin: BoxWrite,
+    spec: &ChunkSpec,
+    want_checksum: bool,
+    wire: &WireUse,
+) -> std::io::Result<Sent> {
+    use distctl_proto::codec::{DEFAULT_LEVEL, MAX_BLOCK};
+    let mut packer = wire.plan.compress_input.map(FrameSender::new);
+    let mut probe = packer.is_none().then(|| Prober::new(&wire.node)).flatten();
+    let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
+    let (mut lines, mut plain_wire, mut pos, mut last) = (0u64, 0u64, 0u64, b'\n');
+    let mut plain_block = Vec::new();
+    while pos < spec.len {
+        if packer.is_none() && probe.is_some() && wire.node.decision() == Some(true) {
+            packer = Some(FrameSender::new(DEFAULT_LEVEL));
+            probe = None;
+        }
+        let want = ((spec.len - pos) as usize).min(MAX_BLOCK);
+        let mut block = match packer.as_mut() {
+            Some(p) => p.buffer(),
+            None => std::mem::take(&mut plain_block),
+        };
+        block.resize(want, 0);
+        match &spec.data {
+            ChunkData::Owned(data) => block.copy_from_slice(&data[pos as usize..][..want]),
+            ChunkData::Range(input) => input.read_exact_at(spec.start + pos, &mut block)?,
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&block);
+        }
+        let nl = memchr::memchr_iter(b'\n', &block).count() as u64;
+        spec.traffic.sent(want as u64, nl);
+        lines += nl;
+        last = block[want - 1];
+        pos += want as u64;
+        match packer.as_mut() {
+            Some(p) => p.send(&mut stdin, block).await?,
+            None => {
+                if let Some(p) = probe.as_mut() {
+                    p.before(&block);
+                }
+                let t0 = std::time::Instant::now();
+                for piece in block.chunks(MAX_DATA) {
+                    stdin.write_all(&header(Tag::Data, piece.len())).await?;
+                    stdin.write_all(piece).await?;
+                    plain_wire += (HEADER_LEN + piece.len()) as u64;
+                }
+                if let Some(p) = probe.as_mut() {
+                    p.after(want, t0.elapsed().as_secs_f64());
+                }
+                plain_block = block;
+            }
+        }
+    }
+    let mut wire_bytes = plain_wire;
+    if let Some(p) = packer.as_mut() {
+        p.finish(&mut stdin).await?;
+        wire_bytes += p.wire_bytes;
+    }
+    stdin.shutdown().await?;
+    Ok(Sent {
+        bytes: pos,
+        lines: lines + u64::from(pos > 0 && last != b'\n'),
+        checksum: hasher.map(crate::run::chunk::ChunkHash::finish),
+        wire: wire_bytes,
+    })
 }
 
 /// The agent's answer as it came back down the channel, frame by frame, up

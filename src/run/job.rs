@@ -64,6 +64,7 @@ impl Job {
             chunk: Some(index as u64),
             input_frames: wire.frames,
             compress_output: wire.compress_output,
+            compress_output_like_input: wire.follow,
             ..Io::default()
         };
         match &self.work {

@@ -5,16 +5,20 @@
 //! `auto`, per node (the README's rule): the built-in local node, and a node
 //! whose address is on this machine (loopback), are never compressed: there
 //! is no wire to spare there, only CPU that ssh and the agent need.
-//! Elsewhere the first chunks go plain, as with `none`, while distctl
-//! measures per channel the link's throughput `L` (bytes a second the
-//! channel takes once its pipe is full) and compresses the node's first
+//! Elsewhere the first blocks of each chunk go as plain `D` frames while
+//! distctl measures per channel the link's throughput `L` (bytes a second
+//! the channel takes once its pipe is full) and compresses the node's first
 //! [`TRIAL_BLOCKS`] blocks on the side to learn their ratio `r` and the
 //! compressor's speed `C` on one core. Compression is then on for the node
 //! when `r ≥ 1.1` and `1/C + 1/(r·L) ≤ 0.8 / L`: compressing a byte and
 //! sending its compressed form, counted one after the other as if they
 //! shared one core, takes at most 80 % of the time sending it plain does.
-//! Chunks that start once it is on are compressed both ways (the agent stops
-//! compressing its output after four blocks that shrink less than 10 %).
+//! Once it is on, the chunks already under way switch to `Z` frames for
+//! their remaining blocks and the agent, started with `--compress-output
+//! auto`, compresses its output from the first `Z` frame it reads; chunks
+//! that start later are compressed both ways from their first byte (the
+//! agent stops compressing its output after four blocks that shrink less
+//! than 10 %). Once it is off, later chunks go as plain bytes, unframed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -32,9 +36,12 @@ pub const TRIAL_BLOCKS: u64 = 4;
 /// Plain bytes timed on a node's channels before `auto` decides (past the
 /// first block of each chunk, which only fills the pipe).
 const PROBE_BYTES: u64 = 4 << 20;
-/// Blocks of one chunk being compressed at once (on the blocking pool: with
-/// several chunks in flight, every core the controller has).
-const DEPTH: usize = 2;
+/// Blocks of one chunk being compressed at once. One: with several chunks in
+/// flight that already keeps every core busy ([`pack_soon`] allows one block
+/// per core), and each block queued beyond it only held 2 MiB more (peak RSS
+/// with `--compress zstd` on 3 nodes: 62 MiB with two, 51 MiB with one, at
+/// the same wall time).
+const DEPTH: usize = 1;
 
 /// One node's compression setting and what `auto` learnt about it.
 pub struct NodeWire {
@@ -82,6 +89,9 @@ pub struct Plan {
     pub compress_input: Option<i32>,
     /// Ask the agent to compress its output at this level.
     pub compress_output: Option<i32>,
+    /// Ask the agent to compress its output once the chunk arrives
+    /// compressed (`auto` still measuring: it may switch mid-chunk).
+    pub follow: bool,
 }
 
 impl Plan {
@@ -90,6 +100,16 @@ impl Plan {
         frames: false,
         compress_input: None,
         compress_output: None,
+        follow: false,
+    };
+
+    /// `auto` still measuring: `D` frames, which may turn into `Z` frames
+    /// mid-chunk, and the agent's output follows.
+    pub const MEASURING: Plan = Plan {
+        frames: true,
+        compress_input: None,
+        compress_output: None,
+        follow: true,
     };
 }
 
@@ -141,13 +161,15 @@ impl NodeWire {
             frames: true,
             compress_input: Some(l),
             compress_output: Some(l),
+            follow: false,
         };
         match self.setting {
             Compress::None => Plan::PLAIN,
             Compress::Zstd(l) => on(l),
             Compress::Auto => match self.probe().decision {
                 Some(true) => on(DEFAULT_LEVEL),
-                _ => Plan::PLAIN,
+                Some(false) => Plan::PLAIN,
+                None => Plan::MEASURING,
             },
         }
     }
@@ -165,6 +187,29 @@ fn pack(level: i32, block: Vec<u8>, mut out: Vec<u8>) -> std::io::Result<Packed>
     let t0 = Instant::now();
     let shrinks = CODEC.with(|c| c.borrow_mut().compress(level, &block, &mut out))?;
     Ok((block, out, shrinks, t0.elapsed().as_secs_f64()))
+}
+
+/// Compress `block` on the blocking pool, at most one block per core at a
+/// time over the whole run: more would only queue for the same cores, and
+/// each would hold its buffers and a zstd context (peak RSS).
+fn pack_soon(
+    level: i32,
+    block: Vec<u8>,
+    out: Vec<u8>,
+) -> tokio::task::JoinHandle<std::io::Result<Packed>> {
+    static CORES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let cores = CORES
+        .get_or_init(|| {
+            let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+            Arc::new(tokio::sync::Semaphore::new(n))
+        })
+        .clone();
+    tokio::spawn(async move {
+        let _core = cores.acquire_owned().await.map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || pack(level, block, out))
+            .await
+            .map_err(std::io::Error::other)?
+    })
 }
 
 /// Watches a chunk sent plain while `auto` is still measuring: times the
@@ -197,10 +242,8 @@ impl Prober {
             }
             p.trials_started += 1;
         }
-        let copy = block.to_vec();
-        self.trials.push(tokio::task::spawn_blocking(move || {
-            pack(DEFAULT_LEVEL, copy, Vec::new())
-        }));
+        self.trials
+            .push(pack_soon(DEFAULT_LEVEL, block.to_vec(), Vec::new()));
     }
 
     /// After it went, taking `secs`: the channel's throughput, past the
@@ -279,8 +322,7 @@ impl FrameSender {
         debug_assert!(block.len() <= MAX_BLOCK);
         let out = self.spare.pop().unwrap_or_default();
         let level = self.level;
-        self.queue
-            .push_back(tokio::task::spawn_blocking(move || pack(level, block, out)));
+        self.queue.push_back(pack_soon(level, block, out));
         while self.queue.len() >= DEPTH {
             self.write_next(w).await?;
         }
@@ -350,7 +392,7 @@ mod tests {
             (true, Some(3), Some(3))
         );
         let auto = NodeWire::new(Compress::Auto, false, false);
-        assert_eq!(auto.plan(), off, "plain while measuring");
+        assert_eq!(auto.plan(), Plan::MEASURING, "D frames while measuring");
         assert_eq!(auto.describe(), "auto");
         auto.probe().decision = Some(true);
         assert_eq!(auto.plan().compress_output, Some(DEFAULT_LEVEL));

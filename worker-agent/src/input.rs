@@ -6,10 +6,19 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use distctl_proto::{BlockCodec, FrameDecoder, Tag};
 
 use crate::output::grow_pipe;
+
+/// A `Z` frame has arrived on the input: distctl compresses this chunk, and
+/// `--compress-output auto` follows it.
+static COMPRESSED_SEEN: AtomicBool = AtomicBool::new(false);
+
+pub fn compressed_input_seen() -> bool {
+    COMPRESSED_SEEN.load(Ordering::Relaxed)
+}
 
 pub struct Input {
     source: Box<dyn Read + Send>,
@@ -88,10 +97,12 @@ impl Unframe {
                         self.block.clear();
                         self.block.extend_from_slice(f.payload);
                     }
-                    Tag::Compressed => self
-                        .codec
-                        .decompress(f.payload, &mut self.block)
-                        .map_err(bad)?,
+                    Tag::Compressed => {
+                        COMPRESSED_SEEN.store(true, Ordering::Relaxed);
+                        self.codec
+                            .decompress(f.payload, &mut self.block)
+                            .map_err(bad)?
+                    }
                     other => {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,

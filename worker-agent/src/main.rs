@@ -92,10 +92,12 @@ fn op(a: args::OpArgs) -> i32 {
 /// Open input and output, or the exit code of a clear failure.
 pub fn open(io: &args::Io) -> Result<(std::sync::Arc<Output>, Input), i32> {
     let level = io.compress_output.filter(|_| io.framed);
-    let out = Output::open(io.output.as_deref(), io.framed, io.chunk, level).map_err(|e| {
-        eprintln!("worker-agent: cannot create the output file: {e}");
-        1
-    })?;
+    let follow = io.compress_output_like_input && io.input_frames;
+    let out =
+        Output::open(io.output.as_deref(), io.framed, io.chunk, level, follow).map_err(|e| {
+            eprintln!("worker-agent: cannot create the output file: {e}");
+            1
+        })?;
     match Input::open(io.input.as_deref(), io.input_frames) {
         Ok(input) => Ok((out, input)),
         Err(e) => Err(out.end(failed(format!("cannot open the input: {e}"), false, 0))),

@@ -93,6 +93,9 @@ struct State {
     ended: bool,
     /// `--compress-output`: result bytes gathered into blocks for `Z` frames.
     z: Option<Squeeze>,
+    /// `--compress-output auto`: start compressing once the input arrives
+    /// compressed (cleared when it does).
+    follow: bool,
 }
 
 /// Compressing the result: blocks of up to [`MAX_BLOCK`], each sent as a `Z`
@@ -111,6 +114,18 @@ struct Squeeze {
 
 impl Squeeze {
     const TRIAL_BLOCKS: u32 = 4;
+
+    fn new(level: i32) -> Squeeze {
+        Squeeze {
+            level,
+            codec: BlockCodec::new(),
+            pending: Vec::with_capacity(MAX_BLOCK),
+            packed: Vec::with_capacity(MAX_BLOCK),
+            blocks: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
 
     /// Send what is pending.
     fn flush(&mut self, w: &mut File) -> io::Result<()> {
@@ -152,12 +167,14 @@ pub struct Output {
 
 impl Output {
     /// `chunk`: echoed in the `X` frame; `compress`: zstd level for `Z`
-    /// frames (framed output only).
+    /// frames, `follow`: compress once the input arrives compressed (framed
+    /// output only).
     pub fn open(
         path: Option<&Path>,
         framed: bool,
         chunk: Option<u64>,
         compress: Option<i32>,
+        follow: bool,
     ) -> io::Result<Arc<Output>> {
         let dest = match path {
             None => {
@@ -181,15 +198,8 @@ impl Output {
                 data_bytes: 0,
                 data_hash: xxhash_rust::xxh3::Xxh3::new(),
                 ended: false,
-                z: compress.filter(|_| framed).map(|level| Squeeze {
-                    level,
-                    codec: BlockCodec::new(),
-                    pending: Vec::with_capacity(MAX_BLOCK),
-                    packed: Vec::with_capacity(MAX_BLOCK),
-                    blocks: 0,
-                    bytes_in: 0,
-                    bytes_out: 0,
-                }),
+                z: compress.filter(|_| framed).map(Squeeze::new),
+                follow: follow && framed && compress.is_none(),
             }),
             framed,
             chunk,
@@ -204,7 +214,7 @@ impl Output {
     /// when compressing.
     pub fn batch(&self) -> usize {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.z.is_some() {
+        if st.z.is_some() || st.follow {
             MAX_BLOCK
         } else {
             MAX_DATA
@@ -228,6 +238,10 @@ impl Output {
             st.data_bytes += bytes.len() as u64;
             // The hash is of the result's own bytes, however they travel.
             st.data_hash.update(bytes);
+            if st.follow && crate::input::compressed_input_seen() {
+                st.follow = false;
+                st.z = Some(Squeeze::new(distctl_proto::codec::DEFAULT_LEVEL));
+            }
             let State { dest, z, .. } = st;
             if let Some(z) = z {
                 let mut rest = bytes;

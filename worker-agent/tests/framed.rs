@@ -339,6 +339,47 @@ fn compressed_frames_both_ways_carry_the_same_bytes() {
         assert_eq!(end.input_bytes, text.len() as u64);
         assert!(data == text.to_ascii_uppercase());
     }
+    // `--compress-output auto` follows the input: plain while the chunk
+    // comes plain, compressed once distctl switches to Z frames mid-chunk.
+    let blocks: Vec<&[u8]> = text.chunks(distctl_proto::codec::MAX_BLOCK).collect();
+    let mut switching = Vec::new();
+    let mut plain = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        write_data(&mut plain, Tag::Data, block).unwrap();
+        if i >= blocks.len() / 2 && codec.compress(1, block, &mut packed).unwrap() {
+            write_frame(&mut switching, Tag::Compressed, &packed).unwrap();
+        } else {
+            write_data(&mut switching, Tag::Data, block).unwrap();
+        }
+    }
+    for (input, compressed) in [(&plain, false), (&switching, true)] {
+        let (code, out) = agent(
+            &[
+                "op",
+                "upper",
+                "--framed",
+                "--input-frames",
+                "--compress-output",
+                "auto",
+                "--expect-bytes",
+                &len,
+            ],
+            input,
+        );
+        assert_eq!(code, 0);
+        let zs = frames(&out)
+            .iter()
+            .filter(|f| f.tag == Tag::Compressed)
+            .count();
+        assert_eq!(
+            zs > 0,
+            compressed,
+            "Z frames out only once Z frames came in"
+        );
+        let (data, _, _, end) = decode(&out);
+        assert!(end.ok, "{end:?}");
+        assert!(data == text.to_ascii_uppercase());
+    }
     // Incompressible output: the agent stops trying and sends it plain.
     let mut x = 0x2545f4914f6cdd1du64;
     let noise: Vec<u8> = (0..6_000_000)
