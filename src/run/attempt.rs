@@ -18,7 +18,7 @@ use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
 use crate::run::wire::{FrameSender, NodeWire, Plan, Prober};
-use crate::transport::{BoxRead, BoxWrite, NodeSession};
+use crate::transport::{BoxRead, ChannelIn, NodeSession};
 
 /// Bytes per read from the input and per write to a channel (the channel
 /// pipes are widened to match, [`crate::transport::PIPE_SIZE`]).
@@ -132,7 +132,7 @@ pub struct WireUse {
 
 /// Stream the chunk into the agent's stdin, then close it.
 async fn send(
-    mut stdin: BoxWrite,
+    mut stdin: ChannelIn,
     spec: &ChunkSpec,
     want_checksum: bool,
     wire: &WireUse,
@@ -161,11 +161,15 @@ async fn send(
         ChunkData::Range(input) => {
             // Read inline: the range is in the page cache more often than
             // not, and a hop to a blocking thread per block cost more than
-            // the read itself.
+            // the read itself. The bytes are read for the line count and the
+            // checksum; what goes into the pipe is spliced from the file's
+            // pages (no copy into the pipe, no pipe pages to allocate),
+            // falling back to writing the block where splice is refused.
             let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
             let mut buf = vec![0u8; SEND_BLOCK.min(spec.len as usize)];
             let end = spec.start + spec.len;
             let mut pos = spec.start;
+            let mut splicing = true;
             while pos < end {
                 let want = ((end - pos) as usize).min(SEND_BLOCK);
                 let block = &mut buf[..want];
@@ -174,7 +178,18 @@ async fn send(
                     h.update(block);
                 }
                 let nl = memchr::memchr_iter(b'\n', block).count() as u64;
-                stdin.write_all(block).await?;
+                let mut done = 0;
+                if splicing {
+                    match splice_range(&stdin, input, pos, want).await {
+                        Ok(()) => done = want,
+                        Err(Unspliced { moved, error: None }) => {
+                            splicing = false;
+                            done = moved;
+                        }
+                        Err(Unspliced { error: Some(e), .. }) => return Err(e),
+                    }
+                }
+                stdin.write_all(&block[done..]).await?;
                 spec.traffic.sent(want as u64, nl);
                 sent.lines += nl;
                 last = block[want - 1];
@@ -190,13 +205,87 @@ async fn send(
     Ok(sent)
 }
 
+/// Why [`splice_range`] stopped short: `moved` bytes went; `error` is a
+/// real failure, `None` that this file or pipe cannot be spliced (write the
+/// rest instead).
+struct Unspliced {
+    moved: usize,
+    error: Option<std::io::Error>,
+}
+
+/// Move `len` bytes of the input from stream offset `pos` into the pipe with
+/// splice(2): the pipe takes references to the file's page-cache pages.
+async fn splice_range(
+    pipe: &ChannelIn,
+    input: &crate::run::chunk::InputStream,
+    mut pos: u64,
+    len: usize,
+) -> Result<(), Unspliced> {
+    use std::os::fd::AsRawFd;
+    let mut moved = 0;
+    while moved < len {
+        let Some((file, within, left)) = input.file_at(pos) else {
+            let error = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(Unspliced {
+                moved,
+                error: Some(error),
+            });
+        };
+        let want = (len - moved).min(left as usize);
+        let fail = |error| Unspliced {
+            moved,
+            error: Some(error),
+        };
+        pipe.writable().await.map_err(fail)?;
+        let r = pipe.try_io(|| {
+            let mut off = within as libc::loff_t;
+            // SAFETY: both descriptors are open for the call; `off` is a
+            // local the kernel advances; no user memory is handed over.
+            let n = unsafe {
+                libc::splice(
+                    file.as_raw_fd(),
+                    &mut off,
+                    pipe.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    want,
+                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+                )
+            };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match r {
+            Ok(0) => {
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the input shrank while being read",
+                );
+                return Err(fail(error));
+            }
+            Ok(n) => {
+                moved += n;
+                pos += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                return Err(Unspliced { moved, error: None })
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Stream the chunk as frames, block by block: `Z` frames from the start
 /// when the plan compresses, else `D` frames while `auto` times the channel
 /// and tries the first blocks on the side, switching to `Z` frames for the
 /// rest of the chunk the moment the node's decision says compression pays.
 /// The checksum and the line count are of the chunk's own bytes.
 async fn send_frames(
-    mut stdin: BoxWrite,
+    mut stdin: ChannelIn,
     spec: &ChunkSpec,
     want_checksum: bool,
     wire: &WireUse,

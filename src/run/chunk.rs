@@ -131,6 +131,17 @@ impl InputStream {
         Ok(n)
     }
 
+    /// The file holding stream offset `pos`, the offset within it, and the
+    /// bytes it has from there (`None` past the end of the stream).
+    pub fn file_at(&self, pos: u64) -> Option<(&File, u64, u64)> {
+        if pos >= self.total {
+            return None;
+        }
+        let i = self.starts.partition_point(|&s| s <= pos) - 1;
+        let within = pos - self.starts[i];
+        Some((&self.handles[i], within, self.files[i].size - within))
+    }
+
     /// Fill `buf` completely from `pos` (the caller keeps within the stream).
     pub fn read_exact_at(&self, mut pos: u64, mut buf: &mut [u8]) -> io::Result<()> {
         while !buf.is_empty() {

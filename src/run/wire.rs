@@ -27,9 +27,7 @@ use std::time::Instant;
 use distctl_proto::codec::{Compress, DEFAULT_LEVEL, MAX_BLOCK};
 use distctl_proto::frame::{header, MAX_DATA};
 use distctl_proto::{BlockCodec, Tag};
-use tokio::io::AsyncWriteExt;
-
-use crate::transport::BoxWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Blocks compressed on the side before `auto` decides.
 pub const TRIAL_BLOCKS: u64 = 4;
@@ -318,7 +316,11 @@ impl FrameSender {
 
     /// Send `block` (at most [`MAX_BLOCK`] bytes; given back to
     /// [`FrameSender::buffer`] once sent).
-    pub async fn send(&mut self, w: &mut BoxWrite, block: Vec<u8>) -> std::io::Result<()> {
+    pub async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        block: Vec<u8>,
+    ) -> std::io::Result<()> {
         debug_assert!(block.len() <= MAX_BLOCK);
         let out = self.spare.pop().unwrap_or_default();
         let level = self.level;
@@ -329,7 +331,7 @@ impl FrameSender {
         Ok(())
     }
 
-    async fn write_next(&mut self, w: &mut BoxWrite) -> std::io::Result<()> {
+    async fn write_next<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
         let Some(job) = self.queue.pop_front() else {
             return Ok(());
         };
@@ -350,7 +352,7 @@ impl FrameSender {
     }
 
     /// Send every block still being compressed.
-    pub async fn finish(&mut self, w: &mut BoxWrite) -> std::io::Result<()> {
+    pub async fn finish<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
         while !self.queue.is_empty() {
             self.write_next(w).await?;
         }

@@ -22,10 +22,10 @@ pub fn spawn(cmdline: &str, permit: OwnedSemaphorePermit) -> Result<RemoteProces
         .kill_on_drop(true)
         .spawn()
         .context("cannot start sh")?;
-    let stdin = child.stdin.take().map(|s| {
-        super::widen_pipe(&s);
-        Box::pin(s) as super::BoxWrite
-    });
+    let stdin = match child.stdin.take() {
+        Some(s) => Some(super::channel_in(s.into_owned_fd())?),
+        None => None,
+    };
     let stdout = child.stdout.take().context("no stdout pipe")?;
     super::widen_pipe(&stdout);
     let stdout = Box::pin(stdout);

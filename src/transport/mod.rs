@@ -70,10 +70,20 @@ impl std::error::Error for ConnectError {}
 
 pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+/// The pipe into a command's stdin (the ssh master reads its far end): a
+/// plain pipe, so `run` can splice file pages into it.
+pub type ChannelIn = tokio::net::unix::pipe::Sender;
+
+/// Our end of a command's stdin pipe, widened to [`PIPE_SIZE`].
+fn channel_in(fd: std::io::Result<std::os::fd::OwnedFd>) -> Result<ChannelIn> {
+    let fd = fd.context("no stdin pipe")?;
+    widen_pipe(&fd);
+    ChannelIn::from_owned_fd(fd).context("the stdin pipe")
+}
 
 /// A command started on a node with all three standard streams piped.
 pub struct RemoteProcess {
-    pub stdin: Option<BoxWrite>,
+    pub stdin: Option<ChannelIn>,
     pub stdout: BoxRead,
     pub stderr: BoxRead,
     child: ChildImpl,
