@@ -224,8 +224,11 @@ pub fn parse_header(head: &[u8; HEADER_LEN]) -> Result<(Tag, usize), FrameError>
 /// read plus one frame).
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
+    /// Bytes `start..end` are fed and not yet taken; `end..` is room that
+    /// [`FrameDecoder::spare`] hands out to be read into.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl FrameDecoder {
@@ -234,20 +237,39 @@ impl FrameDecoder {
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
+        self.spare(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.filled(bytes.len());
+    }
+
+    /// Room for at least `want` more bytes, to read into directly (then
+    /// [`FrameDecoder::filled`]): no copy from a read buffer. Only the bytes
+    /// of a frame not yet complete move, to the front, when room runs out.
+    pub fn spare(&mut self, want: usize) -> &mut [u8] {
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
+            self.end = 0;
+        }
+        if self.buf.len() - self.end < want && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        if self.buf.len() - self.end < want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`FrameDecoder::spare`].
+    pub fn filled(&mut self, n: usize) {
+        debug_assert!(self.end + n <= self.buf.len());
+        self.end += n;
     }
 
     /// The next complete frame, or `None` until more bytes arrive. The
     /// payload borrows the decoder's buffer.
     pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>, FrameError> {
-        let avail = &self.buf[self.start..];
+        let avail = &self.buf[self.start..self.end];
         if avail.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -265,7 +287,7 @@ impl FrameDecoder {
     /// Bytes of an incomplete frame still waiting for the rest. Non-zero at
     /// end of stream means the stream was cut.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 }
 
@@ -334,6 +356,31 @@ mod tests {
         let end: End = want.last().unwrap().json().unwrap();
         assert!(end.ok);
         assert_eq!(end.input_bytes, 42);
+    }
+
+    #[test]
+    fn frames_read_straight_into_the_decoder_round_trip() {
+        let (stream, want) = sample_stream();
+        // Room asked for in one size, filled in another (short reads), as a
+        // pipe hands them out.
+        for (room, step) in [(64, 3), (4096, 4096), (1 << 20, 70_001), (10, 10)] {
+            let mut dec = FrameDecoder::new();
+            let mut got = Vec::new();
+            let mut pos = 0;
+            while pos < stream.len() {
+                let spare = dec.spare(room);
+                assert!(spare.len() >= room);
+                let n = step.min(spare.len()).min(stream.len() - pos);
+                spare[..n].copy_from_slice(&stream[pos..pos + n]);
+                dec.filled(n);
+                pos += n;
+                while let Some(f) = dec.next_frame().unwrap() {
+                    got.push(f.to_owned());
+                }
+            }
+            assert_eq!(dec.pending(), 0);
+            assert_eq!(got, want, "room {room}, reads of {step}");
+        }
     }
 
     #[test]

@@ -377,11 +377,10 @@ async fn receive(
         wire: 0,
     };
     let mut dec = FrameDecoder::new();
-    let mut buf = vec![0u8; RECEIVE_BLOCK];
     let mut codec = BlockCodec::new();
     let mut block = Vec::new();
     loop {
-        let n = match tokio::time::timeout(timeout, stdout.read(&mut buf)).await {
+        let n = match tokio::time::timeout(timeout, stdout.read(dec.spare(RECEIVE_BLOCK))).await {
             Err(_) => {
                 return Err(AttemptError::new(
                     Fault::Lost,
@@ -407,7 +406,7 @@ async fn receive(
         }
         traffic.received(n as u64);
         got.wire += n as u64;
-        dec.feed(&buf[..n]);
+        dec.filled(n);
         while let Some(frame) = dec
             .next_frame()
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?

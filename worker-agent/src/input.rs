@@ -71,8 +71,10 @@ struct Unframe {
     /// Bytes of the current block not yet read out, from `pos`.
     block: Vec<u8>,
     pos: usize,
-    raw: Vec<u8>,
 }
+
+/// Bytes per read of the framed input (read straight into the decoder).
+const READ_BLOCK: usize = 1 << 20;
 
 impl Unframe {
     fn new(source: Box<dyn Read + Send>) -> Unframe {
@@ -82,7 +84,6 @@ impl Unframe {
             codec: BlockCodec::new(),
             block: Vec::new(),
             pos: 0,
-            raw: vec![0u8; 1 << 20],
         }
     }
 
@@ -113,7 +114,7 @@ impl Unframe {
                 return Ok(true);
             }
             let n = loop {
-                match self.source.read(&mut self.raw) {
+                match self.source.read(self.dec.spare(READ_BLOCK)) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     r => break r?,
                 }
@@ -127,7 +128,7 @@ impl Unframe {
                 }
                 return Ok(false);
             }
-            self.dec.feed(&self.raw[..n]);
+            self.dec.filled(n);
         }
     }
 }
