@@ -282,6 +282,15 @@ fn agents_with(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+fn signal_all(pids: &[u32], sig: libc::c_int) {
+    for &pid in pids {
+        // SAFETY: plain kill(2) on processes of this test's own sshd.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+}
+
 /// Wait until `cond` holds (at most 60 s).
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
     support::wait_until(what, Duration::from_secs(60), cond);
@@ -339,10 +348,20 @@ fn node_killed_mid_run(extra: &[&str]) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill node2 once it is working on chunks.
+    // Kill node2 while it is working on a chunk: freeze its sshd tree once
+    // an agent is seen, so that the chunk cannot finish between the look and
+    // the kill (on a loaded machine that gap outlasted the 0.3 s a chunk
+    // takes, the node died between chunks and nothing was retried).
     let node2 = cluster.workdir(1).to_string_lossy().into_owned();
-    // Each chunk takes 0.3 s on the node: an agent seen running is mid-chunk.
-    wait_for("node2 to run a chunk", || !agents_with(&node2).is_empty());
+    loop {
+        wait_for("node2 to run a chunk", || !agents_with(&node2).is_empty());
+        let tree = cluster.node_pids(1);
+        signal_all(&tree, libc::SIGSTOP);
+        if agents_with(&node2).iter().any(|a| tree.contains(a)) {
+            break;
+        }
+        signal_all(&tree, libc::SIGCONT);
+    }
     cluster.stop_node(1);
     let got = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&got.stderr);
