@@ -13,6 +13,12 @@
 //! when `r ≥ 1.1` and `1/C + 1/(r·L) ≤ 0.8 / L`: compressing a byte and
 //! sending its compressed form, counted one after the other as if they
 //! shared one core, takes at most 80 % of the time sending it plain does.
+//! `L` is the slower of the whole history and the last [`RECENT_BYTES`]
+//! timed: the first megabytes only fill the buffers on the way (pipe, ssh
+//! window, socket buffers, a router's queue), which makes a slow link with
+//! a deep queue look fast. Incompressible blocks (`r < 1.1`) turn it off for
+//! good; a link that merely looks too fast keeps being measured (`D`
+//! frames) and compression turns on once the recent writes say it pays.
 //! Once it is on, the chunks already under way switch to `Z` frames for
 //! their remaining blocks and the agent, started with `--compress-output
 //! auto`, compresses its output from the first `Z` frame it reads; chunks
@@ -51,14 +57,42 @@ pub struct NodeWire {
 struct Probe {
     link_bytes: u64,
     link_secs: f64,
+    /// The most recent timed writes (bytes, seconds), at most
+    /// [`RECENT_BYTES`] of them: the link's throughput as it is now, once
+    /// the buffers on the way (the pipe, ssh's window, socket buffers, a
+    /// router's queue) have filled.
+    recent: VecDeque<(u64, f64)>,
+    recent_bytes: u64,
+    recent_secs: f64,
     trial_in: u64,
     trial_out: u64,
     trial_secs: f64,
     trials_started: u64,
     decision: Option<bool>,
+    /// Compressible, but the link looked too fast for it to pay so far:
+    /// still measuring (the summary says `auto:none` if it stays so).
+    leaning_off: bool,
 }
 
+/// Timed bytes the link's current throughput is taken from.
+const RECENT_BYTES: u64 = 8 << 20;
+
 impl Probe {
+    fn timed(&mut self, bytes: u64, secs: f64) {
+        self.link_bytes += bytes;
+        self.link_secs += secs;
+        self.recent.push_back((bytes, secs));
+        self.recent_bytes += bytes;
+        self.recent_secs += secs;
+        while self.recent_bytes > RECENT_BYTES {
+            let Some((b, t)) = self.recent.pop_front() else {
+                break;
+            };
+            self.recent_bytes -= b;
+            self.recent_secs -= t;
+        }
+    }
+
     fn decide(&mut self) {
         if self.decision.is_some()
             || self.link_bytes < PROBE_BYTES
@@ -66,10 +100,24 @@ impl Probe {
         {
             return;
         }
-        let link = self.link_bytes as f64 / self.link_secs.max(1e-9);
         let ratio = self.trial_in as f64 / self.trial_out.max(1) as f64;
+        if ratio < 1.1 {
+            // Incompressible: no link is slow enough; plain for the rest.
+            self.decision = Some(false);
+            return;
+        }
+        // Whichever is slower, the whole history or the recent writes: the
+        // first megabytes only fill buffers, which a deep queue on a slow
+        // link makes look fast.
+        let overall = self.link_bytes as f64 / self.link_secs.max(1e-9);
+        let recent = self.recent_bytes as f64 / self.recent_secs.max(1e-9);
+        let link = overall.min(recent);
         let speed = self.trial_in as f64 / self.trial_secs.max(1e-9);
-        self.decision = Some(pays(link, ratio, speed));
+        if pays(link, ratio, speed) {
+            self.decision = Some(true);
+        } else {
+            self.leaning_off = true;
+        }
     }
 }
 
@@ -147,9 +195,11 @@ impl NodeWire {
     /// or `auto:` and what it decided (`auto` alone: it never had enough to
     /// go on, and stayed plain).
     pub fn describe(&self) -> String {
-        match (self.setting, self.decision()) {
+        let p = self.probe();
+        match (self.setting, p.decision) {
             (Compress::Auto, Some(true)) => format!("auto:zstd:{DEFAULT_LEVEL}"),
             (Compress::Auto, Some(false)) => "auto:none".into(),
+            (Compress::Auto, None) if p.leaning_off => "auto:none".into(),
             (s, _) => s.to_string(),
         }
     }
@@ -249,8 +299,7 @@ impl Prober {
     pub fn after(&mut self, len: usize, secs: f64) {
         if self.blocks > 1 {
             let mut p = self.wire.probe();
-            p.link_bytes += len as u64;
-            p.link_secs += secs;
+            p.timed(len as u64, secs);
             p.decide();
         }
     }
@@ -375,6 +424,43 @@ mod tests {
         assert!(!pays(1.0 * MB, 1.05, 1000.0 * MB));
         // A shaped 400 Mbit/s link over 6 channels: word text pays.
         assert!(pays(8.0 * MB, 2.2, 130.0 * MB));
+    }
+
+    #[test]
+    fn a_link_that_only_looked_fast_while_buffers_filled_gets_compression() {
+        const MIB: u64 = 1 << 20;
+        let mut p = Probe {
+            trial_in: TRIAL_BLOCKS * MIB,
+            trial_out: TRIAL_BLOCKS * MIB / 8,
+            trial_secs: 4.0 * 0.003,
+            ..Probe::default()
+        };
+        // The first blocks go into buffers at memory speed: 1 GB/s looks
+        // too fast for an 8x ratio at 350 MB/s to pay.
+        for _ in 0..6 {
+            p.timed(MIB, MIB as f64 / 1e9);
+            p.decide();
+        }
+        assert_eq!(p.decision, None);
+        assert!(p.leaning_off, "not yet, still measuring");
+        // Then the queue is full and the link shows: 8 MB/s.
+        for _ in 0..8 {
+            p.timed(MIB, MIB as f64 / 8e6);
+            p.decide();
+        }
+        assert_eq!(p.decision, Some(true));
+        // Incompressible blocks are decided off for good at once.
+        let mut q = Probe {
+            trial_in: TRIAL_BLOCKS * MIB,
+            trial_out: TRIAL_BLOCKS * MIB,
+            trial_secs: 0.01,
+            ..Probe::default()
+        };
+        for _ in 0..6 {
+            q.timed(MIB, MIB as f64 / 1e6);
+            q.decide();
+        }
+        assert_eq!(q.decision, Some(false));
     }
 
     #[test]
