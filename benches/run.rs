@@ -113,6 +113,10 @@ fn measure(cluster: &TestCluster, mut cmd: Command, out: Option<&Path>, distctl:
         None => cmd.stdout(Stdio::null()),
     };
     cmd.stdin(Stdio::null());
+    // The previous run's output still being written back to disk would land
+    // on this one's time and CPU.
+    // SAFETY: sync(2) takes no arguments.
+    unsafe { libc::sync() };
     let before = cpu_now(cluster);
     let t0 = Instant::now();
     let child = cmd.spawn().expect("cannot start the benchmarked command");

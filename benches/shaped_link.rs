@@ -181,6 +181,10 @@ fn measure(
     cluster: &str,
     f: impl FnOnce() -> Option<f64>,
 ) -> (f64, u64, Option<f64>, f64, f64) {
+    // The previous run's output still being written back to disk would land
+    // on this one's time and CPU.
+    // SAFETY: sync(2) takes no arguments.
+    unsafe { libc::sync() };
     let (b0, c0, n0) = (
         bridge_bytes(bridge),
         children_cpu(),
