@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use distctl_proto::frame::{header, HEADER_LEN, MAX_CONTROL, MAX_DATA};
+use distctl_proto::frame::{HEADER_LEN, MAX_CONTROL, MAX_DATA};
 use distctl_proto::{BlockCodec, End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -17,7 +17,7 @@ use crate::output::progress::Traffic;
 use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
-use crate::run::wire::{FrameSender, NodeWire, Plan, Prober};
+use crate::run::wire::{write_frames, FrameSender, NodeWire, Plan, Prober};
 use crate::transport::{BoxRead, ChannelIn, NodeSession};
 
 /// Bytes per read from the input and per write to a channel (the channel
@@ -326,11 +326,7 @@ async fn send_frames(
                     p.before(&block);
                 }
                 let t0 = std::time::Instant::now();
-                for piece in block.chunks(MAX_DATA) {
-                    stdin.write_all(&header(Tag::Data, piece.len())).await?;
-                    stdin.write_all(piece).await?;
-                    plain_wire += (HEADER_LEN + piece.len()) as u64;
-                }
+                plain_wire += write_frames(&mut stdin, Tag::Data, &block).await?;
                 if let Some(p) = probe.as_mut() {
                     p.after(want, t0.elapsed().as_secs_f64());
                 }

@@ -113,14 +113,10 @@ impl InputStream {
     /// Read up to `buf.len()` bytes at stream offset `pos` (fewer only at the
     /// end of the stream or of one file).
     pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if pos >= self.total || buf.is_empty() {
+        let Some((i, within, left)) = self.locate(pos).filter(|_| !buf.is_empty()) else {
             return Ok(0);
-        }
-        // The last file starting at or before `pos`: an empty file shares its
-        // start with the next one, so this is never an exhausted file.
-        let i = self.starts.partition_point(|&s| s <= pos) - 1;
-        let within = pos - self.starts[i];
-        let room = (self.files[i].size - within).min(buf.len() as u64) as usize;
+        };
+        let room = left.min(buf.len() as u64) as usize;
         let n = self.handles[i].read_at(&mut buf[..room], within)?;
         if n == 0 {
             return Err(io::Error::new(
@@ -134,12 +130,21 @@ impl InputStream {
     /// The file holding stream offset `pos`, the offset within it, and the
     /// bytes it has from there (`None` past the end of the stream).
     pub fn file_at(&self, pos: u64) -> Option<(&File, u64, u64)> {
+        let (i, within, left) = self.locate(pos)?;
+        Some((&self.handles[i], within, left))
+    }
+
+    /// Index of the file holding `pos`, the offset within it, and the bytes
+    /// it has from there. The last file starting at or before `pos`: an
+    /// empty file shares its start with the next one, so this is never an
+    /// exhausted file.
+    fn locate(&self, pos: u64) -> Option<(usize, u64, u64)> {
         if pos >= self.total {
             return None;
         }
         let i = self.starts.partition_point(|&s| s <= pos) - 1;
         let within = pos - self.starts[i];
-        Some((&self.handles[i], within, self.files[i].size - within))
+        Some((i, within, self.files[i].size - within))
     }
 
     /// Fill `buf` completely from `pos` (the caller keeps within the stream).

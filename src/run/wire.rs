@@ -338,6 +338,28 @@ impl Drop for Prober {
     }
 }
 
+/// Write `payload` as `tag` frames (a `Z` frame holds one whole compressed
+/// block, `D` frames at most [`MAX_DATA`] each); the bytes written, headers
+/// included.
+pub async fn write_frames<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    tag: Tag,
+    payload: &[u8],
+) -> std::io::Result<u64> {
+    let limit = if tag == Tag::Compressed {
+        MAX_BLOCK
+    } else {
+        MAX_DATA
+    };
+    let mut wrote = 0;
+    for piece in payload.chunks(limit) {
+        w.write_all(&header(tag, piece.len())).await?;
+        w.write_all(piece).await?;
+        wrote += (piece.len() + distctl_proto::frame::HEADER_LEN) as u64;
+    }
+    Ok(wrote)
+}
+
 /// Sends one chunk's blocks as `Z` frames (or `D` frames where a block does
 /// not shrink), with up to [`DEPTH`] blocks being compressed at once.
 pub struct FrameSender {
@@ -390,11 +412,7 @@ impl FrameSender {
         } else {
             (Tag::Data, &block[..])
         };
-        for piece in payload.chunks(if shrinks { MAX_BLOCK } else { MAX_DATA }) {
-            w.write_all(&header(tag, piece.len())).await?;
-            w.write_all(piece).await?;
-            self.wire_bytes += (piece.len() + distctl_proto::frame::HEADER_LEN) as u64;
-        }
+        self.wire_bytes += write_frames(w, tag, payload).await?;
         self.spare.push(block);
         self.spare.push(out);
         Ok(())

@@ -22,10 +22,11 @@ pub fn spawn(cmdline: &str, permit: OwnedSemaphorePermit) -> Result<RemoteProces
         .kill_on_drop(true)
         .spawn()
         .context("cannot start sh")?;
-    let stdin = match child.stdin.take() {
-        Some(s) => Some(super::channel_in(s.into_owned_fd())?),
-        None => None,
-    };
+    let stdin = child
+        .stdin
+        .take()
+        .map(|s| super::channel_in(s.into_owned_fd()))
+        .transpose()?;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     super::widen_pipe(&stdout);
     let stdout = Box::pin(stdout);

@@ -524,10 +524,11 @@ pub async fn spawn(
         .context("cannot open a channel to the node")?;
     // The native mux hands these pipes' far ends to the master: they are
     // the data path, so widen them.
-    let stdin = match child.stdin().take() {
-        Some(s) => Some(super::channel_in(s.into_owned_fd())?),
-        None => None,
-    };
+    let stdin = child
+        .stdin()
+        .take()
+        .map(|s| super::channel_in(s.into_owned_fd()))
+        .transpose()?;
     let stdout = child.stdout().take().context("no stdout pipe")?;
     super::widen_pipe(&stdout);
     let stdout = Box::pin(stdout);
