@@ -167,7 +167,7 @@ pub async fn run_on(
         }
     };
     let stdin = proc.stdin.take();
-    let stdout = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    let stdout = proc.take_stdout();
     let stderr = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
     let [out_file, err_file] = files;
     let sink = |to_err: bool, file| StreamRoute {

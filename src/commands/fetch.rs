@@ -112,7 +112,7 @@ async fn fetch_node(s: &NodeSession, path: &str, name: &Path, to: &Path) -> Resu
 
     let mut proc = s.spawn(&remote_command(&s.node, path)).await?;
     drop(proc.stdin.take());
-    let stdout = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    let stdout = proc.take_stdout();
     // A tar that stops sending (a hung filesystem) is a timed-out node.
     let stdout: crate::transport::BoxRead =
         Box::pin(crate::transport::deadline::IdleBound::new(stdout));

@@ -3,4 +3,5 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod mapped;
 pub mod preflight;

@@ -9,16 +9,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use distctl_proto::frame::FrameRef;
 use distctl_proto::frame::{HEADER_LEN, MAX_CONTROL, MAX_DATA};
 use distctl_proto::{BlockCodec, End, FrameDecoder, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::files::mapped::MapError;
 use crate::output::progress::Traffic;
 use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
 use crate::run::schedule::Fault;
 use crate::run::wire::{write_frames, FrameSender, NodeWire, Plan, Prober};
-use crate::transport::{BoxRead, ChannelIn, NodeSession};
+use crate::transport::{BoxRead, ChannelIn, ChannelOut, NodeSession};
 
 /// Bytes per read from the input and per write to a channel (the channel
 /// pipes are widened to match, [`crate::transport::PIPE_SIZE`]).
@@ -159,29 +161,52 @@ async fn send(
             last = data.last().copied().unwrap_or(b'\n');
         }
         ChunkData::Range(input) => {
-            // Read inline: the range is in the page cache more often than
-            // not, and a hop to a blocking thread per block cost more than
-            // the read itself. The bytes are read for the line count and the
-            // checksum; what goes into the pipe is spliced from the file's
-            // pages (no copy into the pipe, no pipe pages to allocate),
-            // falling back to writing the block where splice is refused.
+            // The bytes are looked at where they lie in the page cache (a
+            // read-only mapping) for the line count and the checksum, then
+            // spliced from the file's pages into the pipe: no copy of the
+            // chunk passes through this process. Where the file cannot be
+            // mapped or spliced, blocks are read and written instead. All
+            // inline: a hop to a blocking thread per block cost more than
+            // the work itself.
             let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
-            let mut buf = vec![0u8; SEND_BLOCK.min(spec.len as usize)];
+            let mut buf = Vec::new();
             let end = spec.start + spec.len;
             let mut pos = spec.start;
-            let mut splicing = true;
+            let (mut mapping, mut splicing) = (true, true);
             while pos < end {
                 let want = ((end - pos) as usize).min(SEND_BLOCK);
-                let block = &mut buf[..want];
-                input.read_exact_at(pos, block)?;
+                let mapped = if mapping {
+                    match input.map_at(pos, want) {
+                        Ok(w) => Some(w),
+                        Err(MapError::Unmappable { .. }) => {
+                            mapping = false;
+                            None
+                        }
+                        Err(MapError::Io(e)) => return Err(e),
+                    }
+                } else {
+                    None
+                };
+                // Where the bytes were mapped the block is as long as its
+                // window (it never crosses from one input file to the next).
+                let block: &[u8] = match &mapped {
+                    Some(w) => w,
+                    None => {
+                        buf.resize(want, 0);
+                        input.read_exact_at(pos, &mut buf)?;
+                        &buf
+                    }
+                };
+                let len = block.len();
                 if let Some(h) = hasher.as_mut() {
                     h.update(block);
                 }
                 let nl = memchr::memchr_iter(b'\n', block).count() as u64;
+                last = block[len - 1];
                 let mut done = 0;
                 if splicing {
-                    match splice_range(&stdin, input, pos, want).await {
-                        Ok(()) => done = want,
+                    match splice_range(&stdin, input, pos, len).await {
+                        Ok(()) => done = len,
                         Err(Unspliced { moved, error: None }) => {
                             splicing = false;
                             done = moved;
@@ -189,12 +214,17 @@ async fn send(
                         Err(Unspliced { error: Some(e), .. }) => return Err(e),
                     }
                 }
-                stdin.write_all(&block[done..]).await?;
-                spec.traffic.sent(want as u64, nl);
+                if done < len {
+                    let rest = match &mapped {
+                        Some(w) => &w[done..],
+                        None => &buf[done..len],
+                    };
+                    stdin.write_all(rest).await?;
+                }
+                spec.traffic.sent(len as u64, nl);
                 sent.lines += nl;
-                last = block[want - 1];
-                pos += want as u64;
-                sent.bytes += want as u64;
+                pos += len as u64;
+                sent.bytes += len as u64;
             }
             sent.checksum = hasher.map(crate::run::chunk::ChunkHash::finish);
         }
@@ -359,7 +389,7 @@ struct AgentReply {
 }
 
 async fn receive(
-    stdout: &mut BoxRead,
+    stdout: &mut ChannelOut,
     timeout: Duration,
     data: ResultBuf,
     traffic: &Traffic,
@@ -372,25 +402,14 @@ async fn receive(
         stderr_tail: Vec::new(),
         wire: 0,
     };
+    if got.data.is_direct() {
+        return receive_in_place(stdout, timeout, got, traffic).await;
+    }
     let mut dec = FrameDecoder::new();
     let mut codec = BlockCodec::new();
     let mut block = Vec::new();
     loop {
-        let n = match tokio::time::timeout(timeout, stdout.read(dec.spare(RECEIVE_BLOCK))).await {
-            Err(_) => {
-                return Err(AttemptError::new(
-                    Fault::Lost,
-                    format!("no word from the node for {}", crate::units::Dur(timeout)),
-                ))
-            }
-            Ok(Err(e)) => {
-                return Err(AttemptError::new(
-                    Fault::Lost,
-                    format!("connection lost: {e}"),
-                ))
-            }
-            Ok(Ok(n)) => n,
-        };
+        let n = read_within(stdout, dec.spare(RECEIVE_BLOCK), timeout).await?;
         if n == 0 {
             if dec.pending() > 0 {
                 return Err(AttemptError::new(
@@ -407,44 +426,239 @@ async fn receive(
             .next_frame()
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
         {
-            match frame.tag {
-                // Spilling is local: whatever goes wrong there is ours.
-                Tag::Data => got.data.push(frame.payload).map_err(|e| {
-                    AttemptError::new(
-                        Fault::Local,
-                        format!("cannot buffer the result in a local temporary file: {e}"),
-                    )
-                })?,
-                Tag::Compressed => {
-                    codec
-                        .decompress(frame.payload, &mut block)
-                        .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?;
-                    got.data.push(&block).map_err(|e| {
-                        AttemptError::new(
-                            Fault::Local,
-                            format!("cannot buffer the result in a local temporary file: {e}"),
-                        )
-                    })?
-                }
-                Tag::Stderr => keep_tail(&mut got.stderr_tail, frame.payload),
-                Tag::Heartbeat => {}
-                Tag::Partial => {
-                    got.partial = Some(
-                        frame
-                            .json()
-                            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
-                    )
-                }
-                Tag::End => {
-                    got.end = Some(
-                        frame
-                            .json()
-                            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
-                    )
-                }
+            take_frame(&mut got, &mut codec, &mut block, frame)?;
+        }
+    }
+}
+
+/// [`receive`] for a result that goes straight to its place in the output:
+/// frames are read one at a time, header first, and the payload of every
+/// `D` frame is spliced from the pipe into the output file, so its bytes
+/// never pass through this process (the kernel copies them once, from the
+/// pipe into the page cache). Where the file refuses splice, the payloads
+/// are read and written instead.
+async fn receive_in_place(
+    stdout: &mut ChannelOut,
+    timeout: Duration,
+    mut got: AgentReply,
+    traffic: &Traffic,
+) -> Result<AgentReply, AttemptError> {
+    let mut codec = BlockCodec::new();
+    let mut block = Vec::new();
+    let mut payload = Vec::new();
+    let mut splicing = true;
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        if !read_exact_within(stdout, &mut head, timeout, true).await? {
+            return Ok(got);
+        }
+        let (tag, len) = distctl_proto::frame::parse_header(&head)
+            .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?;
+        let wire = (HEADER_LEN + len) as u64;
+        if tag == Tag::Data && splicing {
+            let (file, offset, room) = got.data.in_place().expect("a direct result");
+            if len as u64 > room {
+                return Err(AttemptError::new(
+                    Fault::Failed,
+                    format!(
+                        "the result is longer than its chunk ({} bytes)",
+                        got.data.len() + room
+                    ),
+                ));
+            }
+            let file = file.clone();
+            let moved = splice_out(stdout, &file, offset, len, timeout).await?;
+            got.data.placed(moved as u64);
+            if moved == len {
+                traffic.received(wire);
+                got.wire += wire;
+                continue;
+            }
+            // This file cannot be spliced into: read the rest of the
+            // payload (and every later one) instead.
+            splicing = false;
+            payload.resize(len - moved, 0);
+            read_exact_within(stdout, &mut payload, timeout, false).await?;
+            got.data.push(&payload).map_err(buffer_error)?;
+            traffic.received(wire);
+            got.wire += wire;
+            continue;
+        }
+        payload.resize(len, 0);
+        read_exact_within(stdout, &mut payload, timeout, false).await?;
+        traffic.received(wire);
+        got.wire += wire;
+        let frame = FrameRef {
+            tag,
+            payload: &payload,
+        };
+        take_frame(&mut got, &mut codec, &mut block, frame)?;
+    }
+}
+
+/// One read from the result pipe, bounded by the attempt's timeout.
+async fn read_within(
+    stdout: &mut ChannelOut,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<usize, AttemptError> {
+    match tokio::time::timeout(timeout, stdout.read(buf)).await {
+        Err(_) => Err(silent(timeout)),
+        Ok(Err(e)) => Err(AttemptError::new(
+            Fault::Lost,
+            format!("connection lost: {e}"),
+        )),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+/// Fill `buf` from the result pipe. `false` when the stream ended before
+/// the first byte and `at_boundary` allows that (the end between frames).
+async fn read_exact_within(
+    stdout: &mut ChannelOut,
+    buf: &mut [u8],
+    timeout: Duration,
+    at_boundary: bool,
+) -> Result<bool, AttemptError> {
+    let mut have = 0;
+    while have < buf.len() {
+        let n = read_within(stdout, &mut buf[have..], timeout).await?;
+        if n == 0 {
+            if have == 0 && at_boundary {
+                return Ok(false);
+            }
+            return Err(AttemptError::new(
+                Fault::Lost,
+                "the result stream was cut short",
+            ));
+        }
+        have += n;
+    }
+    Ok(true)
+}
+
+fn silent(timeout: Duration) -> AttemptError {
+    AttemptError::new(
+        Fault::Lost,
+        format!("no word from the node for {}", crate::units::Dur(timeout)),
+    )
+}
+
+fn buffer_error(e: std::io::Error) -> AttemptError {
+    AttemptError::new(
+        Fault::Local,
+        format!("cannot buffer the result in a local temporary file: {e}"),
+    )
+}
+
+/// Move `len` bytes from the result pipe into `file` at `offset` with
+/// splice(2). Returns how many moved: all of them, or fewer when the file
+/// refuses splice (the caller reads the rest).
+async fn splice_out(
+    stdout: &ChannelOut,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+    timeout: Duration,
+) -> Result<usize, AttemptError> {
+    use std::os::fd::AsRawFd;
+    let mut moved = 0;
+    while moved < len {
+        match tokio::time::timeout(timeout, stdout.readable()).await {
+            Err(_) => return Err(silent(timeout)),
+            Ok(Err(e)) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    format!("connection lost: {e}"),
+                ))
+            }
+            Ok(Ok(())) => {}
+        }
+        let r = stdout.try_io(|| {
+            let mut off = (offset + moved as u64) as libc::loff_t;
+            // SAFETY: both descriptors are open for the call; `off` is a
+            // local the kernel advances; no user memory is handed over.
+            let n = unsafe {
+                libc::splice(
+                    stdout.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    file.as_raw_fd(),
+                    &mut off,
+                    len - moved,
+                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+                )
+            };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match r {
+            Ok(0) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    "the result stream was cut short",
+                ))
+            }
+            Ok(n) => moved += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                return Ok(moved)
+            }
+            Err(e) if local_resource(&e) => {
+                return Err(AttemptError::from_io(
+                    Fault::Local,
+                    "writing the result",
+                    &e,
+                ))
+            }
+            Err(e) => {
+                return Err(AttemptError::new(
+                    Fault::Lost,
+                    format!("connection lost: {e}"),
+                ))
             }
         }
     }
+    Ok(moved)
+}
+
+/// Act on one frame of the agent's answer.
+fn take_frame(
+    got: &mut AgentReply,
+    codec: &mut BlockCodec,
+    block: &mut Vec<u8>,
+    frame: FrameRef<'_>,
+) -> Result<(), AttemptError> {
+    let payload = frame.payload;
+    match frame.tag {
+        // Spilling is local: whatever goes wrong there is ours.
+        Tag::Data => got.data.push(payload).map_err(buffer_error)?,
+        Tag::Compressed => {
+            codec
+                .decompress(payload, block)
+                .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?;
+            got.data.push(block).map_err(buffer_error)?
+        }
+        Tag::Stderr => keep_tail(&mut got.stderr_tail, payload),
+        Tag::Heartbeat => {}
+        Tag::Partial => {
+            got.partial = Some(
+                frame
+                    .json()
+                    .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
+            )
+        }
+        Tag::End => {
+            got.end = Some(
+                frame
+                    .json()
+                    .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?,
+            )
+        }
+    }
+    Ok(())
 }
 
 fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
@@ -518,7 +732,7 @@ pub async fn attempt(
         Ok(Ok(p)) => p,
     };
     let stdin = proc.stdin.take().expect("stdin is piped");
-    let mut stdout: BoxRead = std::mem::replace(&mut proc.stdout, Box::pin(tokio::io::empty()));
+    let mut stdout = proc.stdout.take().expect("stdout is piped");
     let mut stderr: BoxRead = std::mem::replace(&mut proc.stderr, Box::pin(tokio::io::empty()));
     let errors = tokio::spawn(async move {
         let mut tail = Vec::new();
@@ -557,8 +771,8 @@ pub async fn attempt(
     // The result is read to its end; the exit status adds nothing once the
     // End frame is verified, but is waited for so the channel closes cleanly.
     let status = tokio::time::timeout(Duration::from_secs(5), proc.wait()).await;
-    let received = received?;
-    let Some(end) = received.end else {
+    let mut received = received?;
+    let Some(end) = received.end.take() else {
         let why = match last_line(&channel_err) {
             l if l.is_empty() => match status {
                 Ok(Ok(Some(c))) => format!("the agent exited with code {c} before finishing"),
@@ -621,6 +835,9 @@ pub async fn attempt(
             ),
         ));
     }
+    received.data.seal().map_err(|e| {
+        AttemptError::from_io(Fault::Local, "reading the result back from the output", &e)
+    })?;
     check_identity(&end, spec.index, &received.data)?;
     if expect_partial && received.partial.is_none() {
         return Err(AttemptError::new(

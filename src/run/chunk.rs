@@ -127,6 +127,25 @@ impl InputStream {
         Ok(n)
     }
 
+    /// Up to `want` bytes of the stream from `pos`, mapped read-only where
+    /// they lie (fewer at the end of one input file).
+    pub fn map_at(
+        &self,
+        pos: u64,
+        want: usize,
+    ) -> Result<crate::files::mapped::MappedWindow, crate::files::mapped::MapError> {
+        let Some((i, within, left)) = self.locate(pos) else {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        };
+        let want = (left as usize).min(want);
+        crate::files::mapped::map_window(&self.handles[i], within, want).map_err(|e| match e {
+            crate::files::mapped::MapError::Io(e) => crate::files::mapped::MapError::Io(
+                io::Error::new(e.kind(), format!("{}: {e}", self.files[i].path.display())),
+            ),
+            other => other,
+        })
+    }
+
     /// The file holding stream offset `pos`, the offset within it, and the
     /// bytes it has from there (`None` past the end of the stream).
     pub fn file_at(&self, pos: u64) -> Option<(&File, u64, u64)> {

@@ -14,6 +14,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::run::chunk::ChunkHash;
+
 /// Bytes of results held in memory, over all chunks.
 pub struct MemoryBudget {
     limit: usize,
@@ -94,6 +96,10 @@ pub struct ResultBuf {
 enum Hashed {
     Running(Box<xxhash_rust::xxh3::Xxh3>),
     Known(u128),
+    /// A direct result: its bytes are hashed where they landed, once they
+    /// are all there ([`ResultBuf::seal`]), whether they were written or
+    /// spliced into place.
+    InPlace,
 }
 
 /// Where a direct result goes: the output file, at `offset`, at most `cap` bytes.
@@ -123,7 +129,32 @@ impl ResultBuf {
     pub fn direct(file: Arc<File>, offset: u64, cap: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
         let mut buf = ResultBuf::new(budget);
         buf.direct = Some(InPlace { file, offset, cap });
+        buf.hash = Hashed::InPlace;
         buf
+    }
+
+    /// For a direct result: the output file, the offset the next result
+    /// byte goes to, and how many more bytes the chunk allows.
+    pub fn in_place(&self) -> Option<(&Arc<File>, u64, u64)> {
+        self.direct
+            .as_ref()
+            .map(|d| (&d.file, d.offset + self.len, d.cap - self.len))
+    }
+
+    /// `n` more bytes of a direct result were put in place by the caller
+    /// (spliced), at the offset [`ResultBuf::in_place`] gave.
+    pub fn placed(&mut self, n: u64) {
+        debug_assert!(self.in_place().is_some_and(|(_, _, room)| n <= room));
+        self.len += n;
+    }
+
+    /// Hash a direct result's bytes where they are, once all have arrived
+    /// (a no-op for other results, hashed as they came).
+    pub fn seal(&mut self) -> io::Result<()> {
+        if let (Hashed::InPlace, Some(d)) = (&self.hash, &self.direct) {
+            self.hash = Hashed::Known(hash_file_range(&d.file, d.offset, self.len)?);
+        }
+        Ok(())
     }
 
     /// Already in its place in the output.
@@ -148,9 +179,15 @@ impl ResultBuf {
 
     /// xxh3-128 of the result's bytes.
     pub fn hash(&self) -> u128 {
-        match &self.hash {
-            Hashed::Running(h) => h.digest128(),
-            Hashed::Known(h) => *h,
+        match (&self.hash, &self.direct) {
+            (Hashed::Running(h), _) => h.digest128(),
+            (Hashed::Known(h), _) => *h,
+            // Not sealed: hash it now (an unreadable result hashes to what
+            // no agent reports, so it is refused).
+            (Hashed::InPlace, Some(d)) => {
+                hash_file_range(&d.file, d.offset, self.len).unwrap_or_default()
+            }
+            (Hashed::InPlace, None) => unreachable!("only direct results hash in place"),
         }
     }
 
@@ -163,9 +200,6 @@ impl ResultBuf {
     /// reused for the next frame). In memory they are gathered into blocks
     /// of up to [`MEM_BLOCK`], not one allocation per frame.
     pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Hashed::Running(h) = &mut self.hash {
-            h.update(data);
-        }
         if let Some(d) = &self.direct {
             if self.len + data.len() as u64 > d.cap {
                 return Err(io::Error::new(
@@ -176,6 +210,9 @@ impl ResultBuf {
             d.file.write_all_at(data, d.offset + self.len)?;
             self.len += data.len() as u64;
             return Ok(());
+        }
+        if let Hashed::Running(h) = &mut self.hash {
+            h.update(data);
         }
         self.len += data.len() as u64;
         if self.spill.is_none() {
@@ -222,7 +259,11 @@ impl ResultBuf {
         self.mem_reserved = 0;
         self.spill = None;
         self.len = 0;
-        self.hash = Hashed::Running(Box::default());
+        self.hash = if self.direct.is_some() {
+            Hashed::InPlace
+        } else {
+            Hashed::Running(Box::default())
+        };
     }
 
     /// Write the whole result to `out` (a direct result is read back from
@@ -254,6 +295,21 @@ impl ResultBuf {
             copy_exact(f, out, spill_len)?;
         }
         Ok(())
+    }
+}
+
+/// xxh3-128 of `len` bytes of `file` from `offset`, read where they lie in
+/// the page cache (mapped), or by reads where mapping is refused.
+fn hash_file_range(file: &File, offset: u64, len: u64) -> io::Result<u128> {
+    use crate::files::mapped::{for_each_window, MapError};
+    let mut h = ChunkHash::new();
+    match for_each_window(file, offset, len, |bytes| {
+        h.update(bytes);
+        Ok(())
+    }) {
+        Ok(()) => Ok(h.finish()),
+        Err(MapError::Io(e)) => Err(e),
+        Err(MapError::Unmappable { .. }) => ChunkHash::of_file_range(file, offset, len),
     }
 }
 

@@ -131,6 +131,9 @@ impl Results {
                     f.set_len(written)?;
                     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(written))?;
                     if in_place {
+                        if let Some(total) = input.total() {
+                            reserve(&f, written, total.saturating_sub(written));
+                        }
                         results.in_place = Some(Arc::new(f.try_clone()?));
                     }
                     Box::new(f)
@@ -315,4 +318,25 @@ impl Results {
             }
         }
     }
+}
+
+/// Allocate the blocks an in-place output will fill (its size is the
+/// input's), without changing its length: the filesystem then writes into
+/// blocks it has, instead of reserving and mapping them page by page as
+/// results arrive. Best effort: a filesystem without fallocate, or too little
+/// room (the writes then say so), is no error here.
+fn reserve(file: &File, from: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return;
+    }
+    // SAFETY: fallocate on a descriptor we hold; no memory is passed.
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            from as libc::off_t,
+            len as libc::off_t,
+        )
+    };
 }

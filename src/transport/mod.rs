@@ -74,6 +74,17 @@ pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 /// plain pipe, so `run` can splice file pages into it.
 pub type ChannelIn = tokio::net::unix::pipe::Sender;
 
+/// The pipe a command's stdout comes back on (the ssh master writes its far
+/// end): a plain pipe, so `run` can splice results straight into the output.
+pub type ChannelOut = tokio::net::unix::pipe::Receiver;
+
+/// Our end of a command's stdout pipe, widened to [`PIPE_SIZE`].
+fn channel_out(fd: std::io::Result<std::os::fd::OwnedFd>) -> Result<ChannelOut> {
+    let fd = fd.context("no stdout pipe")?;
+    widen_pipe(&fd);
+    ChannelOut::from_owned_fd(fd).context("the stdout pipe")
+}
+
 /// Our end of a command's stdin pipe, widened to [`PIPE_SIZE`].
 fn channel_in(fd: std::io::Result<std::os::fd::OwnedFd>) -> Result<ChannelIn> {
     let fd = fd.context("no stdin pipe")?;
@@ -84,7 +95,7 @@ fn channel_in(fd: std::io::Result<std::os::fd::OwnedFd>) -> Result<ChannelIn> {
 /// A command started on a node with all three standard streams piped.
 pub struct RemoteProcess {
     pub stdin: Option<ChannelIn>,
-    pub stdout: BoxRead,
+    pub stdout: Option<ChannelOut>,
     pub stderr: BoxRead,
     child: ChildImpl,
     _channel: OwnedSemaphorePermit,
@@ -100,6 +111,14 @@ enum ChildImpl {
 pub type ExitCode = Option<i32>;
 
 impl RemoteProcess {
+    /// The stdout pipe as a plain reader (empty once taken).
+    pub fn take_stdout(&mut self) -> BoxRead {
+        match self.stdout.take() {
+            Some(o) => Box::pin(o),
+            None => Box::pin(tokio::io::empty()),
+        }
+    }
+
     pub async fn wait(self) -> Result<ExitCode> {
         match self.child {
             ChildImpl::Ssh(child) => match child.wait().await {
@@ -224,7 +243,12 @@ impl NodeSession {
         let mut err = Vec::new();
         let (w, o, e) = tokio::join!(
             write,
-            proc.stdout.read_to_end(&mut out),
+            async {
+                match proc.stdout.as_mut() {
+                    Some(o) => o.read_to_end(&mut out).await,
+                    None => Ok(0),
+                }
+            },
             proc.stderr.read_to_end(&mut err)
         );
         // A command that exits without reading all its input is not an error here.

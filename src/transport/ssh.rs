@@ -529,9 +529,11 @@ pub async fn spawn(
         .take()
         .map(|s| super::channel_in(s.into_owned_fd()))
         .transpose()?;
-    let stdout = child.stdout().take().context("no stdout pipe")?;
-    super::widen_pipe(&stdout);
-    let stdout = Box::pin(stdout);
+    let stdout = child
+        .stdout()
+        .take()
+        .map(|s| super::channel_out(s.into_owned_fd()))
+        .transpose()?;
     let stderr = Box::pin(child.stderr().take().context("no stderr pipe")?);
     Ok(RemoteProcess {
         stdin,
