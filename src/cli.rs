@@ -283,7 +283,7 @@ pub struct RunArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Bytes per chunk, line-aligned (default: a sixteenth of the input,
-    /// between 1M and 32M; 8M for standard input)
+    /// between 1M and 64M, smaller towards the end; 8M for standard input)
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<ByteSize>,
     /// A chunk whose node is silent this long is retried elsewhere

@@ -74,6 +74,13 @@ impl Op {
         matches!(self, Op::Upper | Op::Lower)
     }
 
+    /// The agent runs it faster than any link brings bytes (GB/s on one
+    /// core): one chunk at a time per node keeps up, where the numeric ops,
+    /// bound by parsing, want every core of the node.
+    pub fn streams_at_memory_speed(self) -> bool {
+        !self.is_numeric()
+    }
+
     /// Aggregates answer with a [`crate::Partial`] (`P` frame), not data.
     pub fn is_aggregate(self) -> bool {
         !matches!(self, Op::Upper | Op::Lower | Op::Grep)

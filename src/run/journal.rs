@@ -54,7 +54,80 @@ pub struct DoneEntry {
 
 pub struct Journal {
     pub dir: PathBuf,
-    log: File,
+    /// The log, while no [`Syncer`] holds it.
+    log: Option<File>,
+    syncer: Option<Syncer>,
+}
+
+/// Batches of entries for chunks written to `output.part`, journaled on a
+/// thread of their own: `output.part` is synced first, then the entries are
+/// appended and the log synced. Syncing a few hundred megabytes takes tens
+/// of milliseconds; on the runner's thread that held up every next chunk
+/// (0.5 s of a 4 s run over 1 GiB). Batches queued while one is synced are
+/// taken together.
+struct Syncer {
+    tx: Option<std::sync::mpsc::Sender<Vec<DoneEntry>>>,
+    thread: Option<std::thread::JoinHandle<Result<File>>>,
+}
+
+impl Syncer {
+    fn start(output: File, mut log: File, dir: PathBuf) -> Syncer {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<DoneEntry>>();
+        let thread = std::thread::spawn(move || -> Result<File> {
+            while let Ok(mut batch) = rx.recv() {
+                while let Ok(more) = rx.try_recv() {
+                    batch.extend(more);
+                }
+                output.sync_data().context("writing the output to disk")?;
+                for entry in &batch {
+                    writeln!(log, "{}", serde_json::to_string(entry)?)?;
+                }
+                log.sync_data()?;
+                for entry in &batch {
+                    let _ = std::fs::remove_file(dir.join(chunk_file_name(entry.index)));
+                }
+            }
+            Ok(log)
+        });
+        Syncer {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queue a batch; a thread that already stopped says why.
+    fn send(&mut self, batch: Vec<DoneEntry>) -> Result<()> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
+        if sent {
+            return Ok(());
+        }
+        self.finish()?;
+        anyhow::bail!("the journal writer stopped")
+    }
+
+    /// Journal everything queued and hand the log back.
+    fn finish(&mut self) -> Result<File> {
+        self.tx = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("the journal writer panicked"),
+            None => anyhow::bail!("the journal writer stopped"),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    /// Whatever is queued is journaled before the journal is let go.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn chunk_file_name(index: usize) -> String {
+    format!("chunk-{index}.out")
 }
 
 pub fn checksum_hex(h: u128) -> String {
@@ -75,7 +148,7 @@ impl Journal {
     }
 
     pub fn chunk_path(&self, index: usize) -> PathBuf {
-        self.dir.join(format!("chunk-{index}.out"))
+        self.dir.join(chunk_file_name(index))
     }
 
     /// Start a fresh journal (replacing one left by an earlier run).
@@ -94,7 +167,11 @@ impl Journal {
         if let Some(parent) = dir.parent() {
             crate::files::atomic::sync_dir(parent);
         }
-        Ok(Journal { dir, log })
+        Ok(Journal {
+            dir,
+            log: Some(log),
+            syncer: None,
+        })
     }
 
     /// Reopen the journal of an interrupted run with the same key.
@@ -130,47 +207,78 @@ impl Journal {
         }
         let log = OpenOptions::new().append(true).open(&path)?;
         log.set_len(good as u64)?;
-        Ok((Journal { dir, log }, done))
+        let journal = Journal {
+            dir,
+            log: Some(log),
+            syncer: None,
+        };
+        Ok((journal, done))
     }
 
     /// Record a chunk whose result is on disk (synced: the entry vouches
     /// for those bytes after a crash).
     pub fn record(&mut self, entry: &DoneEntry) -> Result<()> {
-        writeln!(self.log, "{}", serde_json::to_string(entry)?)?;
-        self.log.sync_data()?;
+        let log = self.log()?;
+        writeln!(log, "{}", serde_json::to_string(entry)?)?;
+        log.sync_data()?;
         Ok(())
     }
 
-    /// Journal the chunks just written to `output.part` (`written`: index and
-    /// result length; `out_hashes`: their results' hashes), whose
-    /// `chunk-N.out` files are no longer needed. `output.part` must already
-    /// be synced.
+    /// Journal everything queued now.
+    pub fn flush(&mut self) -> Result<()> {
+        self.log().map(|_| ())
+    }
+
+    /// The log, once everything queued for the [`Syncer`] is journaled.
+    fn log(&mut self) -> Result<&mut File> {
+        if let Some(mut s) = self.syncer.take() {
+            self.log = Some(s.finish()?);
+        }
+        self.log.as_mut().context("the journal log is gone")
+    }
+
+    /// Journal the chunks just written to `output` (`output.part`;
+    /// `written`: index and result length; `out_hashes`: their results'
+    /// hashes), whose `chunk-N.out` files are no longer needed. Done on the
+    /// [`Syncer`]'s thread, which syncs `output` first: the caller goes on
+    /// at once.
     pub fn record_written(
         &mut self,
+        output: &File,
         checksums: &HashMap<usize, u128>,
         out_hashes: &HashMap<usize, u128>,
         chunks: &[Chunk],
         written: &[(usize, u64)],
     ) -> Result<()> {
-        for &(index, out_len) in written {
-            let c = &chunks[index];
-            self.record(&DoneEntry {
-                index,
-                start: c.start,
-                len: c.len,
-                checksum: checksum_hex(checksums.get(&index).copied().unwrap_or(0)),
-                out_len,
-                out_hash: out_hashes.get(&index).map(|&h| checksum_hex(h)),
-                place: Place::Prefix,
-                partial: None,
-            })?;
-            let _ = std::fs::remove_file(self.chunk_path(index));
+        let batch = written
+            .iter()
+            .map(|&(index, out_len)| {
+                let c = &chunks[index];
+                DoneEntry {
+                    index,
+                    start: c.start,
+                    len: c.len,
+                    checksum: checksum_hex(checksums.get(&index).copied().unwrap_or(0)),
+                    out_len,
+                    out_hash: out_hashes.get(&index).map(|&h| checksum_hex(h)),
+                    place: Place::Prefix,
+                    partial: None,
+                }
+            })
+            .collect();
+        if self.syncer.is_none() {
+            let log = self.log.take().context("the journal log is gone")?;
+            let output = output.try_clone()?;
+            self.syncer = Some(Syncer::start(output, log, self.dir.clone()));
         }
-        Ok(())
+        self.syncer.as_mut().expect("just started").send(batch)
     }
 
     /// The run completed: the journal goes.
-    pub fn remove(self) {
+    pub fn remove(mut self) {
+        if let Some(mut s) = self.syncer.take() {
+            let _ = s.finish();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -214,10 +214,10 @@ impl Results {
         if done.is_empty() {
             return Ok(());
         }
-        if let Sink::File(f) = &self.sink {
-            f.file().sync_data().context("writing the output to disk")?;
-        }
-        j.record_written(&self.checksums, &self.out_hashes, chunks, &done)?;
+        let Sink::File(f) = &self.sink else {
+            anyhow::bail!("internal error: a journal without an output file");
+        };
+        j.record_written(f.file(), &self.checksums, &self.out_hashes, chunks, &done)?;
         for (i, _) in &done {
             self.out_hashes.remove(i);
         }
@@ -283,6 +283,7 @@ impl Results {
         let Some(j) = self.journal.as_mut() else {
             return Ok(None);
         };
+        j.flush()?;
         if let Some(w) = self.writer.as_mut() {
             w.flush_output()?;
             for (index, mut buf) in w.take_waiting() {
