@@ -633,3 +633,48 @@ fn bad_paths_are_refused_before_any_node_is_contacted() {
         .collect();
     assert_eq!(left.len(), 2, "nothing left beside the output: {left:?}");
 }
+
+/// A byte op runs one chunk at a time per node (the agent outpaces any
+/// link; a second channel only costs the ssh master and sshd), a numeric op
+/// and `--exec` one per core of the node, and an inventory's `slots` wins
+/// over both.
+#[test]
+fn byte_ops_take_one_slot_per_node_numeric_ops_and_exec_one_per_core() {
+    let cluster = cluster(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("n.txt");
+    let data: String = (0..2000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&input, &data).unwrap();
+    let slots = |args: &[&str]| -> Vec<u64> {
+        let out = tmp.path().join("out.txt");
+        let got = cluster
+            .distctl()
+            .args(["--json", "run", "--quiet"])
+            .arg(&input)
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&got.stdout);
+        assert_eq!(got.status.code(), Some(0), "{args:?}: {text}");
+        let summary: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap();
+        summary["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["slots"].as_u64().unwrap())
+            .collect()
+    };
+    // The nodes are this machine: their cores are ours (at most 8 channels).
+    let cores = std::thread::available_parallelism().unwrap().get().min(8) as u64;
+    assert_eq!(slots(&["--op", "upper"]), [1, 1]);
+    assert_eq!(slots(&["--op", "count-words"]), [1, 1]);
+    assert_eq!(slots(&["--op", "sum"]), [cores, cores]);
+    assert_eq!(slots(&["--exec", "cat"]), [cores, cores]);
+    // `slots` on the last node of the inventory.
+    let inventory = std::fs::read_to_string(cluster.inventory()).unwrap();
+    std::fs::write(cluster.inventory(), inventory + "slots = 3\n").unwrap();
+    assert_eq!(slots(&["--op", "upper"]), [1, 3]);
+}

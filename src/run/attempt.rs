@@ -603,20 +603,16 @@ async fn splice_out(
             }
             Ok(n) => moved += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                 return Ok(moved)
             }
-            Err(e) if local_resource(&e) => {
-                return Err(AttemptError::from_io(
-                    Fault::Local,
-                    "writing the result",
-                    &e,
-                ))
-            }
+            // Reading a pipe that is readable does not fail: the output
+            // file did (a full disk, an I/O error), which is this machine's.
             Err(e) => {
                 return Err(AttemptError::new(
-                    Fault::Lost,
-                    format!("connection lost: {e}"),
+                    Fault::Local,
+                    format!("cannot write the result into the output: {e}"),
                 ))
             }
         }
