@@ -27,7 +27,8 @@
 //! `RUN_BENCH_BASELINE=/path/to/distctl` adds rows of another distctl build
 //! (its own defaults), interleaved with this one's. `RUN_BENCH_REPEAT=N`
 //! runs every tool N times (interleaved rounds) and prints each tool's
-//! median run with all its wall times.
+//! median run with all its wall times. `RUN_BENCH_DIR` (default `/var/tmp`)
+//! is where the inputs and outputs go (`/dev/shm`: no disk in the figures).
 
 #[path = "common/inputs.rs"]
 mod inputs;
@@ -221,9 +222,14 @@ fn main() {
         .map(|s| distctl::units::parse_size(s).expect("size like 100M"))
         .collect();
     let cluster = TestCluster::start(3);
+    // Inputs and outputs: on disk by default; RUN_BENCH_DIR=/dev/shm keeps
+    // the disk (whose write speed varies 0.5-1.5 GB/s on these shared VMs)
+    // out of the figures: distctl fsyncs its output before renaming it into
+    // place, the other tools leave theirs to the page cache.
+    let work_dir = std::env::var("RUN_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
     let work = tempfile::Builder::new()
         .prefix("dctl-bench")
-        .tempdir_in("/var/tmp")
+        .tempdir_in(&work_dir)
         .unwrap();
     let w = work.path();
     // The seed's worker on every node; workdirs as absolute prefixes R1..R3.
