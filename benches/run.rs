@@ -27,7 +27,9 @@
 //! `RUN_BENCH_BASELINE=/path/to/distctl` adds rows of another distctl build
 //! (its own defaults), interleaved with this one's. `RUN_BENCH_REPEAT=N`
 //! runs every tool N times (interleaved rounds) and prints each tool's
-//! median run with all its wall times. `RUN_BENCH_DIR` (default `/var/tmp`)
+//! median run with all its wall times. `RUN_BENCH_WARM=1` adds a distctl
+//! row whose ssh masters are already up (`--persist 10m`, opened by a
+//! `setup` outside the timing), as parallel's are. `RUN_BENCH_DIR` (default `/var/tmp`)
 //! is where the inputs and outputs go (`/dev/shm`: no disk in the figures).
 
 #[path = "common/inputs.rs"]
@@ -276,6 +278,9 @@ fn main() {
     let compress = list("RUN_BENCH_COMPRESS", "auto,none");
     let ops = list("RUN_BENCH_OPS", "upper,exec");
     let baseline = std::env::var_os("RUN_BENCH_BASELINE").map(PathBuf::from);
+    // RUN_BENCH_WARM=1: a distctl row with its masters already up
+    // (`--persist`), as parallel's warm rows have theirs.
+    let warm = std::env::var_os("RUN_BENCH_WARM").is_some_and(|v| v == "1");
     let repeat: usize = std::env::var("RUN_BENCH_REPEAT")
         .ok()
         .map_or(1, |v| v.parse().expect("RUN_BENCH_REPEAT: a count"));
@@ -340,6 +345,15 @@ fn main() {
                 if let Some(b) = &baseline {
                     variants.push((" (baseline binary)".into(), b.clone(), Vec::new()));
                 }
+                if warm {
+                    // Like parallel's warm rows: the masters are up before the run.
+                    let flag = ["--compress", "none", "--persist", "10m"];
+                    variants.push((
+                        " --compress none --persist 10m (warm)".into(),
+                        distctl.clone(),
+                        flag.iter().map(|s| s.to_string()).collect(),
+                    ));
+                }
             }
             for _ in 0..repeat {
                 for (op, tool, args) in [
@@ -354,12 +368,15 @@ fn main() {
                         continue;
                     }
                     for (label, bin, extra) in &variants {
-                        if variants.len() > 1 {
-                            // Each binary installs its own agent: outside the timings.
+                        let persist = extra.iter().any(|a| a == "--persist");
+                        if variants.len() > 1 || persist {
+                            // Each binary installs its own agent: outside the
+                            // timings; the warm row's masters come up here.
                             let st = Command::new(bin)
                                 .arg("--inventory")
                                 .arg(cluster.inventory())
                                 .args(["setup", "--quiet"])
+                                .args(if persist { &["--persist", "10m"][..] } else { &[] })
                                 .status()
                                 .unwrap();
                             assert!(st.success(), "distctl setup failed");
@@ -457,6 +474,13 @@ fn main() {
             }
             let _ = std::fs::remove_file(&out);
         }
+    }
+    if warm {
+        let _ = Command::new(&distctl)
+            .arg("--inventory")
+            .arg(cluster.inventory())
+            .args(["disconnect", "--quiet"])
+            .status();
     }
     print_table(&rows);
 }
