@@ -376,7 +376,11 @@ fn main() {
                                 .arg("--inventory")
                                 .arg(cluster.inventory())
                                 .args(["setup", "--quiet"])
-                                .args(if persist { &["--persist", "10m"][..] } else { &[] })
+                                .args(if persist {
+                                    &["--persist", "10m"][..]
+                                } else {
+                                    &[]
+                                })
                                 .status()
                                 .unwrap();
                             assert!(st.success(), "distctl setup failed");
