@@ -1,5 +1,6 @@
-//! Local files a person named: checked before any node is contacted, and
-//! written atomically.
+//! Local files a person named: checked before any node is contacted,
+//! written atomically, and read through mappings where their bytes are only
+//! looked at.
 
 pub mod atomic;
 pub mod lock;
