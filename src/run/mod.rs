@@ -1,7 +1,8 @@
 //! The run engine behind `distctl run`: the job and how the agent is asked
 //! to do it ([`job`]), the input planned or streamed ([`input`], cut by
 //! [`chunk`]), the scheduler ([`schedule`], simulated by [`dryrun`]), one
-//! attempt per chunk ([`attempt`]), the ordered merge ([`merge`]) into the
+//! attempt per chunk ([`attempt`], reading the agent's answer with
+//! [`reply`]), the ordered merge ([`merge`]) into the
 //! output ([`results`]), the resume journal ([`journal`]), and the runner
 //! that drives them ([`runner`]), filling in a [`summary`].
 
@@ -12,6 +13,7 @@ pub mod input;
 pub mod job;
 pub mod journal;
 pub mod merge;
+pub mod reply;
 pub mod results;
 pub mod runner;
 pub mod schedule;
