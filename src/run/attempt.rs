@@ -241,7 +241,6 @@ async fn splice_range(
     mut pos: u64,
     len: usize,
 ) -> Result<(), Unspliced> {
-    use std::os::fd::AsRawFd;
     let mut moved = 0;
     while moved < len {
         let Some((file, within, left)) = input.file_at(pos) else {
@@ -258,24 +257,8 @@ async fn splice_range(
         };
         pipe.writable().await.map_err(fail)?;
         let r = pipe.try_io(|| {
-            let mut off = within as libc::loff_t;
-            // SAFETY: both descriptors are open for the call; `off` is a
-            // local the kernel advances; no user memory is handed over.
-            let n = unsafe {
-                libc::splice(
-                    file.as_raw_fd(),
-                    &mut off,
-                    pipe.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    want,
-                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-                )
-            };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            let mut off = within as i64;
+            crate::transport::splice(file, Some(&mut off), pipe, None, want)
         });
         match r {
             Ok(0) => {

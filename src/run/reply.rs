@@ -211,7 +211,6 @@ async fn splice_out(
     len: usize,
     timeout: Duration,
 ) -> Result<usize, AttemptError> {
-    use std::os::fd::AsRawFd;
     let mut moved = 0;
     while moved < len {
         match tokio::time::timeout(timeout, stdout.readable()).await {
@@ -225,24 +224,8 @@ async fn splice_out(
             Ok(Ok(())) => {}
         }
         let r = stdout.try_io(|| {
-            let mut off = (offset + moved as u64) as libc::loff_t;
-            // SAFETY: both descriptors are open for the call; `off` is a
-            // local the kernel advances; no user memory is handed over.
-            let n = unsafe {
-                libc::splice(
-                    stdout.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    file.as_raw_fd(),
-                    &mut off,
-                    len - moved,
-                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-                )
-            };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            let mut off = (offset + moved as u64) as i64;
+            crate::transport::splice(stdout, None, file, Some(&mut off), len - moved)
         });
         match r {
             Ok(0) => {

@@ -35,6 +35,37 @@ pub fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
     unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
 }
 
+/// One non-blocking splice(2) of up to `len` bytes from `from` to `to`, one
+/// of them a pipe; an offset, where given, is read and advanced for a file
+/// side. The bytes move inside the kernel, never through our memory.
+pub fn splice(
+    from: &impl std::os::fd::AsRawFd,
+    from_offset: Option<&mut i64>,
+    to: &impl std::os::fd::AsRawFd,
+    to_offset: Option<&mut i64>,
+    len: usize,
+) -> std::io::Result<usize> {
+    let as_ptr = |o: Option<&mut i64>| o.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    // SAFETY: both descriptors are open for the call; the offsets are
+    // locals of the caller the kernel reads and advances; no user memory
+    // holds the bytes.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            as_ptr(from_offset),
+            to.as_raw_fd(),
+            as_ptr(to_offset),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// A live connection to one node. Cheap to share (`Arc`) between tasks.
 pub struct NodeSession {
     pub node: Node,
