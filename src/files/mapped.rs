@@ -21,12 +21,12 @@ const WINDOW: u64 = 8 << 20;
 /// `MADV_POPULATE_READ` (Linux 5.14), spelled out for older libc crates.
 const MADV_POPULATE_READ: libc::c_int = 22;
 
-/// Why [`for_each_window`] stopped: `Unmappable` means nothing was handed to
-/// the visitor from the failing window on and the caller may read the rest
-/// instead; `Io` is a real error (the file shrank, the visitor failed).
+/// Why a mapping failed: `Unmappable`, this file cannot be mapped here (the
+/// caller reads it instead); `Io`, a real error (the file shrank, a visitor
+/// failed).
 #[derive(Debug)]
 pub enum MapError {
-    Unmappable { done: u64 },
+    Unmappable,
     Io(io::Error),
 }
 
@@ -68,8 +68,7 @@ impl Drop for MappedWindow {
     }
 }
 
-/// Map `want` bytes of `file` from `pos`. `Unmappable { done: 0 }` when the
-/// file cannot be mapped here (read it instead).
+/// Map `want` bytes of `file` from `pos`.
 pub fn map_window(file: &File, pos: u64, want: usize) -> Result<MappedWindow, MapError> {
     let page = page_size();
     let start = pos - pos % page;
@@ -88,7 +87,7 @@ pub fn map_window(file: &File, pos: u64, want: usize) -> Result<MappedWindow, Ma
         )
     };
     if base == libc::MAP_FAILED {
-        return Err(MapError::Unmappable { done: 0 });
+        return Err(MapError::Unmappable);
     }
     let window = MappedWindow {
         base,
@@ -114,7 +113,7 @@ pub fn map_window(file: &File, pos: u64, want: usize) -> Result<MappedWindow, Ma
             Some(libc::EFAULT) => shrank(),
             Some(libc::ENOMEM) => MapError::Io(e),
             // EINVAL: a kernel without MADV_POPULATE_READ.
-            _ => MapError::Unmappable { done: 0 },
+            _ => MapError::Unmappable,
         });
     }
     Ok(window)
@@ -132,10 +131,7 @@ pub fn for_each_window(
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(WINDOW) as usize;
-        let window = match map_window(file, offset + done, want) {
-            Err(MapError::Unmappable { .. }) => return Err(MapError::Unmappable { done }),
-            w => w?,
-        };
+        let window = map_window(file, offset + done, want)?;
         visit(&window)?;
         done += want as u64;
     }
@@ -200,7 +196,7 @@ mod tests {
         match r {
             Err(MapError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
             // A kernel without MADV_POPULATE_READ: the caller reads instead.
-            Err(MapError::Unmappable { .. }) => {}
+            Err(MapError::Unmappable) => {}
             Ok(()) => panic!("a range past the end was read"),
         }
     }

@@ -168,7 +168,7 @@ async fn send(
                 let mapped = if mapping {
                     match input.map_at(pos, want) {
                         Ok(w) => Some(w),
-                        Err(MapError::Unmappable { .. }) => {
+                        Err(MapError::Unmappable) => {
                             mapping = false;
                             None
                         }

@@ -21,13 +21,15 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::files::mapped::{map_window, MapError, MappedWindow};
+
 /// Block size for scans and reads of the input.
 pub const READ_BLOCK: usize = 1 << 20;
 
 /// The default chunk size for an input of `total` bytes (`None`: a stream
 /// of unknown size): about 16 chunks, so every slot of a small cluster gets
 /// work, but at most 64 MiB — each chunk costs a channel, a login shell and
-/// an agent start on its node (~25 ms of CPU between the ssh master and
+/// an agent start on its node (~11 ms of CPU between the ssh master and
 /// sshd on loopback), so chunks must not be small — and at least 1 MiB.
 /// Depends on the input alone, so `--resume` plans the same chunks again.
 pub fn default_chunk_size(total: Option<u64>) -> u64 {
@@ -132,19 +134,16 @@ impl InputStream {
 
     /// Up to `want` bytes of the stream from `pos`, mapped read-only where
     /// they lie (fewer at the end of one input file).
-    pub fn map_at(
-        &self,
-        pos: u64,
-        want: usize,
-    ) -> Result<crate::files::mapped::MappedWindow, crate::files::mapped::MapError> {
+    pub fn map_at(&self, pos: u64, want: usize) -> Result<MappedWindow, MapError> {
         let Some((i, within, left)) = self.locate(pos) else {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         };
         let want = (left as usize).min(want);
-        crate::files::mapped::map_window(&self.handles[i], within, want).map_err(|e| match e {
-            crate::files::mapped::MapError::Io(e) => crate::files::mapped::MapError::Io(
-                io::Error::new(e.kind(), format!("{}: {e}", self.files[i].path.display())),
-            ),
+        map_window(&self.handles[i], within, want).map_err(|e| match e {
+            MapError::Io(e) => MapError::Io(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", self.files[i].path.display()),
+            )),
             other => other,
         })
     }

@@ -119,9 +119,8 @@ impl Syncer {
 impl Drop for Syncer {
     /// Whatever is queued is journaled before the journal is let go.
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if self.thread.is_some() {
+            let _ = self.finish();
         }
     }
 }
@@ -276,9 +275,9 @@ impl Journal {
 
     /// The run completed: the journal goes.
     pub fn remove(mut self) {
-        if let Some(mut s) = self.syncer.take() {
-            let _ = s.finish();
-        }
+        // Dropping the syncer journals what is queued (and stops its thread)
+        // before the directory goes.
+        drop(self.syncer.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

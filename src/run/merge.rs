@@ -309,7 +309,7 @@ fn hash_file_range(file: &File, offset: u64, len: u64) -> io::Result<u128> {
     }) {
         Ok(()) => Ok(h.finish()),
         Err(MapError::Io(e)) => Err(e),
-        Err(MapError::Unmappable { .. }) => ChunkHash::of_file_range(file, offset, len),
+        Err(MapError::Unmappable) => ChunkHash::of_file_range(file, offset, len),
     }
 }
 
