@@ -142,10 +142,18 @@ const CHANGED_BYTES: &str = r#"#!/bin/sh
 "$0.real" "$@" | LC_ALL=C sed 's/LINE/LIne/g'
 "#;
 
-/// A compromised node1 whose installed agent answers for another chunk, or
-/// changes the bytes it sends (and whose `sha256sum` lies, so distctl takes
-/// it for the agent it installed): every such answer is refused and the
-/// chunk runs again on node2; the output is exactly right.
+/// Runs the real agent and changes the first digit of the input hash in its
+/// `X` frame (same length): it claims to have read other bytes than distctl
+/// sent.
+const OTHER_INPUT_HASH: &str = r#"#!/bin/sh
+"$0.real" "$@" | LC_ALL=C sed 's/"input_hash":"0/"input_hash":"1/; t; s/"input_hash":"[1-9a-f]/"input_hash":"0/'
+"#;
+
+/// A compromised node1 whose installed agent answers for another chunk,
+/// changes the bytes it sends, or reports another input hash than that of
+/// the bytes distctl read and sent (and whose `sha256sum` lies, so distctl
+/// takes it for the agent it installed): every such answer is refused and
+/// the chunk runs again on node2; the output is exactly right.
 #[test]
 fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() {
     let cluster = TestCluster::start(2);
@@ -168,7 +176,12 @@ fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() 
     let input = tmp.path().join("in.txt");
     let data: String = (0..60_000).map(|i| format!("line {i} abc\n")).collect();
     std::fs::write(&input, &data).unwrap();
-    for (wrapper, refused) in [(WRONG_CHUNK, "not chunk"), (CHANGED_BYTES, "hash")] {
+    for (wrapper, refused, compress) in [
+        (WRONG_CHUNK, "not chunk", "auto"),
+        (CHANGED_BYTES, "hash", "auto"),
+        // Compressing, distctl reads the chunk itself and hashes it.
+        (OTHER_INPUT_HASH, "input hash mismatch", "zstd"),
+    ] {
         std::fs::write(&agent, wrapper).unwrap();
         std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
@@ -177,7 +190,15 @@ fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() 
             .distctl()
             .arg("run")
             .arg(&input)
-            .args(["--op", "upper", "--chunk-size", "64K", "-o"])
+            .args([
+                "--op",
+                "upper",
+                "--chunk-size",
+                "64K",
+                "--compress",
+                compress,
+            ])
+            .arg("-o")
             .arg(&out)
             .output()
             .unwrap();

@@ -24,7 +24,8 @@ pub enum Tag {
     Data,
     /// `E`: stderr bytes of the exec'd command.
     Stderr,
-    /// `H`: heartbeat, empty.
+    /// `H`: heartbeat: empty, or the lines of input the agent has read so
+    /// far (a `u64`, big-endian), for distctl's progress.
     Heartbeat,
     /// `P`: JSON of [`crate::Partial`].
     Partial,
@@ -52,7 +53,7 @@ impl Tag {
     pub fn max_payload(self) -> usize {
         match self {
             Tag::Data | Tag::Stderr => MAX_DATA,
-            Tag::Heartbeat => 0,
+            Tag::Heartbeat => 8,
             Tag::Partial | Tag::End => MAX_CONTROL,
             Tag::Compressed => crate::codec::MAX_BLOCK,
         }
@@ -93,6 +94,14 @@ pub struct End {
     /// xxh3-128 of the payload of all `D` frames, 32 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_hash: Option<String>,
+    /// xxh3-128 of the chunk's own bytes as read (decompressed), 32 hex
+    /// digits: what distctl's journal keeps of a chunk it spliced from the
+    /// input file without looking at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hash: Option<String>,
+    /// Lines of the chunk's input (a last line without a newline counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_lines: Option<u64>,
 }
 
 /// The header of a frame with `len` payload bytes.
@@ -409,7 +418,8 @@ mod tests {
             (b'D', MAX_DATA + 1, false),
             (b'E', MAX_DATA + 1, false),
             (b'H', 0, true),
-            (b'H', 1, false),
+            (b'H', 8, true),
+            (b'H', 9, false),
             (b'X', MAX_CONTROL, true),
             (b'X', MAX_CONTROL + 1, false),
             (b'P', MAX_CONTROL + 1, false),

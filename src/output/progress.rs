@@ -124,9 +124,11 @@ impl Watch for NodesProgress {
 }
 
 /// Bytes and lines the attempts of a run have moved so far, counted as they
-/// go (`run::attempt` adds to it), so the bar moves with the bytes and not
-/// only when a chunk finishes. A retried chunk's bytes count again; the bar
-/// never passes the total.
+/// go, so the bar moves with the bytes and not only when a chunk finishes
+/// (`run::attempt` counts the bytes; lines are the agents' to count, in
+/// their heartbeats, since distctl splices most chunks without reading
+/// them). A retried chunk's bytes and lines count again; the bar never
+/// passes the total.
 #[derive(Default)]
 pub struct Traffic {
     sent: AtomicU64,
@@ -135,9 +137,13 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// `bytes` holding `lines` newlines went up a channel.
-    pub fn sent(&self, bytes: u64, lines: u64) {
+    /// `bytes` went up a channel.
+    pub fn sent(&self, bytes: u64) {
         self.sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// An agent has read `lines` more lines.
+    pub fn lines(&self, lines: u64) {
         self.lines.fetch_add(lines, Ordering::Relaxed);
     }
 
@@ -384,7 +390,8 @@ mod tests {
             line.ends_with("0 B/1.0 MiB sent, 0 B back, 0s elapsed"),
             "{line}"
         );
-        flow.traffic.sent(512 << 10, 65536);
+        flow.traffic.sent(512 << 10);
+        flow.traffic.lines(65536);
         let flow = Flow {
             started: Instant::now() - Duration::from_secs(2),
             ..flow
@@ -398,7 +405,7 @@ mod tests {
         );
         assert!(line.ends_with(" lines/s, 2s elapsed, ETA 2s"), "{line}");
         // All sent, results still coming: no ETA of 0s.
-        flow.traffic.sent(512 << 10, 0);
+        flow.traffic.sent(512 << 10);
         assert!(!flow.line().contains("ETA"), "{}", flow.line());
     }
 }

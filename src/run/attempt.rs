@@ -12,7 +12,6 @@ use std::time::Duration;
 use distctl_proto::{End, Partial, Tag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::files::mapped::MapError;
 use crate::output::progress::Traffic;
 use crate::run::chunk::InputStream;
 use crate::run::merge::ResultBuf;
@@ -48,7 +47,7 @@ pub struct Verified {
     pub partial: Option<Partial>,
     /// xxh3-128 of the bytes sent (when asked for, for the journal).
     pub checksum: Option<u128>,
-    /// Lines in the chunk, counted while sending.
+    /// Lines in the chunk (counted while sending, or by the agent).
     pub lines: u64,
     /// Bytes on the channel up (the chunk, framed and compressed or not) and down.
     pub wire_sent: u64,
@@ -107,10 +106,12 @@ pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
     })
 }
 
-/// What went up the channel.
+/// What went up the channel. The line count and the checksum are `None`
+/// where distctl did not read the bytes (spliced from the input file): the
+/// agent's `X` frame gives them.
 struct Sent {
     bytes: u64,
-    lines: u64,
+    lines: Option<u64>,
     checksum: Option<u128>,
     wire: u64,
 }
@@ -129,74 +130,39 @@ async fn send(
     want_checksum: bool,
     wire: &WireUse,
 ) -> std::io::Result<Sent> {
-    let mut sent = Sent {
-        bytes: 0,
-        lines: 0,
-        checksum: None,
-        wire: 0,
-    };
     if wire.plan.frames {
         return send_frames(stdin, spec, want_checksum, wire).await;
     }
-    let mut last = b'\n';
-    // Plain bytes.
-    match &spec.data {
+    let sent = match &spec.data {
         ChunkData::Owned(data) => {
             for block in data.chunks(SEND_BLOCK) {
                 stdin.write_all(block).await?;
+                spec.traffic.sent(block.len() as u64);
             }
-            sent.bytes = data.len() as u64;
-            sent.lines = memchr::memchr_iter(b'\n', data).count() as u64;
-            spec.traffic.sent(sent.bytes, sent.lines);
-            last = data.last().copied().unwrap_or(b'\n');
+            Sent {
+                bytes: data.len() as u64,
+                lines: Some(count_lines(data)),
+                checksum: None,
+                wire: data.len() as u64,
+            }
         }
         ChunkData::Range(input) => {
-            // The bytes are looked at where they lie in the page cache (a
-            // read-only mapping) for the line count and the checksum, then
-            // spliced from the file's pages into the pipe: no copy of the
-            // chunk passes through this process. Where the file cannot be
-            // mapped or spliced, blocks are read and written instead. All
-            // inline: a hop to a blocking thread per block cost more than
-            // the work itself.
-            let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
+            // Spliced from the file's page-cache pages into the pipe: no
+            // byte of the chunk passes through this process, and nothing
+            // here reads it (the agent hashes it and counts its lines).
+            // Where the file or the pipe cannot be spliced, blocks are read
+            // and written instead. All inline: a hop to a blocking thread
+            // per block cost more than the work itself.
             let mut buf = Vec::new();
             let end = spec.start + spec.len;
             let mut pos = spec.start;
-            let (mut mapping, mut splicing) = (true, true);
+            let mut splicing = true;
             while pos < end {
                 let want = ((end - pos) as usize).min(SEND_BLOCK);
-                let mapped = if mapping {
-                    match input.map_at(pos, want) {
-                        Ok(w) => Some(w),
-                        Err(MapError::Unmappable) => {
-                            mapping = false;
-                            None
-                        }
-                        Err(MapError::Io(e)) => return Err(e),
-                    }
-                } else {
-                    None
-                };
-                // Where the bytes were mapped the block is as long as its
-                // window (it never crosses from one input file to the next).
-                let block: &[u8] = match &mapped {
-                    Some(w) => w,
-                    None => {
-                        buf.resize(want, 0);
-                        input.read_exact_at(pos, &mut buf)?;
-                        &buf
-                    }
-                };
-                let len = block.len();
-                if let Some(h) = hasher.as_mut() {
-                    h.update(block);
-                }
-                let nl = memchr::memchr_iter(b'\n', block).count() as u64;
-                last = block[len - 1];
                 let mut done = 0;
                 if splicing {
-                    match splice_range(&stdin, input, pos, len).await {
-                        Ok(()) => done = len,
+                    match splice_range(&stdin, input, pos, want).await {
+                        Ok(()) => done = want,
                         Err(Unspliced { moved, error: None }) => {
                             splicing = false;
                             done = moved;
@@ -204,25 +170,30 @@ async fn send(
                         Err(Unspliced { error: Some(e), .. }) => return Err(e),
                     }
                 }
-                if done < len {
-                    let rest = match &mapped {
-                        Some(w) => &w[done..],
-                        None => &buf[done..len],
-                    };
-                    stdin.write_all(rest).await?;
+                if done < want {
+                    buf.resize(want - done, 0);
+                    input.read_exact_at(pos + done as u64, &mut buf)?;
+                    stdin.write_all(&buf).await?;
                 }
-                spec.traffic.sent(len as u64, nl);
-                sent.lines += nl;
-                pos += len as u64;
-                sent.bytes += len as u64;
+                spec.traffic.sent(want as u64);
+                pos += want as u64;
             }
-            sent.checksum = hasher.map(crate::run::chunk::ChunkHash::finish);
+            Sent {
+                bytes: spec.len,
+                lines: None,
+                checksum: None,
+                wire: spec.len,
+            }
         }
-    }
-    sent.lines += u64::from(sent.bytes > 0 && last != b'\n');
-    sent.wire = sent.bytes;
+    };
     stdin.shutdown().await?;
     Ok(sent)
+}
+
+/// Lines in a whole chunk: its newlines, plus one for a last line without.
+fn count_lines(data: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', data).count() as u64
+        + u64::from(data.last().is_some_and(|&b| b != b'\n'))
 }
 
 /// Why [`splice_range`] stopped short: `moved` bytes went; `error` is a
@@ -317,9 +288,8 @@ async fn send_frames(
         if let Some(h) = hasher.as_mut() {
             h.update(&block);
         }
-        let nl = memchr::memchr_iter(b'\n', &block).count() as u64;
-        spec.traffic.sent(want as u64, nl);
-        lines += nl;
+        lines += memchr::memchr_iter(b'\n', &block).count() as u64;
+        spec.traffic.sent(want as u64);
         last = block[want - 1];
         pos += want as u64;
         match packer.as_mut() {
@@ -345,10 +315,58 @@ async fn send_frames(
     stdin.shutdown().await?;
     Ok(Sent {
         bytes: pos,
-        lines: lines + u64::from(pos > 0 && last != b'\n'),
+        lines: Some(lines + u64::from(pos > 0 && last != b'\n')),
         checksum: hasher.map(crate::run::chunk::ChunkHash::finish),
         wire: wire_bytes,
     })
+}
+
+/// The chunk's line count and (when the journal wants it) its checksum:
+/// distctl's own where it read the bytes, else the agent's. Where both
+/// hashed them, they must agree.
+fn input_seen(
+    sent: &Sent,
+    end: &End,
+    want_checksum: bool,
+) -> Result<(u64, Option<u128>), AttemptError> {
+    let theirs = match end.input_hash.as_deref() {
+        Some(h) => Some(
+            u128::from_str_radix(h, 16)
+                .ok()
+                .filter(|_| h.len() == 32)
+                .ok_or_else(|| {
+                    AttemptError::new(Fault::Failed, "the agent sent a malformed input hash")
+                })?,
+        ),
+        None => None,
+    };
+    if let (Some(ours), Some(theirs)) = (sent.checksum, theirs) {
+        if ours != theirs {
+            return Err(AttemptError::new(
+                Fault::Failed,
+                "input hash mismatch: the agent read other bytes than were sent",
+            ));
+        }
+    }
+    let missing = |what: &str| {
+        AttemptError::new(
+            Fault::Failed,
+            format!("the agent did not report the chunk's {what}"),
+        )
+    };
+    let lines = sent
+        .lines
+        .or(end.input_lines)
+        .ok_or_else(|| missing("line count"))?;
+    let checksum = match want_checksum {
+        true => Some(
+            sent.checksum
+                .or(theirs)
+                .ok_or_else(|| missing("input hash"))?,
+        ),
+        false => None,
+    };
+    Ok((lines, checksum))
 }
 
 fn last_line(bytes: &[u8]) -> String {
@@ -518,6 +536,10 @@ pub async fn attempt(
             ),
         ));
     }
+    let (lines, checksum) = input_seen(&sent, &end, want_checksum)?;
+    // The lines the agent's heartbeats did not get to report.
+    spec.traffic
+        .lines(lines.saturating_sub(received.lines_read));
     received.data.seal().map_err(|e| {
         AttemptError::from_io(Fault::Local, "reading the result back from the output", &e)
     })?;
@@ -531,8 +553,8 @@ pub async fn attempt(
     Ok(Verified {
         data: received.data,
         partial: received.partial,
-        checksum: sent.checksum,
-        lines: sent.lines,
+        checksum,
+        lines,
         wire_sent: sent.wire,
         wire_received: received.wire,
     })

@@ -21,8 +21,6 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::files::mapped::{map_window, MapError, MappedWindow};
-
 /// Block size for scans and reads of the input.
 pub const READ_BLOCK: usize = 1 << 20;
 
@@ -130,22 +128,6 @@ impl InputStream {
             ));
         }
         Ok(n)
-    }
-
-    /// Up to `want` bytes of the stream from `pos`, mapped read-only where
-    /// they lie (fewer at the end of one input file).
-    pub fn map_at(&self, pos: u64, want: usize) -> Result<MappedWindow, MapError> {
-        let Some((i, within, left)) = self.locate(pos) else {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-        };
-        let want = (left as usize).min(want);
-        map_window(&self.handles[i], within, want).map_err(|e| match e {
-            MapError::Io(e) => MapError::Io(io::Error::new(
-                e.kind(),
-                format!("{}: {e}", self.files[i].path.display()),
-            )),
-            other => other,
-        })
     }
 
     /// The file holding stream offset `pos`, the offset within it, and the

@@ -34,6 +34,8 @@ pub struct AgentReply {
     pub end: Option<End>,
     pub stderr_tail: Vec<u8>,
     pub wire: u64,
+    /// Lines of input the agent said it had read, in its last heartbeat.
+    pub lines_read: u64,
 }
 
 /// Read the agent's answer from `stdout` up to the end of the stream,
@@ -51,6 +53,7 @@ pub async fn receive(
         end: None,
         stderr_tail: Vec::new(),
         wire: 0,
+        lines_read: 0,
     };
     if got.data.is_direct() {
         return receive_in_place(stdout, timeout, got, traffic).await;
@@ -76,7 +79,7 @@ pub async fn receive(
             .next_frame()
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?
         {
-            take_frame(&mut got, &mut codec, &mut block, frame)?;
+            take_frame(&mut got, &mut codec, &mut block, frame, traffic)?;
         }
     }
 }
@@ -142,7 +145,7 @@ async fn receive_in_place(
             tag,
             payload: &payload,
         };
-        take_frame(&mut got, &mut codec, &mut block, frame)?;
+        take_frame(&mut got, &mut codec, &mut block, frame, traffic)?;
     }
 }
 
@@ -259,6 +262,7 @@ fn take_frame(
     codec: &mut BlockCodec,
     block: &mut Vec<u8>,
     frame: FrameRef<'_>,
+    traffic: &Traffic,
 ) -> Result<(), AttemptError> {
     let payload = frame.payload;
     match frame.tag {
@@ -271,7 +275,14 @@ fn take_frame(
             got.data.push(block).map_err(buffer_error)?
         }
         Tag::Stderr => keep_tail(&mut got.stderr_tail, payload),
-        Tag::Heartbeat => {}
+        Tag::Heartbeat => {
+            // Lines read so far (progress only): what is new since the last.
+            if let Ok(n) = <[u8; 8]>::try_from(payload) {
+                let n = u64::from_be_bytes(n);
+                traffic.lines(n.saturating_sub(got.lines_read));
+                got.lines_read = got.lines_read.max(n);
+            }
+        }
         Tag::Partial => {
             got.partial = Some(
                 frame

@@ -90,7 +90,8 @@ pub fn run(a: ExecArgs) -> i32 {
     // Whatever the command left behind in its group has no one to talk to.
     kill_child_group();
 
-    let (bytes, input_ok) = input;
+    let (seen, input_ok) = input;
+    let bytes = seen.input_bytes;
     let status = match status {
         Ok(s) => s,
         Err(e) => {
@@ -105,8 +106,7 @@ pub fn run(a: ExecArgs) -> i32 {
         ok: status.success(),
         exit_code: status.code(),
         signal: status.signal(),
-        input_bytes: bytes,
-        ..End::default()
+        ..seen
     };
     if let Err(msg) =
         input_ok.and(read_out.map_err(|e| format!("reading the command's output: {e}")))
@@ -137,12 +137,13 @@ pub fn run(a: ExecArgs) -> i32 {
 
 /// Copy the chunk into the command's stdin. A command that stops reading
 /// early is fine (like `head`): the rest is still read and counted. Returns
-/// the bytes read and whether the input was complete.
+/// what was read (bytes, hash and lines, as an `X` frame would carry them) and
+/// whether the input was complete.
 fn feed(
     mut input: Input,
     mut stdin: std::process::ChildStdin,
     expect: Option<u64>,
-) -> (u64, Result<(), String>) {
+) -> (End, Result<(), String>) {
     let mut buf = vec![0u8; READ_SIZE];
     let mut to_child = Some(&mut stdin);
     let result = loop {
@@ -164,7 +165,9 @@ fn feed(
         // distctl is gone or the chunk is incomplete: the result is useless.
         kill_child_group();
     }
-    (input.bytes, result)
+    let mut seen = End::default();
+    input.seen(&mut seen);
+    (seen, result)
 }
 
 /// Read `r` to its end in large pieces, handing each to `f`.

@@ -1,14 +1,16 @@
 //! The chunk coming in: stdin or `--input FILE`, with its bytes counted so
-//! distctl can check nothing was lost on the way. With `--input-frames` the
+//! distctl can check nothing was lost on the way, and hashed and its lines
+//! counted for distctl's journal and summary (distctl splices a chunk from
+//! its input file into the channel without reading it itself). With `--input-frames` the
 //! bytes arrive as `D` and `Z` frames (blocks sent plain or compressed) and
 //! are counted once decompressed: the chunk's own bytes.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use distctl_proto::{BlockCodec, FrameDecoder, Tag};
+use distctl_proto::{BlockCodec, End, FrameDecoder, Tag};
 
 use crate::output::grow_pipe;
 
@@ -20,9 +22,20 @@ pub fn compressed_input_seen() -> bool {
     COMPRESSED_SEEN.load(Ordering::Relaxed)
 }
 
+/// Newlines read from the input so far: what heartbeats report, so distctl
+/// shows lines per second while chunks are still running.
+static NEWLINES_READ: AtomicU64 = AtomicU64::new(0);
+
+pub fn newlines_read() -> u64 {
+    NEWLINES_READ.load(Ordering::Relaxed)
+}
+
 pub struct Input {
     source: Box<dyn Read + Send>,
     pub bytes: u64,
+    hash: xxhash_rust::xxh3::Xxh3,
+    newlines: u64,
+    last: u8,
 }
 
 impl Input {
@@ -39,7 +52,21 @@ impl Input {
         } else {
             source
         };
-        Ok(Input { source, bytes: 0 })
+        Ok(Input {
+            source,
+            bytes: 0,
+            hash: xxhash_rust::xxh3::Xxh3::new(),
+            newlines: 0,
+            last: b'\n',
+        })
+    }
+
+    /// What was read, for the `X` frame of a chunk that went well: its byte
+    /// count, xxh3-128 and lines (a last line without a newline counts).
+    pub fn seen(&self, end: &mut End) {
+        end.input_bytes = self.bytes;
+        end.input_hash = Some(format!("{:032x}", self.hash.digest128()));
+        end.input_lines = Some(self.newlines + u64::from(self.bytes > 0 && self.last != b'\n'));
     }
 
     /// With `--expect-bytes N`: an error unless exactly N bytes came in
@@ -58,6 +85,14 @@ impl Input {
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.source.read(buf)?;
+        if n > 0 {
+            let got = &buf[..n];
+            self.hash.update(got);
+            let newlines = memchr::memchr_iter(b'\n', got).count() as u64;
+            self.newlines += newlines;
+            NEWLINES_READ.fetch_add(newlines, Ordering::Relaxed);
+            self.last = got[n - 1];
+        }
         self.bytes += n as u64;
         Ok(n)
     }

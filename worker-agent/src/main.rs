@@ -77,11 +77,14 @@ fn op(a: args::OpArgs) -> i32 {
                 Ok(())
             };
             match sent {
-                Ok(()) => End {
-                    ok: true,
-                    input_bytes: input.bytes,
-                    ..End::default()
-                },
+                Ok(()) => {
+                    let mut end = End {
+                        ok: true,
+                        ..End::default()
+                    };
+                    input.seen(&mut end);
+                    end
+                }
                 Err(msg) => failed(msg, true, input.bytes),
             }
         }

@@ -290,7 +290,8 @@ impl Output {
             }
             // A slow producer's bytes do not wait for a whole block.
             Output::flush_pending(st)?;
-            write_frame(st.dest.writer(), Tag::Heartbeat, b"")
+            let lines = crate::input::newlines_read().to_be_bytes();
+            write_frame(st.dest.writer(), Tag::Heartbeat, &lines)
         })
     }
 

@@ -62,7 +62,7 @@ fn decode(stream: &[u8]) -> (Vec<u8>, Vec<u8>, Option<Partial>, End) {
             }
             Tag::Stderr => err.extend_from_slice(&f.payload),
             Tag::Partial => partial = Some(f.json().unwrap()),
-            Tag::Heartbeat => assert!(f.payload.is_empty()),
+            Tag::Heartbeat => assert_eq!(f.payload.len(), 8, "lines read so far"),
             Tag::End => panic!("two X frames"),
         }
     }
@@ -203,6 +203,49 @@ fn background_leftovers_do_not_hold_the_result() {
             start.elapsed() < Duration::from_secs(10),
             "{script}: waited for the background sleep"
         );
+    }
+}
+
+#[test]
+fn the_end_frame_hashes_and_counts_the_input_and_heartbeats_report_lines_read() {
+    // 5,000 lines, the last without its newline.
+    let mut input = Vec::new();
+    for i in 0..5_000 {
+        input.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    input.pop();
+    let want_hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&input));
+    let len = input.len().to_string();
+    for args in [
+        &["op", "upper", "--framed", "--expect-bytes", &len][..],
+        &[
+            "exec",
+            "--framed",
+            "--expect-bytes",
+            &len,
+            "--",
+            "sh",
+            "-c",
+            "cat >/dev/null; sleep 1",
+        ][..],
+    ] {
+        let (code, stream) = agent(args, &input);
+        assert_eq!(code, 0, "{args:?}");
+        let (_, _, _, end) = decode(&stream);
+        assert_eq!(
+            end.input_hash.as_deref(),
+            Some(want_hash.as_str()),
+            "{args:?}"
+        );
+        assert_eq!(end.input_lines, Some(5_000), "{args:?}");
+        if args[0] == "exec" {
+            // Input read at once, then a second of silence: the beats say so.
+            let last_beat = frames(&stream)
+                .iter()
+                .rfind(|f| f.tag == Tag::Heartbeat)
+                .map(|f| u64::from_be_bytes(f.payload[..].try_into().unwrap()));
+            assert_eq!(last_beat, Some(4_999), "newlines read");
+        }
     }
 }
 
