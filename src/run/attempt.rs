@@ -47,7 +47,7 @@ pub struct Verified {
     pub partial: Option<Partial>,
     /// xxh3-128 of the bytes sent (when asked for, for the journal).
     pub checksum: Option<u128>,
-    /// Lines in the chunk (counted while sending, or by the agent).
+    /// Lines in the chunk, as the agent counted them.
     pub lines: u64,
     /// Bytes on the channel up (the chunk, framed and compressed or not) and down.
     pub wire_sent: u64,
@@ -106,12 +106,11 @@ pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
     })
 }
 
-/// What went up the channel. The line count and the checksum are `None`
-/// where distctl did not read the bytes (spliced from the input file): the
-/// agent's `X` frame gives them.
+/// What went up the channel. The checksum is `None` where distctl did not
+/// read the bytes (spliced from the input file): the agent's `X` frame gives
+/// it, and the line count always (the agent counts as it reads).
 struct Sent {
     bytes: u64,
-    lines: Option<u64>,
     checksum: Option<u128>,
     wire: u64,
 }
@@ -141,7 +140,6 @@ async fn send(
             }
             Sent {
                 bytes: data.len() as u64,
-                lines: Some(count_lines(data)),
                 checksum: None,
                 wire: data.len() as u64,
             }
@@ -180,7 +178,6 @@ async fn send(
             }
             Sent {
                 bytes: spec.len,
-                lines: None,
                 checksum: None,
                 wire: spec.len,
             }
@@ -188,12 +185,6 @@ async fn send(
     };
     stdin.shutdown().await?;
     Ok(sent)
-}
-
-/// Lines in a whole chunk: its newlines, plus one for a last line without.
-fn count_lines(data: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', data).count() as u64
-        + u64::from(data.last().is_some_and(|&b| b != b'\n'))
 }
 
 /// Why [`splice_range`] stopped short: `moved` bytes went; `error` is a
@@ -257,7 +248,7 @@ async fn splice_range(
 /// when the plan compresses, else `D` frames while `auto` times the channel
 /// and tries the first blocks on the side, switching to `Z` frames for the
 /// rest of the chunk the moment the node's decision says compression pays.
-/// The checksum and the line count are of the chunk's own bytes.
+/// The checksum is of the chunk's own bytes.
 async fn send_frames(
     mut stdin: ChannelIn,
     spec: &ChunkSpec,
@@ -268,7 +259,7 @@ async fn send_frames(
     let mut packer = wire.plan.compress_input.map(FrameSender::new);
     let mut probe = packer.is_none().then(|| Prober::new(&wire.node)).flatten();
     let mut hasher = want_checksum.then(crate::run::chunk::ChunkHash::new);
-    let (mut lines, mut plain_wire, mut pos, mut last) = (0u64, 0u64, 0u64, b'\n');
+    let (mut plain_wire, mut pos) = (0u64, 0u64);
     let mut plain_block = Vec::new();
     while pos < spec.len {
         if packer.is_none() && probe.is_some() && wire.node.decision() == Some(true) {
@@ -288,9 +279,7 @@ async fn send_frames(
         if let Some(h) = hasher.as_mut() {
             h.update(&block);
         }
-        lines += memchr::memchr_iter(b'\n', &block).count() as u64;
         spec.traffic.sent(want as u64);
-        last = block[want - 1];
         pos += want as u64;
         match packer.as_mut() {
             Some(p) => p.send(&mut stdin, block).await?,
@@ -315,14 +304,13 @@ async fn send_frames(
     stdin.shutdown().await?;
     Ok(Sent {
         bytes: pos,
-        lines: Some(lines + u64::from(pos > 0 && last != b'\n')),
         checksum: hasher.map(crate::run::chunk::ChunkHash::finish),
         wire: wire_bytes,
     })
 }
 
-/// The chunk's line count and (when the journal wants it) its checksum:
-/// distctl's own where it read the bytes, else the agent's. Where both
+/// The chunk's line count (the agent's) and, when the journal wants it, its
+/// checksum: distctl's own where it read the bytes, else the agent's. Where both
 /// hashed them, they must agree.
 fn input_seen(
     sent: &Sent,
@@ -354,10 +342,7 @@ fn input_seen(
             format!("the agent did not report the chunk's {what}"),
         )
     };
-    let lines = sent
-        .lines
-        .or(end.input_lines)
-        .ok_or_else(|| missing("line count"))?;
+    let lines = end.input_lines.ok_or_else(|| missing("line count"))?;
     let checksum = match want_checksum {
         true => Some(
             sent.checksum
