@@ -179,8 +179,13 @@ struct Row {
 fn measure(
     bridge: &str,
     cluster: &str,
+    out: &Path,
     f: impl FnOnce() -> Option<f64>,
 ) -> (f64, u64, Option<f64>, f64, f64) {
+    // Every tool starts with no previous output to free: distctl would free
+    // it when renaming its result over it, the others when their output is
+    // truncated (0.6 s for 1 GiB on a disk mounted with `discard`).
+    let _ = std::fs::remove_file(out);
     // The previous run's output still being written back to disk would land
     // on this one's time and CPU.
     // SAFETY: sync(2) takes no arguments.
@@ -361,26 +366,28 @@ fn main() {
                 });
             };
             for c in compress.iter().filter(|_| wanted("distctl")) {
-                let m = measure(&bridge, &up.name, || distctl(&b, &input, &out, c));
+                let m = measure(&bridge, &up.name, &out, || distctl(&b, &input, &out, c));
                 add(&format!("distctl run --op upper --compress {c}"), m);
             }
             if wanted("parallel") {
-                let m = measure(&bridge, &up.name, || parallel(&cfg, &input, &out, ""));
+                let m = measure(&bridge, &up.name, &out, || parallel(&cfg, &input, &out, ""));
                 add("GNU parallel --pipepart (its defaults)", m);
             }
             if wanted("parallel-C") {
-                let m = measure(&bridge, &up.name, || parallel(&cfg, &input, &out, "-C"));
+                let m = measure(&bridge, &up.name, &out, || {
+                    parallel(&cfg, &input, &out, "-C")
+                });
                 add("GNU parallel --pipepart, ssh -C", m);
             }
             if wanted("raw") {
-                let m = measure(&bridge, &up.name, || {
+                let m = measure(&bridge, &up.name, &out, || {
                     raw_ssh(&b, &parts, &[]);
                     None
                 });
                 add("raw: ssh node cat, up and back", m);
             }
             if wanted("raw-C") {
-                let m = measure(&bridge, &up.name, || {
+                let m = measure(&bridge, &up.name, &out, || {
                     raw_ssh(&b, &parts, &["-C"]);
                     None
                 });
