@@ -1,8 +1,6 @@
 //! Local files a person named: checked before any node is contacted,
-//! written atomically, and read through mappings where their bytes are only
-//! looked at.
+//! written atomically, locked.
 
 pub mod atomic;
 pub mod lock;
-pub mod mapped;
 pub mod preflight;

@@ -121,7 +121,9 @@ async fn receive_in_place(
             }
             let file = file.clone();
             let moved = splice_out(stdout, &file, offset, len, timeout).await?;
-            got.data.placed(moved as u64);
+            got.data.placed(moved as u64).map_err(|e| {
+                AttemptError::from_io(Fault::Local, "reading the result back from the output", &e)
+            })?;
             if moved == len {
                 traffic.received(wire);
                 got.wire += wire;
