@@ -520,6 +520,35 @@ mod tests {
     }
 
     #[test]
+    fn placed_bytes_are_hashed_as_they_are_in_the_file() {
+        let budget = MemoryBudget::new(4);
+        let out = tempfile::tempfile().unwrap();
+        let shared = Arc::new(out.try_clone().unwrap());
+        // Pieces of 1 byte, one read-back block and more than one, put in
+        // place by someone else (as a splice does) at the offsets given.
+        let data: Vec<u8> = (0..READ_BACK * 2 + 7).map(|i| (i % 251) as u8).collect();
+        let mut r = ResultBuf::direct(shared, 5, data.len() as u64, budget);
+        for piece in [&data[..1], &data[1..READ_BACK + 1], &data[READ_BACK + 1..]] {
+            let (file, at, room) = r.in_place().unwrap();
+            assert!(piece.len() as u64 <= room);
+            file.write_all_at(piece, at).unwrap();
+            r.placed(piece.len() as u64).unwrap();
+        }
+        assert_eq!(r.len(), data.len() as u64);
+        assert_eq!(r.hash(), xxhash_rust::xxh3::xxh3_128(&data));
+        // What is hashed is what the file holds, not what was meant.
+        r.clear();
+        let (file, at, _) = r.in_place().unwrap();
+        file.write_all_at(b"changed", at).unwrap();
+        r.placed(7).unwrap();
+        assert_eq!(r.hash(), xxhash_rust::xxh3::xxh3_128(b"changed"));
+        // Bytes that never landed (the file ends first) are an error.
+        let end = out.metadata().unwrap().len();
+        let mut past = ResultBuf::direct(Arc::new(out), end + 1, 10, MemoryBudget::new(4));
+        assert!(past.placed(10).is_err());
+    }
+
+    #[test]
     fn resumed_result_from_file() {
         let budget = MemoryBudget::new(10);
         let mut f = tempfile::tempfile().unwrap();
