@@ -3,4 +3,5 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod placed;
 pub mod preflight;

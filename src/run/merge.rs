@@ -14,6 +14,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::files::placed::{PlacedFile, Staging};
+
 /// Bytes of results held in memory, over all chunks.
 pub struct MemoryBudget {
     limit: usize,
@@ -64,6 +66,8 @@ const MEM_BLOCK: usize = 1 << 20;
 /// Largest piece of a direct result read back to be hashed: one `D` frame's
 /// payload, which a splice has just put in place.
 const READ_BACK: usize = distctl_proto::frame::MAX_DATA;
+/// Largest piece of a staged result taken at once: one `D` frame's payload.
+pub const STAGE_PIECE: usize = distctl_proto::frame::MAX_DATA;
 
 /// Bytes counted in a [`MemoryBudget`] by [`MemoryBudget::charge`].
 pub struct BudgetCharge {
@@ -103,11 +107,14 @@ enum Hashed {
 
 /// Where a direct result goes: the output file, at `offset`, at most `cap` bytes.
 struct InPlace {
-    file: Arc<File>,
+    out: Arc<PlacedFile>,
     offset: u64,
     cap: u64,
-    /// Spliced bytes are read back into this to be hashed, one payload at
-    /// a time, while they are still in the CPU's cache.
+    /// Where the output takes direct writes: the bytes are staged here,
+    /// hashed, and written out in whole blocks.
+    stage: Option<(Staging, BudgetCharge)>,
+    /// Otherwise they are spliced, and read back into this to be hashed,
+    /// one payload at a time, while they are still in the CPU's cache.
     scratch: Vec<u8>,
 }
 
@@ -128,12 +135,23 @@ impl ResultBuf {
     /// A result written as it arrives to `file` at `offset`, never longer
     /// than `cap` (its chunk's length): a longer one is refused before it
     /// could touch the next chunk's bytes.
-    pub fn direct(file: Arc<File>, offset: u64, cap: u64, budget: Arc<MemoryBudget>) -> ResultBuf {
+    pub fn direct(
+        out: Arc<PlacedFile>,
+        offset: u64,
+        cap: u64,
+        budget: Arc<MemoryBudget>,
+    ) -> ResultBuf {
+        let stage = out.takes_direct().then(|| {
+            let s = Staging::new(&out, offset, STAGE_PIECE);
+            let charge = budget.charge(s.capacity());
+            (s, charge)
+        });
         let mut buf = ResultBuf::new(budget);
         buf.direct = Some(InPlace {
-            file,
+            out,
             offset,
             cap,
+            stage,
             scratch: Vec::new(),
         });
         buf
@@ -141,10 +159,62 @@ impl ResultBuf {
 
     /// For a direct result: the output file, the offset the next result
     /// byte goes to, and how many more bytes the chunk allows.
-    pub fn in_place(&self) -> Option<(&Arc<File>, u64, u64)> {
+    pub fn in_place(&self) -> Option<(&Arc<PlacedFile>, u64, u64)> {
         self.direct
             .as_ref()
-            .map(|d| (&d.file, d.offset + self.len, d.cap - self.len))
+            .map(|d| (&d.out, d.offset + self.len, d.cap - self.len))
+    }
+
+    /// A direct result staged for direct writes ([`ResultBuf::stage_spare`]),
+    /// rather than spliced into place ([`ResultBuf::placed`]).
+    pub fn is_staged(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.stage.is_some())
+    }
+
+    /// Room in the staging buffer for the next `n` bytes of a staged
+    /// result (at most [`STAGE_PIECE`]); [`ResultBuf::staged`] takes them.
+    pub fn stage_spare(&mut self, n: usize) -> io::Result<&mut [u8]> {
+        let Some(InPlace {
+            out,
+            stage: Some((s, _)),
+            ..
+        }) = &mut self.direct
+        else {
+            unreachable!("only a staged result has a staging buffer")
+        };
+        s.spare(out, n)
+    }
+
+    /// `n` bytes were put in [`ResultBuf::stage_spare`]: hash them while
+    /// they are in the CPU's cache, and write out what is complete.
+    pub fn staged(&mut self, n: usize) -> io::Result<()> {
+        let (
+            Some(InPlace {
+                out,
+                stage: Some((s, _)),
+                ..
+            }),
+            Hashed::Running(h),
+        ) = (&mut self.direct, &mut self.hash)
+        else {
+            unreachable!("a staged result hashes as it goes")
+        };
+        h.update(s.commit(n));
+        self.len += n as u64;
+        s.write_when_full(out)
+    }
+
+    /// The staged result is complete: write the rest of it to its place.
+    /// (Nothing to do for another kind of result.)
+    pub fn finish_staged(&mut self) -> io::Result<()> {
+        match &mut self.direct {
+            Some(InPlace {
+                out,
+                stage: Some((s, _)),
+                ..
+            }) => s.write_out(out, true),
+            _ => Ok(()),
+        }
     }
 
     /// `n` more bytes of a direct result were put in place by the caller
@@ -166,7 +236,7 @@ impl ResultBuf {
             if d.scratch.len() < k {
                 d.scratch.resize(k, 0);
             }
-            d.file.read_exact_at(&mut d.scratch[..k], at)?;
+            d.out.file().read_exact_at(&mut d.scratch[..k], at)?;
             h.update(&d.scratch[..k]);
             at += k as u64;
             left -= k as u64;
@@ -211,9 +281,6 @@ impl ResultBuf {
     /// reused for the next frame). In memory they are gathered into blocks
     /// of up to [`MEM_BLOCK`], not one allocation per frame.
     pub fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Hashed::Running(h) = &mut self.hash {
-            h.update(data);
-        }
         if let Some(d) = &self.direct {
             if self.len + data.len() as u64 > d.cap {
                 return Err(io::Error::new(
@@ -221,7 +288,21 @@ impl ResultBuf {
                     format!("the result is longer than its chunk ({} bytes)", d.cap),
                 ));
             }
-            d.file.write_all_at(data, d.offset + self.len)?;
+        }
+        if self.is_staged() {
+            for piece in data.chunks(STAGE_PIECE) {
+                self.stage_spare(piece.len())?.copy_from_slice(piece);
+                self.staged(piece.len())?;
+            }
+            return Ok(());
+        }
+        if let Some(d) = &self.direct {
+            d.out.file().write_all_at(data, d.offset + self.len)?;
+        }
+        if let Hashed::Running(h) = &mut self.hash {
+            h.update(data);
+        }
+        if self.direct.is_some() {
             self.len += data.len() as u64;
             return Ok(());
         }
@@ -271,6 +352,14 @@ impl ResultBuf {
         self.spill = None;
         self.len = 0;
         self.hash = Hashed::Running(Box::default());
+        if let Some(InPlace {
+            offset,
+            stage: Some((s, _)),
+            ..
+        }) = &mut self.direct
+        {
+            s.restart(*offset);
+        }
     }
 
     /// Write the whole result to `out` (a direct result is read back from
@@ -281,7 +370,7 @@ impl ResultBuf {
             let mut done = 0;
             while done < self.len {
                 let n = (self.len - done).min(buf.len() as u64) as usize;
-                d.file.read_exact_at(&mut buf[..n], d.offset + done)?;
+                d.out.file().read_exact_at(&mut buf[..n], d.offset + done)?;
                 out.write_all(&buf[..n])?;
                 done += n as u64;
             }
@@ -502,14 +591,16 @@ mod tests {
     fn direct_results_land_in_place_and_the_writer_steps_over_them() {
         let budget = MemoryBudget::new(4);
         let mut out = tempfile::tempfile().unwrap();
-        let shared = Arc::new(out.try_clone().unwrap());
+        let shared = Arc::new(PlacedFile::new(out.try_clone().unwrap()));
         let mut w = OrderedWriter::new(out.try_clone().unwrap(), 0, 0);
         let mut second = ResultBuf::direct(shared.clone(), 3, 3, budget.clone());
         second.push(b"def").unwrap();
         assert!(second.push(b"x").is_err(), "longer than its chunk");
+        second.finish_staged().unwrap();
         assert!(w.insert(1, second).unwrap().is_empty());
         let mut first = ResultBuf::direct(shared, 0, 3, budget.clone());
         first.push(b"abc").unwrap();
+        first.finish_staged().unwrap();
         assert_eq!(w.insert(0, first).unwrap(), vec![(0, 3), (1, 3)]);
         w.insert(2, buf(&budget, b"g\n")).unwrap();
         let mut got = String::new();
@@ -523,7 +614,7 @@ mod tests {
     fn placed_bytes_are_hashed_as_they_are_in_the_file() {
         let budget = MemoryBudget::new(4);
         let out = tempfile::tempfile().unwrap();
-        let shared = Arc::new(out.try_clone().unwrap());
+        let shared = Arc::new(PlacedFile::buffered(out.try_clone().unwrap()));
         // Pieces of 1 byte, one read-back block and more than one, put in
         // place by someone else (as a splice does) at the offsets given.
         let data: Vec<u8> = (0..READ_BACK * 2 + 7).map(|i| (i % 251) as u8).collect();
@@ -531,7 +622,7 @@ mod tests {
         for piece in [&data[..1], &data[1..READ_BACK + 1], &data[READ_BACK + 1..]] {
             let (file, at, room) = r.in_place().unwrap();
             assert!(piece.len() as u64 <= room);
-            file.write_all_at(piece, at).unwrap();
+            file.file().write_all_at(piece, at).unwrap();
             r.placed(piece.len() as u64).unwrap();
         }
         assert_eq!(r.len(), data.len() as u64);
@@ -539,12 +630,13 @@ mod tests {
         // What is hashed is what the file holds, not what was meant.
         r.clear();
         let (file, at, _) = r.in_place().unwrap();
-        file.write_all_at(b"changed", at).unwrap();
+        file.file().write_all_at(b"changed", at).unwrap();
         r.placed(7).unwrap();
         assert_eq!(r.hash(), xxhash_rust::xxh3::xxh3_128(b"changed"));
         // Bytes that never landed (the file ends first) are an error.
         let end = out.metadata().unwrap().len();
-        let mut past = ResultBuf::direct(Arc::new(out), end + 1, 10, MemoryBudget::new(4));
+        let past_end = Arc::new(PlacedFile::buffered(out));
+        let mut past = ResultBuf::direct(past_end, end + 1, 10, MemoryBudget::new(4));
         assert!(past.placed(10).is_err());
     }
 

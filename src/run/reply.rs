@@ -103,24 +103,31 @@ async fn receive_in_place(
     loop {
         let mut head = [0u8; HEADER_LEN];
         if !read_exact_within(stdout, &mut head, timeout, true).await? {
+            got.data.finish_staged().map_err(write_error)?;
             return Ok(got);
         }
         let (tag, len) = distctl_proto::frame::parse_header(&head)
             .map_err(|e| AttemptError::new(Fault::Failed, e.to_string()))?;
         let wire = (HEADER_LEN + len) as u64;
+        if tag == Tag::Data && got.data.is_staged() {
+            let room = got.data.in_place().expect("a direct result").2;
+            if len as u64 > room {
+                return Err(too_long(got.data.len() + room));
+            }
+            let spare = got.data.stage_spare(len).map_err(write_error)?;
+            read_exact_within(stdout, spare, timeout, false).await?;
+            got.data.staged(len).map_err(write_error)?;
+            traffic.received(wire);
+            got.wire += wire;
+            continue;
+        }
         if tag == Tag::Data && splicing {
             let (file, offset, room) = got.data.in_place().expect("a direct result");
             if len as u64 > room {
-                return Err(AttemptError::new(
-                    Fault::Failed,
-                    format!(
-                        "the result is longer than its chunk ({} bytes)",
-                        got.data.len() + room
-                    ),
-                ));
+                return Err(too_long(got.data.len() + room));
             }
             let file = file.clone();
-            let moved = splice_out(stdout, &file, offset, len, timeout).await?;
+            let moved = splice_out(stdout, file.file(), offset, len, timeout).await?;
             got.data.placed(moved as u64).map_err(|e| {
                 AttemptError::from_io(Fault::Local, "reading the result back from the output", &e)
             })?;
@@ -197,6 +204,21 @@ fn silent(timeout: Duration) -> AttemptError {
         Fault::Lost,
         format!("no word from the node for {}", crate::units::Dur(timeout)),
     )
+}
+
+/// A node sent more result bytes than its chunk had (a length-preserving
+/// op must not).
+fn too_long(chunk_len: u64) -> AttemptError {
+    AttemptError::new(
+        Fault::Failed,
+        format!("the result is longer than its chunk ({chunk_len} bytes)"),
+    )
+}
+
+/// Writing a result into its place in the output failed (a full disk, an
+/// I/O error): this machine's fault.
+fn write_error(e: std::io::Error) -> AttemptError {
+    AttemptError::from_io(Fault::Local, "cannot write the result into the output", &e)
 }
 
 fn buffer_error(e: std::io::Error) -> AttemptError {

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use distctl_proto::Partial;
 
 use crate::files::atomic::{replace_file, AtomicFile};
+use crate::files::placed::PlacedFile;
 use crate::run::attempt::Verified;
 use crate::run::chunk::Chunk;
 use crate::run::input::Input;
@@ -45,7 +46,7 @@ pub struct Results {
     writer: Option<OrderedWriter<Box<dyn OrderedOutput + Send>>>,
     /// The output file, for results written straight to their offset
     /// (length-preserving ops into `-o FILE`).
-    in_place: Option<Arc<File>>,
+    in_place: Option<Arc<PlacedFile>>,
     /// Aggregate ops: one per chunk, once done.
     partials: Vec<Option<Partial>>,
     /// xxh3-128 of each finished chunk's input (journaled runs).
@@ -134,7 +135,7 @@ impl Results {
                         if let Some(total) = input.total() {
                             reserve(&f, written, total.saturating_sub(written));
                         }
-                        results.in_place = Some(Arc::new(f.try_clone()?));
+                        results.in_place = Some(Arc::new(PlacedFile::new(f.try_clone()?)));
                     }
                     Box::new(f)
                 }
