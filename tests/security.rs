@@ -151,8 +151,9 @@ const OTHER_INPUT_HASH: &str = r#"#!/bin/sh
 
 /// A compromised node1 whose installed agent answers for another chunk,
 /// changes the bytes it sends, or reports another input hash than that of
-/// the bytes distctl read and sent (and whose `sha256sum` lies, so distctl
-/// takes it for the agent it installed): every such answer is refused and
+/// the bytes distctl read and sent (the wrapper passes `self-sha256` on to
+/// the real agent, and the node's `sha256sum` lies too, so distctl takes it
+/// for the agent it installed): every such answer is refused and
 /// the chunk runs again on node2; the output is exactly right.
 #[test]
 fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() {

@@ -88,6 +88,46 @@ fn setup_twice_second_time_up_to_date_and_the_agent_runs() {
     assert_eq!(table.matches("up to date").count(), 2, "{table}");
 }
 
+/// The probe asks the installed agent for its own sha256 (`self-sha256`)
+/// and the push checks the upload the same way, so a node whose hashing
+/// tools are missing or wrong neither gets the agent pushed on every run
+/// nor has a good upload refused; an agent too old to know `self-sha256`
+/// is replaced.
+#[test]
+fn the_agent_hashes_itself_so_the_nodes_hashing_tools_do_not_matter() {
+    let cluster = TestCluster::start(2);
+    let liar = "#!/bin/sh\ncat >/dev/null\necho '0000000000000000000000000000000000000000000000000000000000000000  -'\n";
+    cluster.node_tool(0, "sha256sum", liar);
+    cluster.node_tool(0, "shasum", liar);
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(results(&rows), ["pushed", "pushed"]);
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(results(&rows), ["up-to-date", "up-to-date"]);
+
+    // What the installed agent says of itself is the sha256 of its bytes.
+    let agent = agent_on(&cluster, 0);
+    let out = ssh(
+        &cluster,
+        0,
+        &format!("{} self-sha256", quote(&agent.display().to_string())),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(&agent).unwrap();
+    let want = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(text(&out.stdout).trim(), want);
+
+    // An older agent, which knows `version` but not `self-sha256`, on the
+    // node whose tools lie: replaced, and the run that follows is right.
+    let old = "#!/bin/sh\n[ \"$1\" = version ] && { echo 0.0.1; exit 0; }\necho \"unknown command '$1'\" >&2\nexit 2\n";
+    std::fs::write(&agent, old).unwrap();
+    let (code, rows) = setup(&cluster, &[]);
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(results(&rows), ["pushed", "up-to-date"]);
+    assert_eq!(std::fs::read(&agent).unwrap(), bytes);
+}
+
 #[test]
 fn workdirs_with_spaces_and_quotes() {
     let opts = ClusterOptions {

@@ -165,9 +165,9 @@ pub struct AgentInstall {
 struct Probe {
     machine: String,
     cores: Option<usize>,
-    /// sha256 of the installed agent, when there is one and the node can hash.
+    /// sha256 of the installed agent, as it tells itself (`self-sha256`)
+    /// or, for an agent too old to, as the node's `sha256sum` or `shasum`.
     installed: Option<String>,
-    can_hash: bool,
 }
 
 /// A shell function `h FILE` printing FILE's sha256 with whichever tool the
@@ -202,7 +202,7 @@ pub async fn ensure_agent(session: &NodeSession, agent: &AgentBinary) -> Result<
     if probe.installed.as_deref() == Some(agent.sha256.as_str()) {
         return Ok(install(InstallAction::UpToDate));
     }
-    push(session, agent, probe.can_hash).await?;
+    push(session, agent).await?;
     Ok(install(InstallAction::Pushed))
 }
 
@@ -219,7 +219,7 @@ mkdir -p -- {root}/bin {root}/runs || exit 1
 safe_dir {root} {root}/bin || exit 1
 echo "machine $(uname -m)"
 echo "cores $({CORES_SH})"
-if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/null >/dev/null && echo "can-hash"; fi"#
+if [ -f {agent} ]; then echo "installed $({agent} self-sha256 </dev/null 2>/dev/null || h {agent} 2>/dev/null || echo none)"; fi"#
     );
     let out = session.run(&script, None).await?;
     if !out.success() {
@@ -230,18 +230,13 @@ if [ -f {agent} ]; then echo "installed $(h {agent} || echo none)"; else h /dev/
         machine: String::new(),
         cores: None,
         installed: None,
-        can_hash: false,
     };
     for line in text.lines() {
         match line.split_once(' ').unwrap_or((line, "")) {
             ("machine", m) => probe.machine = m.trim().to_string(),
             ("cores", n) => probe.cores = parse_cores(n),
-            ("installed", "none") => probe.can_hash = false,
-            ("installed", sha) => {
-                probe.installed = Some(sha.trim().to_string());
-                probe.can_hash = true;
-            }
-            ("can-hash", _) => probe.can_hash = true,
+            ("installed", "none") => {}
+            ("installed", sha) => probe.installed = Some(sha.trim().to_string()),
             _ => {}
         }
     }
@@ -270,21 +265,15 @@ pub async fn core_count(session: &NodeSession) -> Result<usize> {
 }
 
 /// Upload through one piped command: write a temporary file beside the
-/// agent, check its size (and sha256 where the node can hash), make sure it
-/// runs, then rename it over the old one.
-async fn push(session: &NodeSession, agent: &AgentBinary, can_hash: bool) -> Result<()> {
+/// agent, check its size, make sure it runs, check its sha256 (the new
+/// agent's own `self-sha256`, else the node's `sha256sum` or `shasum` for
+/// an `--agent` too old to know it; unchecked only when neither can tell),
+/// then rename it over the old one.
+async fn push(session: &NodeSession, agent: &AgentBinary) -> Result<()> {
     let node = &session.node;
     let path = workdir::agent_path(node);
     let template = format!("{}/bin/.worker-agent.XXXXXX", workdir::root(node));
     let (q_template, q_path) = (quote(&template), quote(&path));
-    let hash_check = if can_hash {
-        format!(
-            r#"[ "$(h "$t")" = {} ] || fail "checksum mismatch after upload""#,
-            agent.sha256
-        )
-    } else {
-        "true".to_string()
-    };
     let script = format!(
         r#"{HASH_FN}
 umask 077
@@ -292,12 +281,14 @@ t=$(mktemp {q_template}) || {{ echo "cannot create a temporary file beside {q_pa
 fail() {{ rm -f -- "$t"; echo "$1" >&2; exit 1; }}
 err=$(cat 2>&1 > "$t") || fail "cannot write $t: ${{err:-write failed}}"
 [ "$(wc -c < "$t" | tr -d ' ')" = {len} ] || fail "upload cut short"
-{hash_check}
 chmod 755 "$t" || fail "cannot make $t executable"
 "$t" version >/dev/null 2>&1 || fail "the agent does not run on this node (noexec mount?)"
+s=$("$t" self-sha256 </dev/null 2>/dev/null || h "$t" 2>/dev/null) || s=
+[ -z "$s" ] || [ "$s" = {sha} ] || fail "checksum mismatch after upload"
 mv -f -- "$t" {q_path} || fail "cannot rename $t"
 "#,
-        len = agent.bytes.len()
+        len = agent.bytes.len(),
+        sha = agent.sha256,
     );
     let out = session
         .run(&script, Some(&agent.bytes))

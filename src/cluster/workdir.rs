@@ -7,8 +7,14 @@ use crate::transport::shell::remote_path;
 /// A shell function `safe_dir DIR...`: each DIR must be owned by the login
 /// user and not writable by group or others (a symlink is judged by what
 /// it points to), else it says why on stderr and fails. Another user who
-/// can write the workdir or its `bin/` could swap the agent.
-pub const SAFE_DIR_FN: &str = r#"safe_dir() { for d in "$@"; do [ -n "$(find -H "$d" -prune -user "$(id -u)" ! -perm -020 ! -perm -002 2>/dev/null)" ] || { echo "refusing $d: not owned by $(id -un) or writable by group/others (chmod go-w it, or choose another workdir)" >&2; return 1; }; done; }"#;
+/// can write the workdir or its `bin/` could swap the agent. One `id` and
+/// one `find` for all DIRs (each process costs a fork on the node); a DIR
+/// passes when `find` names it on a line of its own.
+pub const SAFE_DIR_FN: &str = r#"safe_dir() { _u=$(id -u) || return 1; _ok=$(find -H "$@" -prune -user "$_u" ! -perm -020 ! -perm -002 2>/dev/null); for d in "$@"; do case "
+$_ok
+" in *"
+$d
+"*) ;; *) echo "refusing $d: not owned by $(id -un) or writable by group/others (chmod go-w it, or choose another workdir)" >&2; return 1;; esac; done; }"#;
 
 /// The node's workdir as the remote shell sees it (relative to the login directory).
 pub fn root(node: &Node) -> String {

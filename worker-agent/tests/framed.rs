@@ -453,3 +453,14 @@ fn compressed_frames_both_ways_carry_the_same_bytes() {
     );
     assert_eq!(code, 1);
 }
+
+/// `self-sha256` prints the sha256 of the agent's own bytes: what distctl's
+/// install probe compares with the agent it embeds.
+#[test]
+fn self_sha256_is_the_sha256_of_the_binary() {
+    let (code, out) = agent(&["self-sha256"], b"");
+    assert_eq!(code, 0);
+    let bytes = std::fs::read(AGENT).unwrap();
+    let want = format!("{:x}\n", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+}
