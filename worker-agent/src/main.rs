@@ -1,7 +1,7 @@
 //! worker-agent: the node-side half of distctl. Processes one chunk with a
 //! built-in op or a command (stdin → stdout, or framed for distctl), and
-//! samples node metrics. The protocol is `notes/protocol.md`, the shared
-//! types are in `distctl-proto`.
+//! samples node metrics. The protocol and the types it shares with distctl
+//! are in `distctl-proto` (`proto/src/`: frames, codec, the command line).
 
 mod args;
 mod exec;
