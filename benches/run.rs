@@ -12,7 +12,10 @@
 //!   `--block -1 -j 1` (one block per job slot). The × parallel column
 //!   divides by the faster of the two.
 //! - raw: the same bytes through `ssh node cat` up and back (to /dev/null),
-//!   one third per node, all three at once: no processing at all.
+//!   one third per node, all three at once: no processing at all. The ×
+//!   raw column divides by it. Beside it, the same round trip keeping its
+//!   results as a tool that delivers them must: `ssh node cat > file`, one
+//!   file per node through the page cache (freed outside the timing).
 //!
 //! Each tool runs with its own default cipher (OpenSSH's chacha20-poly1305;
 //! distctl prefers aes128-gcm) and again all on aes128-gcm. CPU is measured
@@ -204,6 +207,11 @@ cat result_0 result_1 result_2
 
 const RAW: &str = r#"set -e
 for i in 1 2 3; do ssh -F "$CFG" node$i cat < "$WORK/part$i" > /dev/null & done
+wait
+"#;
+
+const RAW_INTO_FILES: &str = r#"set -e
+for i in 1 2 3; do ssh -F "$CFG" node$i cat < "$WORK/part$i" > "$WORK/raw_out$i" & done
 wait
 "#;
 
@@ -479,6 +487,23 @@ fn main() {
                         env(&mut c, cold);
                         let m = measure(&cluster, c, None, false);
                         add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                        let mut c = sh(RAW_INTO_FILES);
+                        env(&mut c, cold);
+                        let m = measure(&cluster, c, None, false);
+                        let kept: u64 = (1..=3)
+                            .map(|i| {
+                                let f = w.join(format!("raw_out{i}"));
+                                let n = std::fs::metadata(&f).map_or(0, |m| m.len());
+                                let _ = std::fs::remove_file(&f);
+                                n
+                            })
+                            .sum();
+                        assert_eq!(kept, size, "raw into files: output size");
+                        add(
+                            "raw into files: ssh node cat > file, 3 in parallel",
+                            cipher,
+                            m,
+                        );
                     }
                 }
             }
@@ -553,7 +578,7 @@ fn print_table(rows: &[Row]) {
             r.size as f64 / MIB as f64 / r.m.wall,
             ratio(same("seed", "default")),
             ratio(same("GNU parallel", "aes")),
-            ratio(same("raw", "aes")),
+            ratio(same("raw limit", "aes")),
             r.m.distctl_cpu
                 .map_or("-".into(), |c| format!("{:.2}", c / gib)),
             r.m.client_cpu / gib,
