@@ -119,7 +119,7 @@ fn the_agent_hashes_itself_so_the_nodes_hashing_tools_do_not_matter() {
     assert_eq!(text(&out.stdout).trim(), want);
 
     // An older agent, which knows `version` but not `self-sha256`, on the
-    // node whose tools lie: replaced, and the run that follows is right.
+    // node whose tools lie: replaced by exactly the embedded agent.
     let old = "#!/bin/sh\n[ \"$1\" = version ] && { echo 0.0.1; exit 0; }\necho \"unknown command '$1'\" >&2\nexit 2\n";
     std::fs::write(&agent, old).unwrap();
     let (code, rows) = setup(&cluster, &[]);

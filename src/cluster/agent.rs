@@ -235,8 +235,9 @@ if [ -f {agent} ]; then echo "installed $({agent} self-sha256 </dev/null 2>/dev/
         match line.split_once(' ').unwrap_or((line, "")) {
             ("machine", m) => probe.machine = m.trim().to_string(),
             ("cores", n) => probe.cores = parse_cores(n),
-            ("installed", "none") => {}
-            ("installed", sha) => probe.installed = Some(sha.trim().to_string()),
+            ("installed", sha) if sha.trim() != "none" => {
+                probe.installed = Some(sha.trim().to_string())
+            }
             _ => {}
         }
     }
