@@ -342,6 +342,8 @@ fn start_sshd(node: &mut SshNode, authorized: &Path) {
         let config = node.dir.join("sshd_config");
         fs::write(&config, sshd_config(node, authorized)).unwrap();
         let log = fs::File::create(node.dir.join("sshd.log")).unwrap();
+        let pidfile = node.dir.join("sshd.pid");
+        let _ = fs::remove_file(&pidfile);
         let mut child = Command::new("/usr/sbin/sshd")
             .arg("-D")
             .arg("-e")
@@ -357,7 +359,13 @@ fn start_sshd(node: &mut SshNode, authorized: &Path) {
             if let Ok(Some(_)) = child.try_wait() {
                 break; // exited: port taken or bad config; retry
             }
-            if TcpStream::connect(("127.0.0.1", node.port)).is_ok() {
+            // sshd writes its PidFile only once it listens. A connect alone
+            // can be answered by someone else who took the port (another
+            // test's sshd that later stops), or by the socket itself (TCP
+            // self-connect to a free port of the ephemeral range).
+            let ours =
+                fs::read_to_string(&pidfile).is_ok_and(|p| p.trim() == child.id().to_string());
+            if ours && TcpStream::connect(("127.0.0.1", node.port)).is_ok() {
                 node.child = Some(child);
                 return;
             }
