@@ -1085,7 +1085,9 @@ mod tests {
             40000
         );
         assert!(
-            t.elapsed() < std::time::Duration::from_secs(3),
+            // Generous for a loaded debug build; a quadratic expansion
+            // takes minutes.
+            t.elapsed() < std::time::Duration::from_secs(20),
             "{:?}",
             t.elapsed()
         );

@@ -167,7 +167,11 @@ impl Flow {
     /// 1,731,364 lines/s, 2s elapsed, ETA 4s`; no rate or ETA before there is
     /// one, a spinner's share without a total (standard input).
     fn line(&self) -> String {
-        let elapsed = self.started.elapsed();
+        self.line_at(self.started.elapsed())
+    }
+
+    /// [`Flow::line`] as it reads `elapsed` after the start.
+    fn line_at(&self, elapsed: Duration) -> String {
         let secs = elapsed.as_secs_f64();
         let sent = self.traffic.sent.load(Ordering::Relaxed);
         let resumed = self.resumed.load(Ordering::Relaxed);
@@ -385,18 +389,14 @@ mod tests {
             total: Some(1 << 20),
             started: Instant::now(),
         };
-        let line = flow.line();
+        let line = flow.line_at(Duration::ZERO);
         assert!(
             line.ends_with("0 B/1.0 MiB sent, 0 B back, 0s elapsed"),
             "{line}"
         );
         flow.traffic.sent(512 << 10);
         flow.traffic.lines(65536);
-        let flow = Flow {
-            started: Instant::now() - Duration::from_secs(2),
-            ..flow
-        };
-        let line = flow.line();
+        let line = flow.line_at(Duration::from_secs(2));
         assert!(
             line.starts_with(
                 "██████████░░░░░░░░░░ 512.0 KiB/1.0 MiB sent, 256.0 KiB/s, 0 B back, 32,76"
@@ -406,6 +406,7 @@ mod tests {
         assert!(line.ends_with(" lines/s, 2s elapsed, ETA 2s"), "{line}");
         // All sent, results still coming: no ETA of 0s.
         flow.traffic.sent(512 << 10);
-        assert!(!flow.line().contains("ETA"), "{}", flow.line());
+        let line = flow.line_at(Duration::from_secs(2));
+        assert!(!line.contains("ETA"), "{line}");
     }
 }
