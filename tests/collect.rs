@@ -454,11 +454,7 @@ fn signal_ends_every_between_whole_rounds(sig: libc::c_int) {
     support::wait_until(
         "the ssh masters to exit",
         std::time::Duration::from_secs(5),
-        || {
-            masters
-                .iter()
-                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-        },
+        || masters.iter().all(|p| !support::process_alive(*p)),
     );
     let rows = read_rows(&csv);
     assert!(
@@ -502,7 +498,9 @@ fn every_keeps_rounds_on_the_period_and_warns_once_when_one_overruns() {
     for (k, t) in starts.iter().enumerate() {
         let off = t - starts[0] - 0.7 * k as f64;
         assert!(
-            off.abs() < 0.15,
+            // Less than half a period: a skipped tick or drift still shows,
+            // a loaded machine's scheduling delay does not.
+            off.abs() < 0.3,
             "round {k} is {off:.3}s off its tick: {starts:?}"
         );
     }

@@ -345,9 +345,7 @@ fn signal_stops_exec_everywhere(sig: libc::c_int, tag: &str) {
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
     support::wait_until("the ssh masters to exit", Duration::from_secs(5), || {
-        masters
-            .iter()
-            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        masters.iter().all(|p| !support::process_alive(*p))
     });
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("node[1-2]: interrupted"), "{stderr}");

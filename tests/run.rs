@@ -484,9 +484,7 @@ fn sigterm_stops_a_run_cleanly_and_keeps_the_journal() {
     assert!(!out.exists(), "no output from an interrupted run");
     no_agents_left(&cluster);
     support::wait_until("the ssh masters to exit", Duration::from_secs(5), || {
-        masters
-            .iter()
-            .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+        masters.iter().all(|p| !support::process_alive(*p))
     });
 }
 

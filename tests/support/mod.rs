@@ -433,6 +433,22 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     out
 }
 
+/// Whether process `pid` still runs: a zombie waiting for its parent (or
+/// init) to reap it has exited.
+#[allow(dead_code)]
+pub fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // The command name may hold spaces and parentheses: the state
+        // follows the last ')'.
+        Ok(stat) => !matches!(
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next()),
+            Some("Z" | "X") | None
+        ),
+    }
+}
+
 /// Wait until `cond` holds, polling, for at most `limit`.
 #[allow(dead_code)]
 pub fn wait_until(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {
