@@ -1043,7 +1043,7 @@ fn setup_status_run_collect_status_on_three_containers() {
     assert_eq!(code, 0, "{rows:?}");
 }
 
-/// On a fresh 3-node cluster after `setup`: a [`SLOW_UPPER`] run over 3 MiB with
+/// On a fresh 3-node cluster after `setup`: a [`SLOW_UPPER`] run over 6 MiB with
 /// `--json` and `extra` flags; `fault` hits node2 as soon as a chunk is in
 /// flight there. The run must still give the local result; its Job is returned
 /// with the time it took.
@@ -1055,7 +1055,9 @@ fn run_with_fault(
     let (code, out, err) = setup(cluster);
     assert_eq!(code, 0, "setup: {out}{err}");
     let input = cluster.dir.path().join("input.txt");
-    write_text(&input, 3 << 20);
+    // 96 chunks of 0.3 s on 6 slots: ~5 s of work, so the fault (two docker
+    // CLI round trips after the first chunk shows) lands well before the end.
+    write_text(&input, 6 << 20);
     let want = local_op(&["upper"], &input);
     let mut args = vec!["--json", "--exec", SLOW_UPPER, "--chunk-size", "64K"];
     args.extend(extra);

@@ -261,11 +261,11 @@ fn a_hung_remote_command_is_reported_within_the_step_timeout() {
     let t0 = std::time::Instant::now();
     let got = cluster
         .distctl()
-        .args(["--json", "--step-timeout", "2s", "status"])
+        .args(["--json", "--step-timeout", "4s", "status"])
         .output()
         .unwrap();
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(12), "status took {took:?}");
+    assert!(took < Duration::from_secs(20), "status took {took:?}");
     let err = stderr(&got);
     assert_eq!(
         got.status.code(),
@@ -276,7 +276,7 @@ fn a_hung_remote_command_is_reported_within_the_step_timeout() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     let why = rows[0]["error"].as_str().unwrap_or_default();
-    assert!(why.contains("timed out after 2s"), "{rows:?}");
+    assert!(why.contains("timed out after 4s"), "{rows:?}");
     assert_eq!(rows[1]["error"], serde_json::Value::Null, "{rows:?}");
     assert!(rows[1]["disk_total_gib"].is_number(), "node2 is complete");
 }
@@ -335,7 +335,9 @@ fn ssh_masters_never_outlive_the_command() {
     let gone = |what: &str| {
         support::wait_until(
             &format!("no ssh master left after {what}"),
-            Duration::from_millis(1500),
+            // Well under the masters' own 30 s ControlPersist, so a master
+            // left behind still shows; a loaded machine has time to reap.
+            Duration::from_secs(10),
             || cluster.ssh_clients().is_empty(),
         )
     };
