@@ -275,9 +275,19 @@ fn stdin_and_several_files_are_one_stream() {
 
 /// PIDs of worker-agents (not their sshd) whose command line has `needle`.
 fn agents_with(needle: &str) -> Vec<u32> {
+    agents_where(needle, |_| true)
+}
+
+/// The agents among [`agents_with`] that run a chunk (`--framed`), not the
+/// install probe's `worker-agent self-sha256` or `version`.
+fn chunk_agents_with(needle: &str) -> Vec<u32> {
+    agents_where(needle, |cmd| cmd.contains("--framed"))
+}
+
+fn agents_where(needle: &str, keep: impl Fn(&str) -> bool) -> Vec<u32> {
     support::processes_with(needle)
         .into_iter()
-        .filter(|(_, cmd)| cmd.contains("worker-agent") && !cmd.contains("sshd"))
+        .filter(|(_, cmd)| cmd.contains("worker-agent") && !cmd.contains("sshd") && keep(cmd))
         .map(|(pid, _)| pid)
         .collect()
 }
@@ -354,10 +364,12 @@ fn node_killed_mid_run(extra: &[&str]) {
     // takes, the node died between chunks and nothing was retried).
     let node2 = cluster.workdir(1).to_string_lossy().into_owned();
     loop {
-        wait_for("node2 to run a chunk", || !agents_with(&node2).is_empty());
+        wait_for("node2 to run a chunk", || {
+            !chunk_agents_with(&node2).is_empty()
+        });
         let tree = cluster.node_pids(1);
         signal_all(&tree, libc::SIGSTOP);
-        if agents_with(&node2).iter().any(|a| tree.contains(a)) {
+        if chunk_agents_with(&node2).iter().any(|a| tree.contains(a)) {
             break;
         }
         signal_all(&tree, libc::SIGCONT);
