@@ -81,3 +81,31 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
         Exit::Failed
     }
 }
+
+/// An error that is this machine's, whatever node it happened with: out of
+/// file descriptors or memory, a full local disk or quota.
+pub fn local_resource(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT | libc::ENOMEM)
+    )
+}
+
+/// The local resource problem in `err` or among its sources.
+pub fn local_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if local_resource(io) {
+                return Some(io);
+            }
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The local resource problem somewhere in `err`'s chain of causes.
+pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
+    err.chain().find_map(local_in)
+}

@@ -4,11 +4,22 @@ use distctl::exit::exit_for;
 fn main() {
     let cli = Cli::parse_args();
     raise_fd_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("cannot start the async runtime");
-    let json = cli.global.json;
+    {
+        Ok(runtime) => runtime,
+        // Out of descriptors already (`ulimit -n` tiny): say so, no panic.
+        Err(e) => {
+            let line = format!("cannot start: a local problem on this machine: {e}");
+            eprintln!("distctl: error: {line}");
+            if json {
+                distctl::output::json::print_error(&line, distctl::exit::Exit::Failed.code());
+            }
+            std::process::exit(distctl::exit::Exit::Failed.code());
+        }
+    };
     let code = match runtime.block_on(distctl::commands::dispatch(cli)) {
         Ok(exit) => exit,
         Err(err) => {

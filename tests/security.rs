@@ -252,6 +252,53 @@ fn local_fd_exhaustion_is_the_controllers_fault_not_a_nodes() {
     }
 }
 
+/// The per-node commands too: out of file descriptors while connecting (a
+/// limit of 12) or while opening channels (16), `exec`, `status` and `setup`
+/// stop with exit 3 naming the local problem. No node is blamed, and none is
+/// recorded as failed for `--nodes @failed`.
+#[test]
+fn per_node_commands_blame_no_node_for_local_fd_exhaustion() {
+    let cluster = TestCluster::start(3);
+    for limit in [12, 16] {
+        for command in [&["exec", "true"][..], &["status"], &["setup"]] {
+            let got = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("ulimit -n {limit}; exec \"$@\""))
+                .arg("sh")
+                .arg(support::distctl_bin())
+                .arg("--inventory")
+                .arg(cluster.inventory())
+                .args(command)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let err = stderr(&got);
+            let what = format!("{command:?} under ulimit -n {limit}");
+            assert_eq!(got.status.code(), Some(3), "{what}: {err}");
+            assert!(
+                err.contains("a local problem on this machine")
+                    && err.to_lowercase().contains("too many open files"),
+                "{what} names the local problem: {err}"
+            );
+            for blame in ["node1", "node2", "node3", "unreachable", "lost"] {
+                assert!(
+                    !err.contains(blame),
+                    "{what} blames no node ({blame}): {err}"
+                );
+            }
+        }
+    }
+    // Nothing was recorded against the nodes.
+    let got = cluster
+        .distctl()
+        .args(["exec", "--nodes", "@failed", "true"])
+        .output()
+        .unwrap();
+    let err = stderr(&got);
+    assert_eq!(got.status.code(), Some(2), "{err}");
+    assert!(err.contains("no command has recorded outcomes"), "{err}");
+}
+
 /// A hung `df` (a stale NFS mount) on node1: `status` finishes within the
 /// step bound, reports node1 timed out and node2 complete.
 #[test]

@@ -260,6 +260,11 @@ where
             .await
         }
     };
+    // Out of descriptors or memory here: whichever nodes it hit, none of
+    // them is to blame, and none is recorded as failed.
+    if let Some(stop) = crate::transport::local_problem() {
+        return Err(stop);
+    }
     if let Some(record) = &fleet.record {
         record_outcomes(
             record,
@@ -309,10 +314,15 @@ impl Cluster {
         let mut connector = Connector::new(fanout)?;
         connector.persist = persist;
         let conns = connector.connect_all(&nodes).await;
-        Ok(Cluster {
+        let cluster = Cluster {
             connector,
             nodes: nodes.into_iter().zip(conns).collect(),
-        })
+        };
+        if let Some(stop) = crate::transport::local_problem() {
+            cluster.close().await;
+            return Err(stop);
+        }
+        Ok(cluster)
     }
 
     /// Connected sessions only.

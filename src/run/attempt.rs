@@ -72,38 +72,13 @@ impl AttemptError {
 
     /// `fault`, unless `cause` is the controller's own resource problem.
     pub(crate) fn from_io(fault: Fault, context: &str, cause: &std::io::Error) -> AttemptError {
-        let fault = if local_resource(cause) {
+        let fault = if crate::exit::local_resource(cause) {
             Fault::Local
         } else {
             fault
         };
         AttemptError::new(fault, format!("{context}: {cause}"))
     }
-}
-
-/// An error that is this machine's, whatever node it happened with: out of
-/// file descriptors or memory, a full local disk or quota.
-pub fn local_resource(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT | libc::ENOMEM)
-    )
-}
-
-/// The local resource problem somewhere in `err`'s chain of causes.
-pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
-    err.chain().find_map(|c| {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(c);
-        while let Some(e) = cur {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if local_resource(io) {
-                    return Some(io);
-                }
-            }
-            cur = e.source();
-        }
-        None
-    })
 }
 
 /// What went up the channel. The checksum is `None` where distctl did not
@@ -408,7 +383,7 @@ pub async fn attempt(
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
         Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
         Ok(Err(e)) => {
-            let fault = if local_cause(&e).is_some() {
+            let fault = if crate::exit::local_cause(&e).is_some() {
                 Fault::Local
             } else {
                 Fault::Refused

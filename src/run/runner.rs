@@ -193,7 +193,7 @@ async fn prepare(
             .into_iter()
             .flatten()
         {
-            if let Some(cause) = crate::run::attempt::local_cause(e) {
+            if let Some(cause) = crate::exit::local_cause(e) {
                 anyhow::bail!("stopping: a local problem on this machine, not a node's: {cause}");
             }
         }

@@ -21,6 +21,7 @@ pub fn spawn(cmdline: &str, permit: OwnedSemaphorePermit) -> Result<RemoteProces
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
+        .inspect_err(|e| super::note_local(e))
         .context("cannot start sh")?;
     let stdin = child
         .stdin

@@ -99,6 +99,28 @@ impl std::fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// The first problem of this machine's own (out of file descriptors or
+/// memory...) met while connecting to a node or opening a channel to it. It
+/// is no node's fault, whichever node it happened with: per-node commands
+/// stop on it rather than blame the node.
+static LOCAL_PROBLEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Keep `err` as [`local_problem`] when a cause in it is this machine's own
+/// resource problem.
+pub(crate) fn note_local(err: &(dyn std::error::Error + 'static)) {
+    if let Some(io) = crate::exit::local_in(err) {
+        let _ = LOCAL_PROBLEM.set(io.to_string());
+    }
+}
+
+/// The error that stops a per-node command once [`note_local`] has met a
+/// local problem.
+pub fn local_problem() -> Option<anyhow::Error> {
+    LOCAL_PROBLEM.get().map(|cause| {
+        anyhow::anyhow!("stopping: a local problem on this machine, not a node's: {cause}")
+    })
+}
+
 pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 /// The pipe into a command's stdin (the ssh master reads its far end): a

@@ -389,6 +389,7 @@ async fn open_master(
     match tokio::time::timeout(limit, b.connect_mux(&node.host)).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => {
+            super::note_local(&e);
             let text = said(&e);
             let mut reason = classify(&text);
             // "UNKNOWN port 65535" is ssh's name for a peer behind a proxy.
@@ -521,6 +522,7 @@ pub async fn spawn(
     let mut child = cmd
         .spawn()
         .await
+        .inspect_err(|e| super::note_local(e))
         .context("cannot open a channel to the node")?;
     // The native mux hands these pipes' far ends to the master: they are
     // the data path, so widen them.
