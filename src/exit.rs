@@ -105,6 +105,13 @@ pub fn local_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a st
     None
 }
 
+/// The error that stops a command on a problem of this machine's own
+/// (`whose`: the node it happened with, or "a node"), which no node is
+/// charged with.
+pub fn local_stop(whose: &str, cause: impl fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("stopping: a local problem on this machine, not {whose}'s: {cause}")
+}
+
 /// The local resource problem somewhere in `err`'s chain of causes.
 pub fn local_cause(err: &anyhow::Error) -> Option<&std::io::Error> {
     err.chain().find_map(local_in)

@@ -1,26 +1,12 @@
+use anyhow::Context;
 use distctl::cli::Cli;
-use distctl::exit::exit_for;
+use distctl::exit::{exit_for, Exit};
 
 fn main() {
     let cli = Cli::parse_args();
     raise_fd_limit();
     let json = cli.global.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        // Out of descriptors already (`ulimit -n` tiny): say so, no panic.
-        Err(e) => {
-            let line = format!("cannot start: a local problem on this machine: {e}");
-            eprintln!("distctl: error: {line}");
-            if json {
-                distctl::output::json::print_error(&line, distctl::exit::Exit::Failed.code());
-            }
-            std::process::exit(distctl::exit::Exit::Failed.code());
-        }
-    };
-    let code = match runtime.block_on(distctl::commands::dispatch(cli)) {
+    let code = match run(cli) {
         Ok(exit) => exit,
         Err(err) => {
             let line = one_line(&err);
@@ -32,9 +18,20 @@ fn main() {
             code
         }
     };
+    std::process::exit(code.code());
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    // Out of descriptors already (`ulimit -n` tiny): an error like any
+    // other, not a panic.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start: a local problem on this machine")?;
+    let result = runtime.block_on(distctl::commands::dispatch(cli));
     // Drop the runtime before exiting so ssh masters and temp dirs are cleaned up.
     drop(runtime);
-    std::process::exit(code.code());
+    result
 }
 
 /// Errors print as one line: the outermost context, then its causes after colons.

@@ -161,11 +161,10 @@ fn status_json_keys_and_figures_match_collect() {
 /// SIGKILL is asynchronous: give a killed process a moment to die.
 fn gone(pid: u32) -> bool {
     for _ in 0..100 {
-        match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(s) if s.contains(") Z ") || s.contains(") X ") => return true,
-            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        if !support::process_alive(pid) {
+            return true;
         }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     false
 }

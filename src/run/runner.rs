@@ -194,7 +194,7 @@ async fn prepare(
             .flatten()
         {
             if let Some(cause) = crate::exit::local_cause(e) {
-                anyhow::bail!("stopping: a local problem on this machine, not a node's: {cause}");
+                return Err(crate::exit::local_stop("a node", cause));
             }
         }
     }
@@ -514,10 +514,7 @@ impl Runner<'_> {
             Err(e) if e.input_error => Err(usage!("{}", e.message)),
             Err(e) if e.fault == Fault::Local => {
                 self.sched.fault(r.chunk, r.node, e.fault);
-                anyhow::bail!(
-                    "stopping: a local problem on this machine, not {name}'s: {}",
-                    e.message
-                )
+                Err(crate::exit::local_stop(&name, &e.message))
             }
             Err(e) => {
                 self.progress.failed(r.node);

@@ -116,9 +116,9 @@ pub(crate) fn note_local(err: &(dyn std::error::Error + 'static)) {
 /// The error that stops a per-node command once [`note_local`] has met a
 /// local problem.
 pub fn local_problem() -> Option<anyhow::Error> {
-    LOCAL_PROBLEM.get().map(|cause| {
-        anyhow::anyhow!("stopping: a local problem on this machine, not a node's: {cause}")
-    })
+    LOCAL_PROBLEM
+        .get()
+        .map(|cause| crate::exit::local_stop("a node", cause))
 }
 
 pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
