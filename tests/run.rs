@@ -72,6 +72,26 @@ fn run(cluster: &TestCluster, args: &[&str], input: &Path) -> Output {
         .unwrap()
 }
 
+/// `run --dry-run --json --op upper --chunk-size SIZE INPUT`: the plan.
+fn dry_run_plan(cluster: &TestCluster, input: &Path, chunk_size: &str) -> serde_json::Value {
+    let dry = cluster
+        .distctl()
+        .args([
+            "--json",
+            "run",
+            "--dry-run",
+            "--op",
+            "upper",
+            "--chunk-size",
+        ])
+        .arg(chunk_size)
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{}", support::text(&dry.stderr));
+    serde_json::from_slice(&dry.stdout).unwrap()
+}
+
 fn numbers(lines: &[&str]) -> Vec<u8> {
     lines.join("\n").into_bytes()
 }
@@ -543,22 +563,7 @@ fn unreachable_node_is_skipped_and_dry_run_touches_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "x\ny\nz\n").unwrap();
-    let dry = cluster
-        .distctl()
-        .args([
-            "--json",
-            "run",
-            "--dry-run",
-            "--op",
-            "upper",
-            "--chunk-size",
-            "2",
-        ])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(dry.status.success());
-    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let plan = dry_run_plan(&cluster, &input, "2");
     let nodes: Vec<&str> = plan["chunks"]
         .as_array()
         .unwrap()
@@ -687,4 +692,183 @@ fn byte_ops_take_one_slot_per_node_numeric_ops_and_exec_one_per_core() {
     let inventory = std::fs::read_to_string(cluster.inventory()).unwrap();
     std::fs::write(cluster.inventory(), inventory + "slots = 3\n").unwrap();
     assert_eq!(slots(&["--op", "upper"]), [1, 3]);
+}
+
+/// A distctl child killed (by its own PID) if the test fails while it runs.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Each node joins the run as soon as its own handshake is done. node3 and
+/// node4 cannot even begin theirs (each ProxyCommand waits for a gate file)
+/// while node1 and node2 run the chunks, which the old way (connect
+/// everything, then start) never allowed. node4's gate opens mid-run and
+/// its proxy fails: it is skipped with a warning, the run goes on. node3's
+/// opens once every chunk has started: it joins late, with no chunk, and
+/// the run, which waited for it, ends partial (node4) with the output whole.
+#[test]
+fn nodes_start_work_as_they_connect_and_a_late_failure_is_skipped() {
+    let cluster = cluster(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let gate = |n: usize| tmp.path().join(format!("gate{n}"));
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let release = tmp.path().join("release");
+    gate_nodes(&cluster, &[(3, &gate(3), true), (4, &gate(4), false)]);
+    let input = tmp.path().join("in.txt");
+    let lines: String = (0..60).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&input, &lines).unwrap();
+    let out = tmp.path().join("out.txt");
+    let plan = dry_run_plan(&cluster, &input, "70");
+    let chunks = plan["chunks"].as_array().unwrap().len();
+    assert!(chunks > 4, "{plan}");
+    let mut running = Running(Some(
+        cluster
+            .distctl()
+            .args(["--json", "run", "--quiet", "--chunk-size", "70", "-o"])
+            .arg(&out)
+            .arg("--exec")
+            .arg(format!(
+                "touch {}/$DISTCTL_NODE-$DISTCTL_CHUNK; while [ ! -e {} ]; do sleep 0.05; done; tr a-z A-Z",
+                marks.display(),
+                release.display()
+            ))
+            .arg(&input)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    // stderr line by line, as it comes.
+    let (tx, said) = std::sync::mpsc::channel::<String>();
+    let stderr = running.0.as_mut().unwrap().stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let ran = || std::fs::read_dir(&marks).unwrap().count();
+    support::wait_until(
+        "a chunk to start while node3 and node4 wait",
+        Duration::from_secs(30),
+        || ran() > 0,
+    );
+    std::fs::write(gate(4), "").unwrap();
+    let mut stderr = String::new();
+    while !stderr.contains("skipping unreachable node node4") {
+        let line = said
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("no warning for node4 ({e}): {stderr}"));
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    std::fs::write(&release, "").unwrap();
+    support::wait_until(
+        "node1 and node2 to start every chunk",
+        Duration::from_secs(30),
+        || ran() == chunks,
+    );
+    std::fs::write(gate(3), "").unwrap();
+    let got = running.0.take().unwrap().wait_with_output().unwrap();
+    reader.join().unwrap();
+    stderr.extend(said.try_iter().map(|l| l + "\n"));
+    assert_eq!(got.status.code(), Some(1), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), lines.to_uppercase());
+    let summary: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(summary["chunks"], chunks);
+    assert_eq!(summary["unreachable"], serde_json::json!(["node4"]));
+    let nodes: Vec<(&str, u64)> = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap(), n["chunks"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert_eq!(
+        nodes[2],
+        ("node3", 0),
+        "node3 joined after the work was done"
+    );
+    let by: Vec<String> = std::fs::read_dir(&marks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(by.len(), chunks, "{by:?}");
+    assert!(
+        by.iter()
+            .all(|m| m.starts_with("node1-") || m.starts_with("node2-")),
+        "{by:?}"
+    );
+}
+
+/// A run stopped by SIGTERM while a node is still in its handshake stops
+/// that handshake too: no ssh of ours, nor the ProxyCommand it started, is
+/// left waiting (SIGTERM from a supervisor reaches distctl alone).
+#[test]
+fn a_signal_stops_the_handshakes_still_under_way() {
+    let cluster = cluster(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let gate = tmp.path().join("gate");
+    gate_nodes(&cluster, &[(2, &gate, true)]);
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "a\nb\nc\n").unwrap();
+    let mut running = Running(Some(
+        cluster
+            .distctl()
+            .args(["run", "--quiet", "--exec", "sleep 60"])
+            .arg(&input)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let gated = gate.display().to_string();
+    support::wait_until(
+        "node2's proxy to wait and node1 to run a chunk",
+        Duration::from_secs(30),
+        || !support::processes_with(&gated).is_empty() && !chunk_agents_with("sleep 60").is_empty(),
+    );
+    let child = running.0.take().unwrap();
+    // SAFETY: kill(2) on the distctl child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let got = child.wait_with_output().unwrap();
+    let err = support::text(&got.stderr);
+    assert_eq!(got.status.code(), Some(3), "{err}");
+    support::wait_until(
+        "node2's handshake and proxy to be stopped",
+        Duration::from_secs(10),
+        || support::processes_with(&gated).is_empty(),
+    );
+}
+
+/// Give node N (1-based) a ProxyCommand that waits for `gate` to exist,
+/// then connects (`connects`) or fails; its `connect_timeout` outlasts
+/// any wait. It gives up when the gate's directory goes (the test ended).
+fn gate_nodes(cluster: &TestCluster, gated: &[(usize, &Path, bool)]) {
+    let mut inventory = std::fs::read_to_string(cluster.inventory()).unwrap();
+    for &(n, gate, connects) in gated {
+        let then = if connects {
+            "exec 3<>/dev/tcp/127.0.0.1/%p; cat <&3 & exec cat >&3"
+        } else {
+            "exit 1"
+        };
+        let proxy = format!(
+            "ProxyCommand=bash -c 'while [ ! -e {} ]; do [ -d {} ] || exit 1; sleep 0.05; done; {then}'",
+            gate.display(),
+            gate.parent().unwrap().display()
+        );
+        inventory = inventory.replace(
+            &format!("name = \"node{n}\"\n"),
+            &format!("name = \"node{n}\"\nconnect_timeout = \"60s\"\nssh_options = [{proxy:?}]\n"),
+        );
+    }
+    std::fs::write(cluster.inventory(), inventory).unwrap();
 }

@@ -295,8 +295,8 @@ async fn close(session: Arc<NodeSession>) {
 }
 
 /// The selected nodes of this invocation, each with its connection or the
-/// reason it has none: for `run` and `split`, which connect everything
-/// before they plan.
+/// reason it has none: for `split`, which connects everything before it
+/// plans (`run` lets each node join as it connects).
 pub struct Cluster {
     pub connector: Connector,
     pub nodes: Vec<(Node, Result<Arc<NodeSession>, ConnectError>)>,
@@ -325,28 +325,18 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Connected sessions only.
-    pub fn sessions(&self) -> Vec<Arc<NodeSession>> {
-        self.nodes
-            .iter()
-            .filter_map(|(_, c)| c.as_ref().ok().cloned())
-            .collect()
-    }
-
-    /// Nodes that could not be reached, with why.
-    pub fn unreachable(&self) -> Vec<&ConnectError> {
-        self.nodes
-            .iter()
-            .filter_map(|(_, c)| c.as_ref().err())
-            .collect()
-    }
-
     /// Close every master connection.
     pub async fn close(self) {
-        let sessions = self.nodes.into_iter().filter_map(|(_, c)| c.ok());
-        futures::future::join_all(sessions.map(close)).await;
-        drop(self.connector);
+        let sessions = self.nodes.into_iter().filter_map(|(_, c)| c.ok()).collect();
+        close_all(self.connector, sessions).await;
     }
+}
+
+/// Close every session of `connector` (each one no longer shared), then
+/// the connector itself.
+pub async fn close_all(connector: Connector, sessions: Vec<Arc<NodeSession>>) {
+    futures::future::join_all(sessions.into_iter().map(close)).await;
+    drop(connector);
 }
 
 /// Say once per process (`collect --every` connects every round), loudly,

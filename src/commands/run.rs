@@ -12,15 +12,16 @@ use std::time::Instant;
 
 use anyhow::Result;
 use distctl_proto::Op;
+use futures::FutureExt;
 
 use crate::cli::{Global, RunArgs};
 use crate::cluster::NodeOutcome;
-use crate::commands::Cluster;
 use crate::exit::Exit;
 use crate::output::run_summary;
 use crate::run::input::Input;
 use crate::run::job::{Job, Work};
 use crate::run::runner::{NodePool, RunOptions};
+use crate::transport::NodeSession;
 use crate::usage;
 
 pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
@@ -63,18 +64,30 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     };
     // A bad --agent file is the user's to fix before any node is contacted.
     let agent = crate::cluster::agent::AgentBinary::from_option(args.agent.as_deref())?;
-    let cluster = tokio::select! {
-        c = Cluster::connect_nodes(g.fanout, g.persist.map(|d| d.0), selected) => c?,
-        stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
-    };
-    let mut unreachable = Vec::new();
-    for e in cluster.unreachable() {
-        eprintln!("distctl: warning: skipping unreachable node {e}");
-        unreachable.push(e.node.clone());
-    }
+    // Each node joins the run as soon as its own handshake is done.
+    crate::cluster::driver::warn_unchecked_host_keys(&selected);
+    let mut connector = crate::transport::Connector::new(g.fanout)?;
+    connector.persist = g.persist.map(|d| d.0);
+    let opened: std::sync::Mutex<Vec<Arc<NodeSession>>> = std::sync::Mutex::default();
+    let connecting = selected
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let (connector, opened) = (&connector, &opened);
+            async move {
+                let session = connector.connect(i, node).await.map(Arc::new);
+                if let Ok(s) = &session {
+                    opened.lock().expect("sessions").push(s.clone());
+                }
+                session
+            }
+            .boxed()
+        })
+        .collect();
+    let names: Vec<String> = selected.iter().map(|n| n.name.clone()).collect();
     let pool = NodePool {
-        sessions: cluster.sessions(),
-        unreachable,
+        names: names.clone(),
+        connecting,
     };
     let opts = RunOptions {
         output: args.output.clone(),
@@ -85,10 +98,12 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         quiet: g.quiet,
         compress: args.compress,
     };
-    let names: Vec<String> = cluster.nodes.iter().map(|(n, _)| n.name.clone()).collect();
     let finished = crate::run::runner::run(&opts, job, input, pool, &agent, started).await;
-    // The runner has dropped every session it held: the cluster closes them all.
-    cluster.close().await;
+    // The runner has dropped every session it held (and, stopped by an
+    // error or a signal, the connects still under way: the connector stops
+    // their handshakes when it goes).
+    let sessions = opened.into_inner().unwrap_or_else(|e| e.into_inner());
+    crate::cluster::driver::close_all(connector, sessions).await;
     let finished = finished?;
     record_outcomes(&inventory, &names, &finished.summary);
     run_summary::print_summary(&finished.summary, g.json, g.quiet, args.output.is_some())?;

@@ -298,6 +298,7 @@ impl RunProgress {
                     ProgressStyle::with_template("  {prefix} {msg}").expect("valid template"),
                 ));
                 bar.set_prefix(format!("{n:width$}"));
+                bar.set_message("connecting");
                 (bar, NodeCounts::default())
             })
             .collect();
@@ -325,6 +326,16 @@ impl RunProgress {
         } else {
             eprintln!("distctl: warning: {msg}");
         }
+    }
+
+    /// The node is connected and prepared.
+    pub fn joined(&mut self, node: usize) {
+        self.redraw(node);
+    }
+
+    /// The node could not join the run (the warning says why).
+    pub fn skipped(&mut self, node: usize) {
+        self.nodes[node].0.set_message("skipped");
     }
 
     pub fn started(&mut self, node: usize) {

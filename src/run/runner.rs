@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::cluster::agent::AgentBinary;
@@ -21,7 +24,7 @@ use crate::run::results::Results;
 use crate::run::schedule::{Fault, Scheduler};
 use crate::run::summary::{NodeSummary, RunSummary};
 use crate::run::wire::NodeWire;
-use crate::transport::{NodeSession, CHANNELS_PER_NODE};
+use crate::transport::{ConnectError, NodeSession, CHANNELS_PER_NODE};
 use crate::usage;
 
 /// Chunks cut from standard input are held until verified (for retries): at
@@ -47,11 +50,14 @@ pub struct RunOptions {
     pub compress: Option<distctl_proto::Compress>,
 }
 
-/// The connected nodes to run on.
-pub struct NodePool {
-    pub sessions: Vec<Arc<NodeSession>>,
-    /// Selected nodes that could not be reached (already reported).
-    pub unreachable: Vec<String>,
+/// The nodes to run on, each joining as soon as it is connected.
+pub struct NodePool<'a> {
+    /// Every selected node's name, in selection order (a node's index in
+    /// the run is its place here, as `DISTCTL_NODE_INDEX` says).
+    pub names: Vec<String>,
+    /// One connection per name, in the same order, each resolving when its
+    /// handshake ends.
+    pub connecting: Vec<BoxFuture<'a, Result<Arc<NodeSession>, ConnectError>>>,
 }
 
 /// What a completed run hands back.
@@ -63,11 +69,23 @@ pub struct Finished {
 
 /// A node taking part in the run.
 struct RunNode {
-    name: String,
     session: Arc<NodeSession>,
     agent: String,
     wire: Arc<NodeWire>,
 }
+
+/// How one node's way into the run ended.
+enum Joined {
+    /// Connected and prepared: it takes chunks on this many slots.
+    Ready(Arc<RunNode>, usize),
+    /// The handshake failed.
+    Unreachable(ConnectError),
+    /// Connected, but the agent could not be installed or its cores read.
+    Unprepared(anyhow::Error),
+}
+
+/// Nodes on their way into the run: `(index, how it ended)` as each ends.
+type Joining<'a> = FuturesUnordered<BoxFuture<'a, (usize, Joined)>>;
 
 struct AttemptReport {
     chunk: usize,
@@ -81,7 +99,9 @@ struct Runner<'a> {
     opts: &'a RunOptions,
     job: Arc<Job>,
     input: Input,
-    nodes: Vec<Arc<RunNode>>,
+    /// Every selected node, by index: `None` until it has joined.
+    nodes: Vec<Option<Arc<RunNode>>>,
+    joining: Joining<'a>,
     sched: Scheduler,
     results: Results,
     progress: RunProgress,
@@ -90,47 +110,81 @@ struct Runner<'a> {
     started: Instant,
 }
 
-/// Run `job` over `input` on the nodes of `pool`: install the agent where
-/// needed, read core counts, open the journal and the output, run every
-/// chunk and write the result. Nodes that fail to prepare are skipped with a
-/// warning. On failure or a signal the journal is kept and the way to
+/// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
+/// as its own handshake and preparation (install the agent where needed,
+/// read its core count) are done, so a node that is slow to answer holds
+/// up none of the others; one that cannot join is skipped with a warning.
+/// The run ends once every chunk is done and every node has joined or failed.
+/// The output and the journal are opened once the first node has joined
+/// (with none, nothing is written). Every chunk runs, the result is
+/// written; on failure or a signal the journal is kept and the way to
 /// resume is said. `started`: when the command began (for the summary).
-pub async fn run(
-    opts: &RunOptions,
+pub async fn run<'a>(
+    opts: &'a RunOptions,
     job: Arc<Job>,
     input: Input,
-    pool: NodePool,
-    agent: &AgentBinary,
+    pool: NodePool<'a>,
+    agent: &'a AgentBinary,
     started: Instant,
 ) -> Result<Finished> {
-    let mut summary = RunSummary {
-        op: job.name(),
-        unreachable: pool.unreachable,
-        ..RunSummary::default()
-    };
-    let mut exit = if summary.unreachable.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Partial
-    };
     let one_stream = job
         .op()
         .is_some_and(distctl_proto::Op::streams_at_memory_speed);
-    let (nodes, slots) = prepare(
-        pool.sessions,
-        agent,
-        opts.compress,
-        one_stream,
-        &mut summary,
-        &mut exit,
-    )
-    .await?;
-    if nodes.is_empty() {
-        anyhow::bail!("no node is available to run on");
+    let names = pool.names;
+    let mut joining: Joining<'a> = pool
+        .connecting
+        .into_iter()
+        .enumerate()
+        .map(|(i, connected)| {
+            async move {
+                let joined = match connected.await {
+                    Ok(session) => match prepare(session, agent, opts.compress, one_stream).await {
+                        Ok((node, slots)) => Joined::Ready(Arc::new(node), slots),
+                        Err(e) => Joined::Unprepared(e),
+                    },
+                    Err(e) => Joined::Unreachable(e),
+                };
+                (i, joined)
+            }
+            .boxed()
+        })
+        .collect();
+    let mut summary = RunSummary {
+        op: job.name(),
+        nodes: names
+            .iter()
+            .map(|n| NodeSummary {
+                node: n.clone(),
+                ..NodeSummary::default()
+            })
+            .collect(),
+        ..RunSummary::default()
+    };
+    // Wait for the first node; what fails before it is said plainly.
+    let first = loop {
+        let next = tokio::select! {
+            next = joining.next() => next,
+            stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
+        };
+        let Some((i, joined)) = next else {
+            anyhow::bail!("no node is available to run on");
+        };
+        match joined {
+            Joined::Ready(node, slots) => break (i, node, slots),
+            failed => {
+                let why = not_joined(&names[i], failed)?;
+                eprintln!("distctl: warning: {why}");
+                summary.unreachable.push(names[i].clone());
+            }
+        }
+    };
+    let mut sched = Scheduler::joining(input.chunks().len(), names.len(), opts.retries);
+    for n in &summary.unreachable {
+        if let Some(i) = names.iter().position(|x| x == n) {
+            sched.remove_node(i);
+        }
     }
-    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    let mut sched = Scheduler::new(input.chunks().len(), &slots, opts.retries);
-    let mut progress = RunProgress::new(input.total(), &names, opts.quiet);
+    let progress = RunProgress::new(input.total(), &names, opts.quiet);
     let (results, resumed) = Results::open(
         job.clone(),
         &input,
@@ -138,98 +192,88 @@ pub async fn run(
         opts.resume,
         &agent.sha256,
     )?;
-    for r in resumed {
-        sched.mark_done(r.index);
-        summary.chunks_resumed += 1;
-        progress.resumed(r.len);
-    }
-    Runner {
+    let exit = if summary.unreachable.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Partial
+    };
+    let mut runner = Runner {
         opts,
         job,
         input,
-        nodes,
+        nodes: vec![None; names.len()],
+        joining,
         sched,
         results,
         progress,
         summary,
         exit,
         started,
+    };
+    for n in &runner.summary.unreachable {
+        if let Some(i) = names.iter().position(|x| x == n) {
+            runner.progress.skipped(i);
+        }
     }
-    .go()
-    .await
+    for r in resumed {
+        runner.sched.mark_done(r.index);
+        runner.summary.chunks_resumed += 1;
+        runner.progress.resumed(r.len);
+    }
+    let (i, node, slots) = first;
+    runner.join(i, node, slots);
+    runner.go().await
 }
 
-/// Install the agent on every node and learn its slots: the inventory's, else
-/// one for an op the agent streams at memory speed (`one_stream`: a second
-/// channel over the same connection only adds work for the ssh master and
-/// sshd, ~7 % more CPU per byte measured on both), else the node's cores.
-/// Nodes that fail are left out, with a warning.
+/// Why a node did not join, as a warning; a local problem (out of file
+/// descriptors...) is no node's fault and stops the run.
+fn not_joined(name: &str, failed: Joined) -> Result<String> {
+    match failed {
+        Joined::Ready(..) => unreachable!("a node that joined"),
+        Joined::Unreachable(e) => {
+            if let Some(stop) = crate::transport::local_problem() {
+                return Err(stop);
+            }
+            Ok(format!("skipping unreachable node {e}"))
+        }
+        Joined::Unprepared(e) => {
+            if let Some(cause) = crate::exit::local_cause(&e) {
+                return Err(crate::exit::local_stop("a node", cause));
+            }
+            Ok(format!("skipping {name}: {e:#}"))
+        }
+    }
+}
+
+/// Install the agent on a connected node and learn its slots: the
+/// inventory's, else one for an op the agent streams at memory speed
+/// (`one_stream`: a second channel over the same connection only adds work
+/// for the ssh master and sshd, ~7 % more CPU per byte measured on both),
+/// else the node's cores.
 async fn prepare(
-    sessions: Vec<Arc<NodeSession>>,
+    session: Arc<NodeSession>,
     binary: &AgentBinary,
     compress: Option<distctl_proto::Compress>,
     one_stream: bool,
-    summary: &mut RunSummary,
-    exit: &mut Exit,
-) -> Result<(Vec<Arc<RunNode>>, Vec<usize>)> {
-    let preparing = futures::future::join_all(sessions.into_iter().map(|s| async move {
-        let install = crate::cluster::agent::ensure_agent(&s, binary).await;
-        let slots = match (s.node.slots, &install) {
-            (Some(n), _) => Ok(n as usize),
-            (None, _) if one_stream => Ok(1),
-            (None, Ok(i)) if i.cores.is_some() => Ok(i.cores.unwrap_or(1)),
-            (None, _) => crate::cluster::agent::core_count(&s).await,
-        };
-        let agent = install.map(|i| i.path);
-        (s, agent, slots)
-    }));
-    let prepared = tokio::select! {
-        p = preparing => p,
-        stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
+) -> Result<(RunNode, usize)> {
+    let install = crate::cluster::agent::ensure_agent(&session, binary).await?;
+    let slots = match session.node.slots {
+        Some(n) => n as usize,
+        None if one_stream => 1,
+        None => match install.cores {
+            Some(c) => c,
+            None => crate::cluster::agent::core_count(&session).await?,
+        },
     };
-    // A local failure (no file descriptors left...) is no node's fault.
-    for (_, agent, cores) in &prepared {
-        for e in [agent.as_ref().err(), cores.as_ref().err()]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(cause) = crate::exit::local_cause(e) {
-                return Err(crate::exit::local_stop("a node", cause));
-            }
-        }
-    }
-    let mut nodes = Vec::new();
-    let mut slots = Vec::new();
-    for (session, agent, cores) in prepared {
-        let name = session.node.name.clone();
-        match (agent, cores) {
-            (Ok(agent), Ok(cores)) => {
-                let s = cores.clamp(1, CHANNELS_PER_NODE);
-                summary.nodes.push(NodeSummary {
-                    node: name.clone(),
-                    slots: s,
-                    ..NodeSummary::default()
-                });
-                slots.push(s);
-                let setting = compress.or(session.node.compress).unwrap_or_default();
-                let loopback = setting == distctl_proto::Compress::Auto
-                    && on_this_machine(&session.node).await;
-                let wire = NodeWire::new(setting, session.is_local(), loopback);
-                nodes.push(Arc::new(RunNode {
-                    name,
-                    session,
-                    agent,
-                    wire,
-                }));
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("distctl: warning: skipping {name}: {e:#}");
-                summary.unreachable.push(name);
-                *exit = Exit::Partial;
-            }
-        }
-    }
-    Ok((nodes, slots))
+    let setting = compress.or(session.node.compress).unwrap_or_default();
+    let loopback = setting == distctl_proto::Compress::Auto && on_this_machine(&session.node).await;
+    let wire = NodeWire::new(setting, session.is_local(), loopback);
+    let node = RunNode {
+        agent: install.path,
+        session,
+        wire,
+    };
+    Ok((node, slots.clamp(1, CHANNELS_PER_NODE)))
 }
 
 /// The node's address is this machine's (a loopback address, or one of
@@ -258,8 +302,23 @@ impl Runner<'_> {
             Ok(()) => {
                 self.summary.chunks = self.sched.chunk_count();
                 for (ns, n) in self.summary.nodes.iter_mut().zip(&self.nodes) {
-                    ns.compress = n.wire.describe();
+                    if let Some(n) = n {
+                        ns.compress = n.wire.describe();
+                    }
                 }
+                // Only the nodes that took part are the run's; the others
+                // are named among the skipped, in selection order.
+                let order: Vec<String> =
+                    self.summary.nodes.iter().map(|n| n.node.clone()).collect();
+                self.summary
+                    .unreachable
+                    .sort_by_key(|u| order.iter().position(|n| n == u));
+                let joined: Vec<bool> = self.nodes.iter().map(Option::is_some).collect();
+                let mut i = 0;
+                self.summary.nodes.retain(|_| {
+                    i += 1;
+                    joined[i - 1]
+                });
                 self.summary.seconds = self.started.elapsed().as_secs_f64();
                 self.summary.retries = self.sched.retried;
                 self.summary.bytes = match self.input.total() {
@@ -326,7 +385,10 @@ impl Runner<'_> {
                 }
             }
             self.fill(&mut tasks, &mut specs, &line_offsets);
-            if rx.is_none() && self.sched.all_done() {
+            // A node still on its way when every chunk is done is waited
+            // for: it may be only slower to answer than the work was short,
+            // and skipping it would report a healthy node (exit 1).
+            if rx.is_none() && self.sched.all_done() && self.joining.is_empty() {
                 return Ok(());
             }
             if tasks.is_empty() && self.sched.pending() > 0 && self.sched.alive_nodes() == 0 {
@@ -356,6 +418,27 @@ impl Runner<'_> {
                         return Err(e);
                     }
                 }
+                Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
+                    match joined {
+                        Joined::Ready(node, slots) => self.join(i, node, slots),
+                        failed => {
+                            let name = self.summary.nodes[i].node.clone();
+                            let why = match not_joined(&name, failed) {
+                                Ok(why) => why,
+                                Err(stop) => {
+                                    tasks.abort_all();
+                                    while tasks.join_next().await.is_some() {}
+                                    return Err(stop);
+                                }
+                            };
+                            self.progress.warn(&why);
+                            self.progress.skipped(i);
+                            self.summary.unreachable.push(name);
+                            self.sched.remove_node(i);
+                            self.exit = self.exit.max(Exit::Partial);
+                        }
+                    }
+                }
                 got = async { rx.as_mut().expect("guarded").recv().await }, if rx.is_some() && want_stream => {
                     match got {
                         Some(chunk) => {
@@ -368,6 +451,14 @@ impl Runner<'_> {
                 }
             }
         }
+    }
+
+    /// A node is connected and prepared: it takes chunks from now on.
+    fn join(&mut self, i: usize, node: Arc<RunNode>, slots: usize) {
+        self.summary.nodes[i].slots = slots;
+        self.sched.join(i, slots);
+        self.progress.joined(i);
+        self.nodes[i] = Some(node);
     }
 
     fn add_stream_chunk(
@@ -400,7 +491,7 @@ impl Runner<'_> {
             return Vec::new();
         }
         let mut env = vec![
-            ("DISTCTL_NODE", self.nodes[node].name.clone()),
+            ("DISTCTL_NODE", self.summary.nodes[node].node.clone()),
             ("DISTCTL_NODE_INDEX", node.to_string()),
             ("DISTCTL_NODE_COUNT", self.nodes.len().to_string()),
             ("DISTCTL_CHUNK", chunk.to_string()),
@@ -446,7 +537,9 @@ impl Runner<'_> {
                     })
                     .clone();
                 self.progress.started(n);
-                let node = self.nodes[n].clone();
+                let node = self.nodes[n]
+                    .clone()
+                    .expect("only joined nodes take chunks");
                 let env = self.chunk_env(n, spec.index);
                 let wire = crate::run::attempt::WireUse {
                     node: node.wire.clone(),
@@ -494,7 +587,7 @@ impl Runner<'_> {
 
     /// Account for one finished attempt.
     fn handle(&mut self, r: AttemptReport) -> Result<()> {
-        let name = self.nodes[r.node].name.clone();
+        let name = self.summary.nodes[r.node].node.clone();
         let ns = &mut self.summary.nodes[r.node];
         ns.busy_seconds += r.elapsed.as_secs_f64();
         match r.outcome {

@@ -47,6 +47,9 @@ struct ChunkState {
 #[derive(Debug, Clone)]
 pub struct NodeState {
     pub slots: usize,
+    /// Connected and prepared: it may take chunks. A live node that has
+    /// not joined yet is still on its way (connecting).
+    pub joined: bool,
     pub running: usize,
     pub alive: bool,
     pub strikes: u32,
@@ -80,6 +83,7 @@ impl Scheduler {
                 .iter()
                 .map(|&s| NodeState {
                     slots: s.max(1),
+                    joined: true,
                     running: 0,
                     alive: true,
                     strikes: 0,
@@ -90,6 +94,24 @@ impl Scheduler {
             retries,
             retried: 0,
         }
+    }
+
+    /// `nodes` nodes that are all still on their way: each takes chunks
+    /// once it [`join`](Self::join)s, or is [removed](Self::remove_node).
+    pub fn joining(chunks: usize, nodes: usize, retries: u32) -> Scheduler {
+        let mut s = Scheduler::new(chunks, &vec![1; nodes], retries);
+        for n in &mut s.nodes {
+            n.joined = false;
+            n.slots = 0;
+        }
+        s
+    }
+
+    /// A node is ready with `slots` slots.
+    pub fn join(&mut self, node: usize, slots: usize) {
+        let n = &mut self.nodes[node];
+        n.joined = true;
+        n.slots = slots.max(1);
     }
 
     /// Chunks that need no running (done in an earlier run, for `--resume`).
@@ -110,7 +132,8 @@ impl Scheduler {
         i
     }
 
-    /// A node that never joined (unreachable, agent could not be installed).
+    /// A node that never joined (unreachable, agent could not be installed):
+    /// no chunk waits for it any more.
     pub fn remove_node(&mut self, node: usize) {
         self.nodes[node].alive = false;
     }
@@ -120,7 +143,7 @@ impl Scheduler {
     /// failed on only when every live node has failed it.
     pub fn next_for(&mut self, node: usize) -> Option<usize> {
         let n = &self.nodes[node];
-        if !n.alive || n.running >= n.slots {
+        if !n.alive || !n.joined || n.running >= n.slots {
             return None;
         }
         let alive: Vec<usize> = (0..self.nodes.len())
@@ -198,11 +221,11 @@ impl Scheduler {
         self.nodes.iter().filter(|n| n.alive).count()
     }
 
-    /// Free slots over all live nodes.
+    /// Free slots over all live nodes that have joined.
     pub fn free_slots(&self) -> usize {
         self.nodes
             .iter()
-            .filter(|n| n.alive)
+            .filter(|n| n.alive && n.joined)
             .map(|n| n.slots - n.running.min(n.slots))
             .sum()
     }
@@ -287,6 +310,31 @@ mod tests {
         assert_eq!(s.alive_nodes(), 1);
         // The last node left may retry what the dead one failed.
         assert_eq!(s.next_for(1), Some(0));
+    }
+
+    #[test]
+    fn nodes_take_chunks_as_they_join_and_failed_chunks_wait_for_one_on_its_way() {
+        let mut s = Scheduler::joining(4, 3, 2);
+        assert_eq!(s.next_for(0), None, "no node has joined");
+        assert_eq!(s.free_slots(), 0);
+        s.join(1, 2);
+        assert_eq!(s.next_for(0), None, "node 0 is still on its way");
+        assert_eq!(s.next_for(1), Some(0));
+        assert_eq!(s.next_for(1), Some(1));
+        assert_eq!(s.next_for(1), None, "node 1 is full");
+        assert!(s.fault(0, 1, Fault::Failed).requeued);
+        // Chunk 0 failed on node 1: it waits for node 0 or 2 to join...
+        assert_eq!(s.next_for(1), Some(2));
+        s.done(1, 1);
+        assert_eq!(s.next_for(1), Some(3));
+        assert_eq!(s.next_for(1), None);
+        // ...or goes back to node 1 once neither can.
+        s.remove_node(0);
+        s.remove_node(2);
+        assert_eq!(s.next_for(1), None, "node 1 is full");
+        s.done(2, 1);
+        assert_eq!(s.next_for(1), Some(0));
+        assert_eq!(s.alive_nodes(), 1);
     }
 
     #[test]

@@ -443,6 +443,7 @@ static LIVE_CONTROL_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> =
 pub fn exit_all_masters() {
     let dirs = LIVE_CONTROL_DIRS.lock().unwrap_or_else(|e| e.into_inner());
     for d in dirs.iter() {
+        ssh::kill_handshakes_in(d);
         ssh::exit_masters_in(d);
     }
 }
@@ -451,9 +452,11 @@ impl Drop for Connector {
     /// Sessions are normally closed before their connector goes; any master
     /// still up (an error or a signal dropped things in another order) is
     /// shut down now, while its socket still exists, rather than left to
-    /// idle out after `ControlPersist`.
+    /// idle out after `ControlPersist`, and a handshake still under way (its
+    /// connect dropped by a signal) is stopped, with what its ssh started.
     fn drop(&mut self) {
         let dir = self.control_dir.path();
+        ssh::kill_handshakes_in(dir);
         ssh::exit_masters_in(dir);
         LIVE_CONTROL_DIRS
             .lock()

@@ -560,6 +560,51 @@ pub fn exit_masters_in(dir: &Path) {
     }
 }
 
+/// Stop every ssh of ours still in its handshake with a socket or config
+/// in `dir`, and what it started (a ProxyCommand, a jump host's `ssh -W`):
+/// a handshake that is no longer wanted (the run is done, a signal) must
+/// not go on. Those are this process's own children: a master that
+/// finished its handshake has forked away (and is shut down by
+/// [`exit_masters_in`]). Processes are found by their parent and their
+/// command line, and only ours are signalled.
+pub fn kill_handshakes_in(dir: &Path) {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let me = std::process::id();
+    let procs = processes();
+    for &(pid, _) in procs.iter().filter(|(pid, parent)| {
+        *parent == me
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+    }) {
+        let started: Vec<u32> = procs
+            .iter()
+            .filter(|(_, parent)| *parent == pid)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in std::iter::once(pid).chain(started) {
+            // SAFETY: kill(2) on a process this one started (or its child).
+            unsafe { libc::kill(p as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+}
+
+/// Every process's PID and its parent's, from /proc.
+fn processes() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "PID (COMM) STATE PPID ...": COMM may hold spaces and ')'.
+            let ppid = stat.get(stat.rfind(')')? + 2..)?.split(' ').nth(1)?;
+            Some((pid, ppid.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A new file only we can read, never through a link planted in its place.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
