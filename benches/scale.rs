@@ -10,6 +10,8 @@
 //!
 //! `SCALE_BENCH_K=16,64,96` (default) picks the sizes; `SCALE_BENCH_MAX_SECS`
 //! (default 600) stops before a size that would start past that budget.
+//! `SCALE_BENCH_BASELINE=/path/to/distctl` adds a column: the same `run` by
+//! another distctl build, its runs interleaved with this build's.
 //! Medians of 3 runs; "lost" counts runs in which some node did not answer.
 //! Do not run it at 96 on a machine others are using.
 
@@ -40,6 +42,35 @@ fn measure(mut f: impl FnMut() -> bool) -> (Duration, usize) {
     }
     walls.sort();
     (walls[RUNS / 2], lost)
+}
+
+/// [`measure`] for two commands at once, their runs interleaved (A B A B
+/// ...), so that a drift in the machine's speed hits both alike.
+fn measure_pair(
+    mut a: impl FnMut() -> bool,
+    mut b: impl FnMut() -> bool,
+) -> ((Duration, usize), (Duration, usize)) {
+    let mut walls = (Vec::new(), Vec::new());
+    let mut lost = (0, 0);
+    for _ in 0..RUNS {
+        for (f, w, l) in [
+            (
+                &mut a as &mut dyn FnMut() -> bool,
+                &mut walls.0,
+                &mut lost.0,
+            ),
+            (&mut b, &mut walls.1, &mut lost.1),
+        ] {
+            let t0 = Instant::now();
+            if !f() {
+                *l += 1;
+            }
+            w.push(t0.elapsed());
+        }
+    }
+    walls.0.sort();
+    walls.1.sort();
+    ((walls.0[RUNS / 2], lost.0), (walls.1[RUNS / 2], lost.1))
 }
 
 fn quiet(mut c: Command) -> bool {
@@ -97,8 +128,13 @@ fn main() {
     let input = runtime.path().join("input.txt");
     inputs::make_input(&input, 100 << 20);
     let output = runtime.path().join("output.txt");
-    println!("| nodes | status cold | exec cold | exec warm | setup | run 100 MiB | ssh ×K floor | pdsh | clush | lost |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let baseline = std::env::var_os("SCALE_BENCH_BASELINE").map(std::path::PathBuf::from);
+    let (extra, rule) = match &baseline {
+        Some(_) => (" run 100 MiB (baseline) |", "---:|"),
+        None => ("", ""),
+    };
+    println!("| nodes | status cold | exec cold | exec warm | setup | run 100 MiB |{extra} ssh ×K floor | pdsh | clush | lost |");
+    println!("|---:|---:|---:|---:|---:|---:|{rule}---:|---:|---:|---:|");
     for k in ks {
         if started.elapsed() > budget {
             println!("| {k} | (skipped: past the {}s budget) |", budget.as_secs());
@@ -124,9 +160,26 @@ fn main() {
         distctl(&["disconnect", "-q"]);
         let setup = cell(measure(|| distctl(&["setup", "-q"])));
         let (input, output) = (input.to_str().unwrap(), output.to_str().unwrap());
-        let run = cell(measure(|| {
-            distctl(&["run", "-q", input, "--op", "upper", "-o", output])
-        }));
+        let run_args = ["run", "-q", input, "--op", "upper", "-o", output];
+        let (run, base) = match &baseline {
+            Some(bin) => {
+                let (run, base) = measure_pair(
+                    || distctl(&run_args),
+                    || {
+                        let mut c = Command::new(bin);
+                        c.arg("--inventory")
+                            .arg(cluster.inventory())
+                            .env("XDG_STATE_HOME", cluster.dir.path().join("state"))
+                            .env("XDG_RUNTIME_DIR", runtime.path())
+                            .stdin(Stdio::null())
+                            .args(run_args);
+                        quiet(c)
+                    },
+                );
+                (cell(run), format!(" {} |", cell(base)))
+            }
+            None => (cell(measure(|| distctl(&run_args))), String::new()),
+        };
         let floor = cell(measure(|| {
             let children: Vec<_> = (0..k)
                 .map(|i| {
@@ -174,7 +227,7 @@ fn main() {
             "not installed".into()
         };
         println!(
-            "| {k} | {status} | {cold} | {warm} | {setup} | {run} | {floor} | {pdsh} | {clush} | {lost} |"
+            "| {k} | {status} | {cold} | {warm} | {setup} | {run} |{base} {floor} | {pdsh} | {clush} | {lost} |"
         );
     }
 }
