@@ -161,6 +161,7 @@ pub async fn run<'a>(
         ..RunSummary::default()
     };
     // Wait for the first node; what fails before it is said plainly.
+    let mut failed_first = Vec::new();
     let first = loop {
         let next = tokio::select! {
             next = joining.next() => next,
@@ -175,14 +176,13 @@ pub async fn run<'a>(
                 let why = not_joined(&names[i], failed)?;
                 eprintln!("distctl: warning: {why}");
                 summary.unreachable.push(names[i].clone());
+                failed_first.push(i);
             }
         }
     };
     let mut sched = Scheduler::joining(input.chunks().len(), names.len(), opts.retries);
-    for n in &summary.unreachable {
-        if let Some(i) = names.iter().position(|x| x == n) {
-            sched.remove_node(i);
-        }
+    for &i in &failed_first {
+        sched.remove_node(i);
     }
     let progress = RunProgress::new(input.total(), &names, opts.quiet);
     let (results, resumed) = Results::open(
@@ -210,10 +210,8 @@ pub async fn run<'a>(
         exit,
         started,
     };
-    for n in &runner.summary.unreachable {
-        if let Some(i) = names.iter().position(|x| x == n) {
-            runner.progress.skipped(i);
-        }
+    for &i in &failed_first {
+        runner.progress.skipped(i);
     }
     for r in resumed {
         runner.sched.mark_done(r.index);
@@ -483,9 +481,10 @@ impl Runner<'_> {
         );
     }
 
-    /// What a `--exec` command sees of where it runs: the node (its index
-    /// among the run's nodes) and the chunk (0-based; the count only when the
-    /// input was planned, not streamed).
+    /// What a `--exec` command sees of where it runs: the node (its place in
+    /// the selection, as `exec` says it: a skipped node's index is not
+    /// reused, and the count is the selection's) and the chunk (0-based; the
+    /// count only when the input was planned, not streamed).
     fn chunk_env(&self, node: usize, chunk: usize) -> Vec<(&'static str, String)> {
         if !matches!(self.job.work, crate::run::job::Work::Exec { .. }) {
             return Vec::new();

@@ -560,13 +560,14 @@ pub fn exit_masters_in(dir: &Path) {
     }
 }
 
-/// Stop every ssh of ours still in its handshake with a socket or config
-/// in `dir`, and what it started (a ProxyCommand, a jump host's `ssh -W`):
-/// a handshake that is no longer wanted (the run is done, a signal) must
-/// not go on. Those are this process's own children: a master that
-/// finished its handshake has forked away (and is shut down by
-/// [`exit_masters_in`]). Processes are found by their parent and their
-/// command line, and only ours are signalled.
+/// Stop every child of this process whose command line names `dir`, and
+/// what each started: an ssh still in its handshake (its socket or config
+/// is in `dir`) with its ProxyCommand or jump host's `ssh -W`, whose
+/// connect was dropped (an error, a signal) and must not go on; an rsync
+/// riding a master of `dir` when the command stops. A master that finished
+/// its handshake has forked away (it is not a child) and is shut down by
+/// [`exit_masters_in`]. Children are signalled before their parent: once
+/// the parent is gone they are init's, and their PIDs could be reused.
 pub fn kill_handshakes_in(dir: &Path) {
     let needle = dir.as_os_str().as_encoded_bytes();
     let me = std::process::id();
@@ -581,7 +582,7 @@ pub fn kill_handshakes_in(dir: &Path) {
             .filter(|(_, parent)| *parent == pid)
             .map(|(p, _)| *p)
             .collect();
-        for p in std::iter::once(pid).chain(started) {
+        for p in started.into_iter().chain(std::iter::once(pid)) {
             // SAFETY: kill(2) on a process this one started (or its child).
             unsafe { libc::kill(p as libc::pid_t, libc::SIGTERM) };
         }
