@@ -329,12 +329,12 @@ impl RunProgress {
     }
 
     /// The node is connected and prepared.
-    pub fn joined(&mut self, node: usize) {
+    pub fn joined(&self, node: usize) {
         self.redraw(node);
     }
 
     /// The node could not join the run (the warning says why).
-    pub fn skipped(&mut self, node: usize) {
+    pub fn skipped(&self, node: usize) {
         self.nodes[node].0.set_message("skipped");
     }
 

@@ -74,10 +74,12 @@ struct RunNode {
     wire: Arc<NodeWire>,
 }
 
-/// How one node's way into the run ended.
-enum Joined {
-    /// Connected and prepared: it takes chunks on this many slots.
-    Ready(Arc<RunNode>, usize),
+/// How one node's way into the run ended: connected and prepared, taking
+/// chunks on this many slots, or not.
+type Joined = Result<(Arc<RunNode>, usize), NotJoined>;
+
+/// Why a node did not join the run.
+enum NotJoined {
     /// The handshake failed.
     Unreachable(ConnectError),
     /// Connected, but the agent could not be installed or its cores read.
@@ -138,11 +140,11 @@ pub async fn run<'a>(
         .map(|(i, connected)| {
             async move {
                 let joined = match connected.await {
-                    Ok(session) => match prepare(session, agent, opts.compress, one_stream).await {
-                        Ok((node, slots)) => Joined::Ready(Arc::new(node), slots),
-                        Err(e) => Joined::Unprepared(e),
-                    },
-                    Err(e) => Joined::Unreachable(e),
+                    Ok(session) => prepare(session, agent, opts.compress, one_stream)
+                        .await
+                        .map(|(node, slots)| (Arc::new(node), slots))
+                        .map_err(NotJoined::Unprepared),
+                    Err(e) => Err(NotJoined::Unreachable(e)),
                 };
                 (i, joined)
             }
@@ -160,31 +162,28 @@ pub async fn run<'a>(
             .collect(),
         ..RunSummary::default()
     };
-    // Wait for the first node; what fails before it is said plainly.
-    let mut failed_first = Vec::new();
+    let mut sched = Scheduler::joining(input.chunks().len(), names.len(), opts.retries);
+    let mut progress = RunProgress::new(input.total(), &names, opts.quiet);
+    let mut exit = Exit::Ok;
+    // Wait for the first node: the output is opened only once one is there.
     let first = loop {
         let next = tokio::select! {
             next = joining.next() => next,
-            stop = crate::shutdown::requested() => return Err(crate::shutdown::error(stop)),
-        };
-        let Some((i, joined)) = next else {
-            anyhow::bail!("no node is available to run on");
-        };
-        match joined {
-            Joined::Ready(node, slots) => break (i, node, slots),
-            failed => {
-                let why = not_joined(&names[i], failed)?;
-                eprintln!("distctl: warning: {why}");
-                summary.unreachable.push(names[i].clone());
-                failed_first.push(i);
+            stop = crate::shutdown::requested() => {
+                progress.finish();
+                return Err(crate::shutdown::error(stop));
             }
+        };
+        let skipped = match next {
+            Some((i, Ok((node, slots)))) => break (i, node, slots),
+            Some((i, Err(why))) => skip(i, why, &mut summary, &mut sched, &progress, &mut exit),
+            None => Err(anyhow::anyhow!("no node is available to run on")),
+        };
+        if let Err(e) = skipped {
+            progress.finish();
+            return Err(e);
         }
     };
-    let mut sched = Scheduler::joining(input.chunks().len(), names.len(), opts.retries);
-    for &i in &failed_first {
-        sched.remove_node(i);
-    }
-    let progress = RunProgress::new(input.total(), &names, opts.quiet);
     let (results, resumed) = Results::open(
         job.clone(),
         &input,
@@ -192,11 +191,11 @@ pub async fn run<'a>(
         opts.resume,
         &agent.sha256,
     )?;
-    let exit = if summary.unreachable.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Partial
-    };
+    for r in resumed {
+        sched.mark_done(r.index);
+        summary.chunks_resumed += 1;
+        progress.resumed(r.len);
+    }
     let mut runner = Runner {
         opts,
         job,
@@ -210,37 +209,42 @@ pub async fn run<'a>(
         exit,
         started,
     };
-    for &i in &failed_first {
-        runner.progress.skipped(i);
-    }
-    for r in resumed {
-        runner.sched.mark_done(r.index);
-        runner.summary.chunks_resumed += 1;
-        runner.progress.resumed(r.len);
-    }
     let (i, node, slots) = first;
     runner.join(i, node, slots);
     runner.go().await
 }
 
-/// Why a node did not join, as a warning; a local problem (out of file
-/// descriptors...) is no node's fault and stops the run.
-fn not_joined(name: &str, failed: Joined) -> Result<String> {
-    match failed {
-        Joined::Ready(..) => unreachable!("a node that joined"),
-        Joined::Unreachable(e) => {
+/// Node `i` did not join: say why and run without it. A local problem (out
+/// of file descriptors...) is no node's fault and stops the run instead.
+fn skip(
+    i: usize,
+    why: NotJoined,
+    summary: &mut RunSummary,
+    sched: &mut Scheduler,
+    progress: &RunProgress,
+    exit: &mut Exit,
+) -> Result<()> {
+    let name = summary.nodes[i].node.clone();
+    let warning = match why {
+        NotJoined::Unreachable(e) => {
             if let Some(stop) = crate::transport::local_problem() {
                 return Err(stop);
             }
-            Ok(format!("skipping unreachable node {e}"))
+            format!("skipping unreachable node {e}")
         }
-        Joined::Unprepared(e) => {
+        NotJoined::Unprepared(e) => {
             if let Some(cause) = crate::exit::local_cause(&e) {
                 return Err(crate::exit::local_stop("a node", cause));
             }
-            Ok(format!("skipping {name}: {e:#}"))
+            format!("skipping {name}: {e:#}")
         }
-    }
+    };
+    progress.warn(&warning);
+    progress.skipped(i);
+    summary.unreachable.push(name);
+    sched.remove_node(i);
+    *exit = (*exit).max(Exit::Partial);
+    Ok(())
 }
 
 /// Install the agent on a connected node and learn its slots: the
@@ -306,17 +310,15 @@ impl Runner<'_> {
                 }
                 // Only the nodes that took part are the run's; the others
                 // are named among the skipped, in selection order.
-                let order: Vec<String> =
-                    self.summary.nodes.iter().map(|n| n.node.clone()).collect();
+                let all = std::mem::take(&mut self.summary.nodes);
                 self.summary
                     .unreachable
-                    .sort_by_key(|u| order.iter().position(|n| n == u));
-                let joined: Vec<bool> = self.nodes.iter().map(Option::is_some).collect();
-                let mut i = 0;
-                self.summary.nodes.retain(|_| {
-                    i += 1;
-                    joined[i - 1]
-                });
+                    .sort_by_key(|u| all.iter().position(|n| &n.node == u));
+                self.summary.nodes = all
+                    .into_iter()
+                    .zip(&self.nodes)
+                    .filter_map(|(ns, n)| n.is_some().then_some(ns))
+                    .collect();
                 self.summary.seconds = self.started.elapsed().as_secs_f64();
                 self.summary.retries = self.sched.retried;
                 self.summary.bytes = match self.input.total() {
@@ -417,24 +419,24 @@ impl Runner<'_> {
                     }
                 }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
-                    match joined {
-                        Joined::Ready(node, slots) => self.join(i, node, slots),
-                        failed => {
-                            let name = self.summary.nodes[i].node.clone();
-                            let why = match not_joined(&name, failed) {
-                                Ok(why) => why,
-                                Err(stop) => {
-                                    tasks.abort_all();
-                                    while tasks.join_next().await.is_some() {}
-                                    return Err(stop);
-                                }
-                            };
-                            self.progress.warn(&why);
-                            self.progress.skipped(i);
-                            self.summary.unreachable.push(name);
-                            self.sched.remove_node(i);
-                            self.exit = self.exit.max(Exit::Partial);
+                    let skipped = match joined {
+                        Ok((node, slots)) => {
+                            self.join(i, node, slots);
+                            Ok(())
                         }
+                        Err(why) => skip(
+                            i,
+                            why,
+                            &mut self.summary,
+                            &mut self.sched,
+                            &self.progress,
+                            &mut self.exit,
+                        ),
+                    };
+                    if let Err(stop) = skipped {
+                        tasks.abort_all();
+                        while tasks.join_next().await.is_some() {}
+                        return Err(stop);
                     }
                 }
                 got = async { rx.as_mut().expect("guarded").recv().await }, if rx.is_some() && want_stream => {
