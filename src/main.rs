@@ -23,7 +23,14 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Out of descriptors already (`ulimit -n` tiny): an error like any
-    // other, not a panic.
+    // other, not a panic. Below the floor the runtime may start and then
+    // panic on its first signal handler, so check the limit first.
+    if let Some(limit) = fd_limit().filter(|&l| l < MIN_FDS) {
+        anyhow::bail!(
+            "cannot start: a local problem on this machine: too many open files: \
+             the limit (ulimit -n) is {limit}, and distctl needs at least {MIN_FDS}"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,6 +51,20 @@ fn one_line(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// Descriptors distctl needs to start at all: stdio, the runtime's event
+/// and signal descriptors, an inventory and an input file.
+const MIN_FDS: u64 = 10;
+
+/// The soft limit on open files, if it can be read.
+fn fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid pointer to a local struct.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
 }
 
 /// Many nodes × channels need more descriptors than the usual soft limit of

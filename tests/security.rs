@@ -252,6 +252,45 @@ fn local_fd_exhaustion_is_the_controllers_fault_not_a_nodes() {
     }
 }
 
+/// `distctl --inventory … COMMAND` with both open-file limits at `limit`
+/// (so distctl cannot raise its own).
+fn under_fd_limit(limit: u32, cluster: &TestCluster, command: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {limit}; exec \"$@\""))
+        .arg("sh")
+        .arg(support::distctl_bin())
+        .arg("--inventory")
+        .arg(cluster.inventory())
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A limit so low that the runtime cannot even start its signal handling
+/// (6 and 7 made it panic): every command stops with exit 3 and one line
+/// naming the local problem and the limit, never a panic.
+#[test]
+fn a_tiny_fd_limit_is_a_clear_local_error_not_a_panic() {
+    let cluster = TestCluster::start(1);
+    for limit in [5, 6, 7, 9] {
+        for command in [&["nodes"][..], &["status"], &["exec", "true"]] {
+            let got = under_fd_limit(limit, &cluster, command);
+            let err = stderr(&got);
+            let what = format!("{command:?} under ulimit -n {limit}");
+            assert_eq!(got.status.code(), Some(3), "{what}: {err}");
+            assert!(!err.contains("panicked"), "{what}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
+            assert!(
+                err.contains("a local problem on this machine")
+                    && err.to_lowercase().contains("too many open files"),
+                "{what} names the local problem: {err}"
+            );
+        }
+    }
+}
+
 /// The per-node commands too: out of file descriptors while connecting (a
 /// limit of 12) or while opening channels (16), `exec`, `status` and `setup`
 /// stop with exit 3 naming the local problem. No node is blamed, and none is
@@ -261,17 +300,7 @@ fn per_node_commands_blame_no_node_for_local_fd_exhaustion() {
     let cluster = TestCluster::start(3);
     for limit in [12, 16] {
         for command in [&["exec", "true"][..], &["status"], &["setup"]] {
-            let got = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("ulimit -n {limit}; exec \"$@\""))
-                .arg("sh")
-                .arg(support::distctl_bin())
-                .arg("--inventory")
-                .arg(cluster.inventory())
-                .args(command)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
+            let got = under_fd_limit(limit, &cluster, command);
             let err = stderr(&got);
             let what = format!("{command:?} under ulimit -n {limit}");
             assert_eq!(got.status.code(), Some(3), "{what}: {err}");
