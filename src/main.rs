@@ -25,7 +25,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Out of descriptors already (`ulimit -n` tiny): an error like any
     // other, not a panic. Below the floor the runtime may start and then
     // panic on its first signal handler, so check the limit first.
-    if let Some(limit) = fd_limit().filter(|&l| l < MIN_FDS) {
+    if let Some(limit) = fd_limits().map(|l| l.rlim_cur).filter(|&l| l < MIN_FDS) {
         anyhow::bail!(
             "cannot start: a local problem on this machine: too many open files: \
              the limit (ulimit -n) is {limit}, and distctl needs at least {MIN_FDS}"
@@ -57,14 +57,14 @@ fn one_line(err: &anyhow::Error) -> String {
 /// and signal descriptors, an inventory and an input file.
 const MIN_FDS: u64 = 10;
 
-/// The soft limit on open files, if it can be read.
-fn fd_limit() -> Option<u64> {
+/// The limits on open files (soft and hard), if they can be read.
+fn fd_limits() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit with a valid pointer to a local struct.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
 /// Many nodes × channels need more descriptors than the usual soft limit of
@@ -72,15 +72,9 @@ fn fd_limit() -> Option<u64> {
 /// failure leaves the limit as it was (EMFILE is then reported as the
 /// controller's error, never a node's).
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    if let Some(mut lim) = fd_limits().filter(|l| l.rlim_cur < l.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit with a valid pointer to a local struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     }
 }
