@@ -8,6 +8,7 @@ fn main() {
     let json = cli.global.json;
     let code = match run(cli) {
         Ok(exit) => exit,
+        Err(err) if distctl::output::stdout_reader_gone(&err) => die_of_sigpipe(),
         Err(err) => {
             let line = one_line(&err);
             eprintln!("distctl: error: {line}");
@@ -39,6 +40,20 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Drop the runtime before exiting so ssh masters and temp dirs are cleaned up.
     drop(runtime);
     result
+}
+
+/// The reader of stdout went away (`| head`): everything is already cleaned
+/// up (the runtime, and with it the ssh masters, is gone). End as `cat`
+/// does: silently, killed by SIGPIPE (status 141 in the shell), not with an
+/// error about a pipe the user closed on purpose.
+fn die_of_sigpipe() -> ! {
+    // SAFETY: plain libc calls; Rust's runtime set SIGPIPE to ignored at start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Only if SIGPIPE is blocked: the run did not finish.
+    std::process::exit(Exit::Failed.code())
 }
 
 /// Errors print as one line: the outermost context, then its causes after colons.

@@ -535,3 +535,38 @@ fn every_keeps_rounds_on_the_period_and_warns_once_when_one_overruns() {
         text(&out.stderr)
     );
 }
+
+/// `distctl collect --every 1s | head -1`: the reader goes away after the
+/// header, and the next rows written end distctl as they end `vmstat 1`:
+/// killed by SIGPIPE, silently, not with "error: Broken pipe".
+#[test]
+fn a_reader_that_goes_away_ends_collect_like_vmstat() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let cluster = TestCluster::start(1);
+    let mut child = cluster
+        .distctl()
+        .args(["collect", "--every", "1s", "--sample-interval", "250ms"])
+        .args(["--count", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    reader.read_line(&mut header).unwrap();
+    assert_eq!(header.trim_end(), HEADER);
+    drop(reader);
+    // 100 rounds would take 100 s; the next rows written end it.
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}, stderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+}

@@ -872,3 +872,46 @@ fn gate_nodes(cluster: &TestCluster, gated: &[(usize, &Path, bool)]) {
     }
     std::fs::write(cluster.inventory(), inventory).unwrap();
 }
+
+/// `distctl run ... | head -1`: once the reader of stdout is gone, the run
+/// stops and distctl ends as `cat` does, killed by SIGPIPE, with nothing on
+/// stderr (no "Broken pipe" error, no "k of n chunks finished" line) and no
+/// agent left on the nodes.
+#[test]
+fn a_reader_that_goes_away_stops_the_run_like_cat() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let cluster = cluster(2);
+    let input = cluster.dir.path().join("big.txt");
+    // 32 MiB of lines: far more than a pipe holds, so distctl is still
+    // writing when the reader leaves.
+    let line = "the quick brown fox jumps over the lazy dog\n";
+    std::fs::write(&input, line.repeat((32 << 20) / line.len())).unwrap();
+    let mut child = cluster
+        .distctl()
+        .args(["run", "--op", "upper", "--chunk-size", "1M"])
+        .arg(&input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert_eq!(first, line.to_uppercase());
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}, stderr: {}",
+        out.status,
+        support::text(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        support::text(&out.stderr)
+    );
+    no_agents_left(&cluster);
+}

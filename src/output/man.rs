@@ -126,6 +126,10 @@ fn common_sections(s: &mut String) {
         let _ = writeln!(s, ".TP\n\\fB{}\\fR\n{}", exit.code(), roff(exit.meaning()));
     }
     s.push_str(
+        ".PP\nWhen the reader of stdout goes away (\\fB| head\\fR), distctl stops and ends as \\fBcat\\fR does: \
+         silently, killed by SIGPIPE (status 141 in the shell); \\fBexec\\fR lets its remote commands finish.\n",
+    );
+    s.push_str(
         ".SH ENVIRONMENT\n\
          .TP\n\\fBDISTCTL_INVENTORY\\fR\nThe inventory when \\fB\\-\\-inventory\\fR is not given.\n\
          .TP\n\\fBXDG_RUNTIME_DIR\\fR\nWhere the ssh control sockets live (\\fI$XDG_RUNTIME_DIR/distctl\\fR when it is private to the user; else \\fI/tmp/distctl\\-UID\\fR).\n\

@@ -340,10 +340,13 @@ impl Runner<'_> {
                     Ok(dir) => Ok(dir.as_deref()),
                     Err(je) => Err(format!("{je:#}")),
                 };
-                eprintln!(
-                    "{}",
-                    crate::output::run_summary::stopped_line(done, total, kept)
-                );
+                // Nobody reads stdout any more (`| head`): stop as quietly as `cat`.
+                if !crate::output::stdout_reader_gone(&e) {
+                    eprintln!(
+                        "{}",
+                        crate::output::run_summary::stopped_line(done, total, kept)
+                    );
+                }
                 self.results.discard_unjournaled();
                 Err(e)
             }
