@@ -331,6 +331,7 @@ impl Inventory {
             let (hosts, port) = split_host_port(rest, item)?;
             for host in hosts {
                 check_name(&host).map_err(|e| usage!("--hosts: {e}"))?;
+                check_host(&host).map_err(|e| usage!("--hosts: {e}"))?;
                 let mut node = Node::builtin(&host, &host);
                 node.user = user.clone();
                 node.port = port;
@@ -622,6 +623,12 @@ fn parse_with_groups(path: &Path, text: &str, base: &Path) -> Result<(Vec<Node>,
                     .map(|h| h.get_ref().clone())
                     .unwrap_or_else(|| node_name.clone()),
             };
+            let host_span = entry
+                .host
+                .as_ref()
+                .or(defaults.host.as_ref())
+                .map_or_else(|| name.span(), |h| h.span());
+            check_host(&host).map_err(|e| loc.err(host_span, e))?;
             let node = resolve(&loc, base, node_name, host, &entry, &defaults)?;
             if let Some(field) = node.nul_field() {
                 return Err(loc.err(
@@ -727,7 +734,10 @@ fn parse_address(s: &str) -> Result<(Option<String>, String, Option<u16>), Strin
     } else {
         (rest.to_string(), None)
     };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || "*?!,\"#[]".contains(c)) {
+    if host.is_empty()
+        || host.starts_with('-')
+        || host.contains(|c: char| c.is_whitespace() || "*?!,\"#[]".contains(c))
+    {
         return Err(format!(
             "bad jump host '{s}' (not an inventory node; expected NAME or user@host:port)"
         ));
@@ -868,6 +878,28 @@ impl Node {
         .into_iter()
         .find_map(|(field, bad)| bad.then_some(field))
     }
+}
+
+/// A host goes to ssh on its command line and in a `Host` line of the
+/// generated config: a leading `-` would be read as an option, and
+/// whitespace, control characters and ssh_config's pattern characters
+/// cannot stand in a `Host` line. Refused when the inventory is read, not
+/// when the node is reached.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.starts_with('-') {
+        return Err(format!(
+            "host '{host}' starts with '-', which ssh would read as an option"
+        ));
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || "*?!,\"#".contains(c))
+    {
+        return Err(format!(
+            "host '{host}' contains {c:?}, which cannot stand in an ssh config"
+        ));
+    }
+    Ok(())
 }
 
 /// A node name also names local paths (`fetch` writes `LOCAL_DIR/<name>`)
@@ -1171,6 +1203,38 @@ mod tests {
         );
         assert!(err("[[nodes]]\nname = \"a\"\nssh_options = [\"Nope\"]\n")
             .starts_with("c.toml:3: bad ssh option"));
+    }
+
+    #[test]
+    fn hosts_that_ssh_would_misread_are_refused_at_their_line() {
+        // A leading '-' would reach ssh's command line as an option.
+        let e = err("[[nodes]]\nname = \"a\"\nhost = \"-oProxyCommand=touch x\"\n");
+        assert!(
+            e.starts_with("c.toml:3: host '-oProxyCommand=touch x' starts with '-'"),
+            "{e}"
+        );
+        // From [defaults], the error is at the default's line.
+        let e = err("[defaults]\nhost = \"h\\tx\"\n[[nodes]]\nname = \"a\"\n");
+        assert!(e.starts_with("c.toml:2: host"), "{e}");
+        assert!(e.contains("cannot stand in an ssh config"), "{e}");
+        // A name that is its own host: at the name's line.
+        let e = err("[[nodes]]\nname = \"a b\"\n");
+        assert!(e.starts_with("c.toml:2: host 'a b' contains ' '"), "{e}");
+        for bad in ["h*", "h?", "h#x", "h,x", "h\\\"x", "h\\nx"] {
+            let e = err(&format!("[[nodes]]\nname = \"a\"\nhost = \"{bad}\"\n"));
+            assert!(e.starts_with("c.toml:3: host"), "{bad}: {e}");
+        }
+        let e = err("[[nodes]]\nname = \"a\"\njump = \"-oProxyCommand=x\"\n");
+        assert!(e.contains("bad jump host"), "{e}");
+        let e = format!("{:#}", Inventory::from_hosts("-x").unwrap_err());
+        assert!(e.contains("--hosts"), "{e}");
+        // What is fine stays fine: names, IPv4, IPv6 with a zone, dashes inside.
+        let nodes = parse_str(
+            "[[nodes]]\nname = \"a\"\nhost = \"fe80::1%eth0\"\n[[nodes]]\nname = \"b-1\"\n",
+        )
+        .unwrap();
+        assert_eq!(nodes[0].host, "fe80::1%eth0");
+        assert_eq!(nodes[1].host, "b-1");
     }
 
     fn inventory(text: &str) -> Result<Inventory> {
