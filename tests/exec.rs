@@ -461,6 +461,32 @@ fn exec_takes_the_command_without_dashes_and_usage_errors_say_what_is_missing() 
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("--op") && err.contains("--exec"), "{err}");
+
+    // An empty command (`"$CMD"` with CMD unset) would run nothing and
+    // succeed: it is refused, before any node is contacted (none listens).
+    for args in [
+        &["exec", ""][..],
+        &["exec", "--", " ", ""],
+        &["--json", "exec", ""],
+        &["run", "in.txt", "--exec", " "],
+    ] {
+        let out = Command::new(support::distctl_bin())
+            .args(["--hosts", "127.0.0.1:1"])
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains("the command is empty"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
 }
 
 /// `--fanout 1` limits handshakes, not work: every node runs at once. Each

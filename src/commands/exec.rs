@@ -26,6 +26,7 @@ use crate::output::progress::NodesProgress;
 use crate::output::relay::LinePrinter;
 use crate::output::summary::{exit_for, print_failures, NoneReached};
 use crate::units::human_bytes;
+use crate::usage;
 
 /// `--gather` keeps at most this much of each node's stdout in memory; the
 /// group's header says where a node's was cut.
@@ -58,6 +59,12 @@ struct NodeJson<'a> {
 }
 
 pub async fn run(g: &Global, args: &ExecArgs) -> Result<Exit> {
+    // `distctl exec "$CMD"` with CMD unset would run nothing and succeed.
+    if args.command.iter().all(|w| w.trim().is_empty()) {
+        return Err(usage!(
+            "the command is empty: give the command to run on every node"
+        ));
+    }
     let mode = if g.json {
         Mode::Json
     } else if args.diff {

@@ -161,6 +161,10 @@ fn job_from_args(args: &RunArgs) -> Result<Job> {
             }
         }
         (None, Some(command)) => {
+            // `--exec "$CMD"` with CMD unset would run nothing and succeed.
+            if command.trim().is_empty() {
+                return Err(usage!("--exec: the command is empty"));
+            }
             if args.pattern.is_some() {
                 return Err(usage!("--pattern is for --op grep"));
             }
