@@ -734,10 +734,7 @@ fn parse_address(s: &str) -> Result<(Option<String>, String, Option<u16>), Strin
     } else {
         (rest.to_string(), None)
     };
-    if host.is_empty()
-        || host.starts_with('-')
-        || host.contains(|c: char| c.is_whitespace() || "*?!,\"#[]".contains(c))
-    {
+    if check_host(&host).is_err() || host.contains(['[', ']']) {
         return Err(format!(
             "bad jump host '{s}' (not an inventory node; expected NAME or user@host:port)"
         ));
@@ -884,8 +881,11 @@ impl Node {
 /// generated config: a leading `-` would be read as an option, and
 /// whitespace, control characters and ssh_config's pattern characters
 /// cannot stand in a `Host` line. Refused when the inventory is read, not
-/// when the node is reached.
-fn check_host(host: &str) -> Result<(), String> {
+/// when the node is reached; the ssh config writer checks again.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
     if host.starts_with('-') {
         return Err(format!(
             "host '{host}' starts with '-', which ssh would read as an option"

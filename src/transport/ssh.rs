@@ -12,7 +12,7 @@ use openssh::{ControlPersist, KnownHosts, SessionBuilder, Stdio};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ChildImpl, ConnectError, RemoteProcess};
-use crate::cluster::inventory::{HostKeyChecking, Jump, Node};
+use crate::cluster::inventory::{check_host, HostKeyChecking, Jump, Node};
 
 /// A fresh short directory for control sockets: the socket path must stay
 /// under 108 bytes, so never under a deep `$TMPDIR` or the project tree. It
@@ -96,16 +96,7 @@ fn config_text(node: &Node, server_alive: Duration) -> Result<String, String> {
     // diagnosis below runs plain `ssh -F N.conf HOST` on it).
     // It applies to the node only: a ProxyJump host, read with this same
     // file, must neither get the node's port and key nor jump to itself.
-    if node.host.is_empty()
-        || node
-            .host
-            .contains(|c: char| c.is_whitespace() || "*?!,\"#".contains(c))
-    {
-        return Err(format!(
-            "host {:?} cannot be written into an ssh config",
-            node.host
-        ));
-    }
+    check_host(&node.host)?;
     let _ = writeln!(s, "Host {}", node.host);
     if node.jump.is_some() {
         let _ = writeln!(s, "ProxyJump {}", jump_alias(node));
@@ -171,16 +162,7 @@ fn jump_alias(node: &Node) -> String {
 /// identity, known_hosts and host-key policy. The `ssh -W` that ProxyJump
 /// starts reads this same file (ssh passes `-F` on).
 fn jump_block(s: &mut String, node: &Node, jump: &Jump) -> Result<(), String> {
-    if jump.host.is_empty()
-        || jump
-            .host
-            .contains(|c: char| c.is_whitespace() || "*?!,\"#".contains(c))
-    {
-        return Err(format!(
-            "jump host {:?} cannot be written into an ssh config",
-            jump.host
-        ));
-    }
+    check_host(&jump.host).map_err(|e| format!("jump {e}"))?;
     let _ = writeln!(s, "Host {}", jump_alias(node));
     let _ = writeln!(s, "HostName {}", jump.host);
     // Known hosts hold the jump host under its real address, not the alias.
