@@ -568,5 +568,11 @@ fn a_reader_that_goes_away_ends_collect_like_vmstat() {
         out.status,
         text(&out.stderr)
     );
-    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+    // Silently: at most the warning a slow machine earns when a round
+    // overruns the period, never a word about the pipe.
+    let said = text(&out.stderr);
+    assert!(
+        said.lines().all(|l| l.contains("longer than --every")),
+        "stderr: {said}"
+    );
 }

@@ -908,10 +908,13 @@ fn a_reader_that_goes_away_stops_the_run_like_cat() {
         out.status,
         support::text(&out.stderr)
     );
+    // Silently: neither the error nor the "k of n chunk(s) finished" of a
+    // stopped run (a warning a loaded machine earns, such as a chunk run
+    // again, may remain).
+    let said = support::text(&out.stderr);
     assert!(
-        out.stderr.is_empty(),
-        "stderr: {}",
-        support::text(&out.stderr)
+        !said.contains("error") && !said.contains("pipe") && !said.contains("finished"),
+        "stderr: {said}"
     );
     no_agents_left(&cluster);
 }
