@@ -32,17 +32,17 @@ const MAX_ALIGN: usize = 64 << 10;
 pub const STAGE_WRITE: usize = 1 << 20;
 /// Direct writes timed before their pace decides anything: enough for a
 /// device's cache or a first slow write not to.
-pub const PACE_AFTER: u64 = 32 << 20;
+const PACE_AFTER: u64 = 32 << 20;
 /// Slowest pace (bytes a second, over all direct writes so far) at which
 /// the output is still written directly: a 1 MiB write holding its channel
 /// for 2 ms. A disk taking 2.2 GB/s was faster direct (0.83–0.92× the wall
 /// time of the page cache); disks at 440–700 MB/s (190–300 MB/s for each
 /// write while a run writes three results at once) were slower (1.07–1.16×).
-pub const DIRECT_MIN_RATE: f64 = 512.0 * 1024.0 * 1024.0;
+const DIRECT_MIN_RATE: f64 = 512.0 * 1024.0 * 1024.0;
 
 /// Whether direct writes of `bytes` that took `secs` in all were quick
 /// enough to go on with.
-pub fn keeps_pace(bytes: u64, secs: f64) -> bool {
+fn keeps_pace(bytes: u64, secs: f64) -> bool {
     bytes < PACE_AFTER || bytes as f64 >= DIRECT_MIN_RATE * secs
 }
 
