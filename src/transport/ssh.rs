@@ -552,23 +552,63 @@ pub fn exit_masters_in(dir: &Path) {
 /// the parent is gone they are init's, and their PIDs could be reused.
 pub fn kill_handshakes_in(dir: &Path) {
     let needle = dir.as_os_str().as_encoded_bytes();
-    let me = std::process::id();
-    let procs = processes();
-    for &(pid, _) in procs.iter().filter(|(pid, parent)| {
-        *parent == me
-            && std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-    }) {
-        let started: Vec<u32> = procs
-            .iter()
-            .filter(|(_, parent)| *parent == pid)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in started.into_iter().chain(std::iter::once(pid)) {
+    let mut tree = ProcessTree::default();
+    for pid in tree.children(std::process::id()) {
+        let named = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle));
+        if !named {
+            continue;
+        }
+        for p in tree.children(pid).into_iter().chain(std::iter::once(pid)) {
             // SAFETY: kill(2) on a process this one started (or its child).
             unsafe { libc::kill(p as libc::pid_t, libc::SIGTERM) };
         }
     }
+}
+
+/// Who is whose child, read as little of /proc as it takes: every command
+/// stops its handshakes on the way out, and reading every process's
+/// parent costs milliseconds per thousand processes on a busy controller.
+#[derive(Default)]
+struct ProcessTree {
+    /// Every process's PID and its parent's, once read (the kernel keeps
+    /// no per-thread `children` lists).
+    all: Option<Vec<(u32, u32)>>,
+}
+
+impl ProcessTree {
+    /// The children of `pid`: from the kernel's list of each of its threads'
+    /// children (`CONFIG_PROC_CHILDREN`, which Debian's and most kernels
+    /// have), else from every process's parent.
+    fn children(&mut self, pid: u32) -> Vec<u32> {
+        static LISTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *LISTED.get_or_init(|| Path::new("/proc/thread-self/children").exists()) {
+            return listed_children(pid);
+        }
+        self.all
+            .get_or_insert_with(processes)
+            .iter()
+            .filter(|&&(_, parent)| parent == pid)
+            .map(|&(p, _)| p)
+            .collect()
+    }
+}
+
+/// `pid`'s children as its threads' `children` files list them (none for a
+/// process that has gone).
+fn listed_children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_ascii_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// Every process's PID and its parent's, from /proc.
@@ -608,6 +648,30 @@ mod tests {
 
     fn uid() -> u32 {
         unsafe { libc::geteuid() }
+    }
+
+    /// Both ways of finding a process's children find a child it started.
+    #[test]
+    fn a_child_is_found_by_its_threads_lists_and_by_its_parent() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let me = std::process::id();
+        let listed = super::listed_children(me);
+        let scanned: Vec<u32> = super::processes()
+            .into_iter()
+            .filter(|&(_, parent)| parent == me)
+            .map(|(p, _)| p)
+            .collect();
+        let listing = std::path::Path::new("/proc/thread-self/children").exists();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(scanned.contains(&pid), "{scanned:?}");
+        if listing {
+            assert!(listed.contains(&pid), "{listed:?}");
+        }
     }
 
     #[test]
