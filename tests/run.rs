@@ -299,7 +299,7 @@ fn agents_with(needle: &str) -> Vec<u32> {
 }
 
 /// The agents among [`agents_with`] that run a chunk (`--framed`), not the
-/// install probe's `worker-agent self-sha256` or `version`.
+/// install probe's `worker-agent self-probe` or `self-sha256`.
 fn chunk_agents_with(needle: &str) -> Vec<u32> {
     agents_where(needle, |cmd| cmd.contains("--framed"))
 }

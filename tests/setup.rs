@@ -88,8 +88,8 @@ fn setup_twice_second_time_up_to_date_and_the_agent_runs() {
     assert_eq!(table.matches("up to date").count(), 2, "{table}");
 }
 
-/// The probe asks the installed agent for its own sha256 (`self-sha256`)
-/// and the push checks the upload the same way, so a node whose hashing
+/// The probe asks the installed agent for its own sha256 (`self-probe`,
+/// with the node's cores) and the push checks the upload the same way, so a node whose hashing
 /// tools are missing or wrong neither gets the agent pushed on every run
 /// nor has a good upload refused; an agent too old to know `self-sha256`
 /// is replaced.
@@ -117,6 +117,24 @@ fn the_agent_hashes_itself_so_the_nodes_hashing_tools_do_not_matter() {
     let bytes = std::fs::read(&agent).unwrap();
     let want = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
     assert_eq!(text(&out.stdout).trim(), want);
+    // And what the probe asks of an installed agent, in the probe's lines:
+    // the node's online cores and that same sha256.
+    let out = ssh(
+        &cluster,
+        0,
+        &format!(
+            "{} self-probe; getconf _NPROCESSORS_ONLN",
+            quote(&agent.display().to_string())
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [format!("cores {}", lines[2]), format!("installed {want}")],
+        "{said}"
+    );
 
     // An older agent, which knows `version` but not `self-sha256`, on the
     // node whose tools lie: replaced by exactly the embedded agent.

@@ -165,8 +165,9 @@ pub struct AgentInstall {
 struct Probe {
     machine: String,
     cores: Option<usize>,
-    /// sha256 of the installed agent, as it tells itself (`self-sha256`)
-    /// or, for an agent too old to, as the node's `sha256sum` or `shasum`.
+    /// sha256 of the installed agent, as it tells itself (`self-probe`,
+    /// with the cores; `self-sha256` alone) or, for an agent too old to, as
+    /// the node's `sha256sum` or `shasum`.
     installed: Option<String>,
 }
 
@@ -215,9 +216,10 @@ async fn probe(session: &NodeSession) -> Result<Probe> {
         r#"{HASH_FN}
 {safe_dir}
 umask 077
-mkdir -p -- {root}/bin {root}/runs || exit 1
+{{ [ -d {root}/bin ] && [ -d {root}/runs ]; }} || mkdir -p -- {root}/bin {root}/runs || exit 1
 safe_dir {root} {root}/bin || exit 1
 echo "machine $(uname -m)"
+if [ -f {agent} ] && {agent} self-probe </dev/null 2>/dev/null; then exit 0; fi
 echo "cores $({CORES_SH})"
 if [ -f {agent} ]; then echo "installed $({agent} self-sha256 </dev/null 2>/dev/null || h {agent} 2>/dev/null || echo none)"; fi"#
     );

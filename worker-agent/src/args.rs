@@ -7,6 +7,7 @@ pub use distctl_proto::agent_args::{AgentCall, ExecArgs, Io, OpArgs};
 pub const USAGE: &str = "usage:
   worker-agent version
   worker-agent self-sha256
+  worker-agent self-probe
   worker-agent op OP [--pattern REGEX] [--skip-invalid] [--line-offset L] [IO...]
       OP: upper lower count-lines count-words count-chars sum avg min max grep
   worker-agent exec [IO...] -- CMD [ARGS...]

@@ -24,6 +24,7 @@ fn main() {
             0
         }
         Some("self-sha256") => self_sha256(),
+        Some("self-probe") => self_probe(),
         Some("op" | "exec") => match args::AgentCall::parse(&args) {
             Ok(args::AgentCall::Op(a)) => op(a),
             Ok(args::AgentCall::Exec(a)) => exec::run(a),
@@ -45,10 +46,9 @@ fn main() {
 /// (coreutils hashes ~3 MiB in ~15 ms without SHA instructions, plus a
 /// `cut`); an agent too old to know this command is not the current one.
 fn self_sha256() -> i32 {
-    use sha2::Digest;
-    match std::fs::read("/proc/self/exe") {
-        Ok(bytes) => {
-            println!("{:x}", sha2::Sha256::digest(&bytes));
+    match own_sha256() {
+        Ok(sha) => {
+            println!("{sha}");
             0
         }
         Err(e) => {
@@ -56,6 +56,52 @@ fn self_sha256() -> i32 {
             1
         }
     }
+}
+
+/// `worker-agent self-probe`: what distctl's install probe asks an
+/// installed agent, in the probe's own lines: the node's online cores (as
+/// `getconf _NPROCESSORS_ONLN` counts them) and this binary's sha256. One
+/// process where the probe would otherwise start `getconf` as well.
+fn self_probe() -> i32 {
+    match own_sha256() {
+        Ok(sha) => {
+            print!("{}", probe_lines(online_cores(), &sha));
+            0
+        }
+        Err(e) => {
+            eprintln!("worker-agent: cannot read /proc/self/exe: {e}");
+            1
+        }
+    }
+}
+
+fn probe_lines(cores: Option<u64>, sha: &str) -> String {
+    let cores = cores.map_or(String::new(), |n| n.to_string());
+    format!("cores {cores}\ninstalled {sha}\n")
+}
+
+fn online_cores() -> Option<u64> {
+    // SAFETY: sysconf(3) reads a system value; no pointers involved.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u64::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// The sha256 of this binary, read in blocks (no 3 MiB buffer to fault in).
+fn own_sha256() -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/self/exe")?;
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; 256 << 10];
+    loop {
+        match file.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&block[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 fn usage(msg: String) -> i32 {
@@ -134,5 +180,31 @@ pub fn failed(error: String, input_error: bool, input_bytes: u64) -> End {
         input_error,
         input_bytes,
         ..End::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_probe_lines_are_the_install_probes_own() {
+        assert_eq!(super::probe_lines(Some(4), "ab"), "cores 4\ninstalled ab\n");
+        assert_eq!(super::probe_lines(None, "ab"), "cores \ninstalled ab\n");
+    }
+
+    #[test]
+    fn online_cores_are_what_getconf_says() {
+        let out = std::process::Command::new("getconf")
+            .arg("_NPROCESSORS_ONLN")
+            .output()
+            .unwrap();
+        let want: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(super::online_cores(), Some(want));
+    }
+
+    #[test]
+    fn own_sha256_is_that_of_the_running_binary() {
+        let bytes = std::fs::read("/proc/self/exe").unwrap();
+        let want = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(super::own_sha256().unwrap(), want);
     }
 }
