@@ -118,14 +118,11 @@ fn the_agent_hashes_itself_so_the_nodes_hashing_tools_do_not_matter() {
     let want = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
     assert_eq!(text(&out.stdout).trim(), want);
     // And what the probe asks of an installed agent, in the probe's lines:
-    // the node's online cores and that same sha256.
+    // the CPUs the login may run on (as `nproc` counts them) and that same sha256.
     let out = ssh(
         &cluster,
         0,
-        &format!(
-            "{} self-probe; getconf _NPROCESSORS_ONLN",
-            quote(&agent.display().to_string())
-        ),
+        &format!("{} self-probe; nproc", quote(&agent.display().to_string())),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);

@@ -156,8 +156,8 @@ pub struct AgentInstall {
     pub action: InstallAction,
     /// The node's `uname -m`.
     pub machine: String,
-    /// The node's online CPU count, when it could tell (learned on the way,
-    /// so `run` needs no extra command for its default slots).
+    /// The CPUs the login may run on (`nproc`), when it could tell (learned
+    /// on the way, so `run` needs no extra command for its default slots).
     pub cores: Option<usize>,
 }
 
@@ -252,15 +252,16 @@ if [ -f {agent} ]; then echo "installed $({agent} self-sha256 </dev/null 2>/dev/
     Ok(probe)
 }
 
-/// Prints a node's online CPU count, the default number of slots: read by
-/// the install probe (so `run` needs no extra command) and by [`core_count`].
-const CORES_SH: &str = "getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null";
+/// Prints the CPUs a login may run on (its affinity, as `nproc` counts
+/// them), the default number of slots: read by the install probe when the
+/// agent cannot tell (so `run` needs no extra command) and by [`core_count`].
+const CORES_SH: &str = "nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null";
 
 fn parse_cores(text: &str) -> Option<usize> {
     text.trim().parse().ok().filter(|&n| n > 0)
 }
 
-/// A node's online CPU count, for a node whose agent was not probed
+/// A node's usable CPU count, for a node whose agent was not probed
 /// (`split --for-nodes`, or a probe that could not tell).
 pub async fn core_count(session: &NodeSession) -> Result<usize> {
     let out = session.run(CORES_SH, None).await?;

@@ -572,18 +572,29 @@ pub fn kill_handshakes_in(dir: &Path) {
 #[derive(Default)]
 struct ProcessTree {
     /// Every process's PID and its parent's, once read (the kernel keeps
-    /// no per-thread `children` lists).
+    /// no per-thread `children` lists, or they would not hold still).
     all: Option<Vec<(u32, u32)>>,
 }
 
 impl ProcessTree {
-    /// The children of `pid`: from the kernel's list of each of its threads'
-    /// children (`CONFIG_PROC_CHILDREN`, which Debian's and most kernels
-    /// have), else from every process's parent.
+    /// The children of `pid`: from the kernel's lists of each of its
+    /// threads' children (`CONFIG_PROC_CHILDREN`, which Debian's and most
+    /// kernels have) when two readings in a row agree, else from every
+    /// process's parent. A list is exact only while nothing changes: a
+    /// child reaped, or a thread ending (its children move to another
+    /// thread), during a reading can hide a live child from it, and then
+    /// the next reading differs.
     fn children(&mut self, pid: u32) -> Vec<u32> {
         static LISTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         if *LISTED.get_or_init(|| Path::new("/proc/thread-self/children").exists()) {
-            return listed_children(pid);
+            let mut last = listed_children(pid);
+            for _ in 0..3 {
+                let now = listed_children(pid);
+                if let Some(kids) = now.as_ref().filter(|_| now == last) {
+                    return kids.clone();
+                }
+                last = now;
+            }
         }
         self.all
             .get_or_insert_with(processes)
@@ -594,21 +605,36 @@ impl ProcessTree {
     }
 }
 
-/// `pid`'s children as its threads' `children` files list them (none for a
-/// process that has gone).
-fn listed_children(pid: u32) -> Vec<u32> {
+/// `pid`'s children as its threads' `children` files list them, sorted
+/// (none for a process that has gone; `None` for a list too long to read at
+/// once). Each list is read whole in one `read`: the kernel finds where a
+/// later `read` goes on by counting, which a child reaped in between would
+/// throw off.
+fn listed_children(pid: u32) -> Option<Vec<u32>> {
+    use std::io::Read;
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
+        return Some(Vec::new());
     };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_ascii_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
+    let mut buf = vec![0u8; 64 << 10];
+    let mut kids: Vec<u32> = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(mut f) = std::fs::File::open(task.path().join("children")) else {
+            continue;
+        };
+        let Ok(n) = f.read(&mut buf) else {
+            continue;
+        };
+        if n == buf.len() {
+            return None;
+        }
+        kids.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .split_ascii_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    kids.sort_unstable();
+    Some(kids)
 }
 
 /// Every process's PID and its parent's, from /proc.
@@ -659,16 +685,18 @@ mod tests {
             .unwrap();
         let pid = child.id();
         let me = std::process::id();
-        let listed = super::listed_children(me);
+        let listed = super::listed_children(me).unwrap();
         let scanned: Vec<u32> = super::processes()
             .into_iter()
             .filter(|&(_, parent)| parent == me)
             .map(|(p, _)| p)
             .collect();
+        let found = super::ProcessTree::default().children(me);
         let listing = std::path::Path::new("/proc/thread-self/children").exists();
         let _ = child.kill();
         let _ = child.wait();
         assert!(scanned.contains(&pid), "{scanned:?}");
+        assert!(found.contains(&pid), "{found:?}");
         if listing {
             assert!(listed.contains(&pid), "{listed:?}");
         }

@@ -59,13 +59,14 @@ fn self_sha256() -> i32 {
 }
 
 /// `worker-agent self-probe`: what distctl's install probe asks an
-/// installed agent, in the probe's own lines: the node's online cores (as
-/// `getconf _NPROCESSORS_ONLN` counts them) and this binary's sha256. One
-/// process where the probe would otherwise start `getconf` as well.
+/// installed agent, in the probe's own lines: the CPUs this login may run
+/// on (as `nproc` counts them: a `taskset` or a container's cpuset counts)
+/// and this binary's sha256. One process where the probe would otherwise
+/// start `nproc` as well.
 fn self_probe() -> i32 {
     match own_sha256() {
         Ok(sha) => {
-            print!("{}", probe_lines(online_cores(), &sha));
+            print!("{}", probe_lines(usable_cores(), &sha));
             0
         }
         Err(e) => {
@@ -80,10 +81,22 @@ fn probe_lines(cores: Option<u64>, sha: &str) -> String {
     format!("cores {cores}\ninstalled {sha}\n")
 }
 
-fn online_cores() -> Option<u64> {
-    // SAFETY: sysconf(3) reads a system value; no pointers involved.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    u64::try_from(n).ok().filter(|&n| n > 0)
+/// The CPUs this process may run on (its affinity mask), else the online ones.
+fn usable_cores() -> Option<u64> {
+    // SAFETY: sched_getaffinity(2) fills the zeroed set it is given, of the
+    // size it is told; sysconf(3) reads a system value.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            let n = libc::CPU_COUNT(&set);
+            if n > 0 {
+                return u64::try_from(n).ok();
+            }
+        }
+        u64::try_from(libc::sysconf(libc::_SC_NPROCESSORS_ONLN))
+            .ok()
+            .filter(|&n| n > 0)
+    }
 }
 
 /// The sha256 of this binary, read in blocks (no 3 MiB buffer to fault in).
@@ -192,13 +205,37 @@ mod tests {
     }
 
     #[test]
-    fn online_cores_are_what_getconf_says() {
-        let out = std::process::Command::new("getconf")
-            .arg("_NPROCESSORS_ONLN")
+    fn usable_cores_are_what_nproc_says() {
+        let out = std::process::Command::new("nproc")
+            .env_remove("OMP_NUM_THREADS")
+            .env_remove("OMP_THREAD_LIMIT")
             .output()
             .unwrap();
         let want: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        assert_eq!(super::online_cores(), Some(want));
+        assert_eq!(super::usable_cores(), Some(want));
+    }
+
+    /// Under `taskset -c 0` the count is one, as `nproc` says there.
+    #[test]
+    fn an_affinity_mask_narrows_the_cores() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&exe)
+            .args([
+                "--exact",
+                "tests::usable_cores_are_what_nproc_says",
+                "--nocapture",
+            ])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("1 passed"), "{said}");
     }
 
     #[test]
