@@ -366,7 +366,8 @@ fn check_identity(end: &End, index: usize, data: &ResultBuf) -> Result<(), Attem
 
 /// Run one chunk on one node and verify the result: an `X` frame saying ok,
 /// with the byte counts of what was sent and received. `data`: where the
-/// result goes as it arrives.
+/// result goes as it arrives; `input_sent` is called once the whole chunk is
+/// sent while its result is still coming.
 // Each argument is one plain fact about the attempt; a struct of them would
 // only move the list.
 #[allow(clippy::too_many_arguments)]
@@ -379,6 +380,7 @@ pub async fn attempt(
     data: ResultBuf,
     want_checksum: bool,
     wire: &WireUse,
+    input_sent: impl FnOnce(),
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
         Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
@@ -410,10 +412,16 @@ pub async fn attempt(
     let reader = receive(&mut stdout, timeout, data, &spec.traffic);
     tokio::pin!(writer, reader);
     let mut sent = None;
+    let mut input_sent = Some(input_sent);
     let received = loop {
         tokio::select! {
             r = &mut reader => break r,
-            w = &mut writer, if sent.is_none() => sent = Some(w),
+            w = &mut writer, if sent.is_none() => {
+                if let Some(f) = input_sent.take().filter(|_| w.is_ok()) {
+                    f();
+                }
+                sent = Some(w);
+            }
         }
     };
     if sent.is_none()

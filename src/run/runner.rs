@@ -110,6 +110,10 @@ struct Runner<'a> {
     summary: RunSummary,
     exit: Exit,
     started: Instant,
+    /// Attempts tell here that their chunk's input is all sent:
+    /// `(chunk, node)`, for [`Scheduler::input_sent`].
+    sent_tx: tokio::sync::mpsc::UnboundedSender<(usize, usize)>,
+    sent_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, usize)>,
 }
 
 /// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
@@ -196,6 +200,7 @@ pub async fn run<'a>(
         summary.chunks_resumed += 1;
         progress.resumed(r.len);
     }
+    let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut runner = Runner {
         opts,
         job,
@@ -208,6 +213,8 @@ pub async fn run<'a>(
         summary,
         exit,
         started,
+        sent_tx,
+        sent_rx,
     };
     let (i, node, slots) = first;
     runner.join(i, node, slots);
@@ -421,6 +428,9 @@ impl Runner<'_> {
                         return Err(e);
                     }
                 }
+                Some((chunk, node)) = self.sent_rx.recv() => {
+                    self.sched.input_sent(chunk, node);
+                }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
                     let skipped = match joined {
                         Ok((node, slots)) => {
@@ -561,6 +571,7 @@ impl Runner<'_> {
                 let data = self.results.result_buf(spec.start, spec.len);
                 let timeout = self.opts.timeout;
                 let want_checksum = self.results.want_checksum();
+                let sent = self.sent_tx.clone();
                 tasks.spawn(async move {
                     let t0 = Instant::now();
                     let outcome = attempt(
@@ -572,6 +583,9 @@ impl Runner<'_> {
                         data,
                         want_checksum,
                         &wire,
+                        || {
+                            let _ = sent.send((spec.index, n));
+                        },
                     )
                     .await;
                     AttemptReport {

@@ -3,7 +3,10 @@
 //!
 //! Every node runs up to `slots` chunks at once; a node with a free slot takes
 //! the lowest pending chunk (so results arrive roughly in order and the merge
-//! buffers little). A chunk that fails goes back to the queue and is retried
+//! buffers little). A slot whose chunk has had all its input sent, its
+//! result still on the way back, takes its next chunk already (at most one
+//! such per slot): the node then starts on it while the round trips of one
+//! chunk's end and the next one's start pass, instead of waiting them out. A chunk that fails goes back to the queue and is retried
 //! on another node, up to `retries` times; a node that fails
 //! [`NODE_STRIKES`] times in a row is taken out of the run.
 
@@ -36,12 +39,16 @@ pub struct FaultOutcome {
     pub node_removed: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct ChunkState {
     /// Nodes it failed on, in order.
     failed_on: Vec<usize>,
     retries_used: u32,
     done: bool,
+    /// The node it is running on.
+    running_on: Option<usize>,
+    /// Its input is all sent (counted in that node's `sent`).
+    sent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +58,9 @@ pub struct NodeState {
     /// not joined yet is still on its way (connecting).
     pub joined: bool,
     pub running: usize,
+    /// Running chunks whose input is all sent: each frees its slot for
+    /// the next chunk.
+    pub sent: usize,
     pub alive: bool,
     pub strikes: u32,
     pub done: u64,
@@ -71,20 +81,14 @@ impl Scheduler {
     pub fn new(chunks: usize, slots: &[usize], retries: u32) -> Scheduler {
         Scheduler {
             pending: (0..chunks).collect(),
-            chunks: vec![
-                ChunkState {
-                    failed_on: Vec::new(),
-                    retries_used: 0,
-                    done: false,
-                };
-                chunks
-            ],
+            chunks: vec![ChunkState::default(); chunks],
             nodes: slots
                 .iter()
                 .map(|&s| NodeState {
                     slots: s.max(1),
                     joined: true,
                     running: 0,
+                    sent: 0,
                     alive: true,
                     strikes: 0,
                     done: 0,
@@ -123,11 +127,7 @@ impl Scheduler {
     /// Add chunks as a streamed input reveals them.
     pub fn add_chunk(&mut self) -> usize {
         let i = self.chunks.len();
-        self.chunks.push(ChunkState {
-            failed_on: Vec::new(),
-            retries_used: 0,
-            done: false,
-        });
+        self.chunks.push(ChunkState::default());
         self.pending.insert(i);
         i
     }
@@ -143,7 +143,7 @@ impl Scheduler {
     /// failed on only when every live node has failed it.
     pub fn next_for(&mut self, node: usize) -> Option<usize> {
         let n = &self.nodes[node];
-        if !n.alive || !n.joined || n.running >= n.slots {
+        if !n.alive || !n.joined || n.running >= n.capacity() {
             return None;
         }
         let alive: Vec<usize> = (0..self.nodes.len())
@@ -155,10 +155,34 @@ impl Scheduler {
         })?;
         self.pending.remove(&pick);
         self.nodes[node].running += 1;
+        self.chunks[pick].running_on = Some(node);
         Some(pick)
     }
 
+    /// The attempt of `chunk` on `node` has sent all its input: its slot
+    /// may take the next chunk. A late word about an attempt that has
+    /// already ended changes nothing.
+    pub fn input_sent(&mut self, chunk: usize, node: usize) {
+        let c = &mut self.chunks[chunk];
+        if c.running_on == Some(node) && !c.sent {
+            c.sent = true;
+            self.nodes[node].sent += 1;
+        }
+    }
+
+    /// `chunk`'s attempt on `node` has ended, one way or the other.
+    fn ended(&mut self, chunk: usize, node: usize) {
+        let c = &mut self.chunks[chunk];
+        if c.running_on == Some(node) {
+            c.running_on = None;
+            if std::mem::take(&mut c.sent) {
+                self.nodes[node].sent -= 1;
+            }
+        }
+    }
+
     pub fn done(&mut self, chunk: usize, node: usize) {
+        self.ended(chunk, node);
         let n = &mut self.nodes[node];
         n.running -= 1;
         n.strikes = 0;
@@ -167,6 +191,7 @@ impl Scheduler {
     }
 
     pub fn fault(&mut self, chunk: usize, node: usize, fault: Fault) -> FaultOutcome {
+        self.ended(chunk, node);
         let n = &mut self.nodes[node];
         n.running -= 1;
         if fault == Fault::Local {
@@ -226,8 +251,18 @@ impl Scheduler {
         self.nodes
             .iter()
             .filter(|n| n.alive && n.joined)
-            .map(|n| n.slots - n.running.min(n.slots))
+            .map(|n| n.capacity() - n.running.min(n.capacity()))
             .sum()
+    }
+}
+
+impl NodeState {
+    /// Chunks the node may have running: its slots, and one more for each
+    /// slot whose chunk has all its input sent, within the channels a
+    /// node's connection opens at once.
+    fn capacity(&self) -> usize {
+        let limit = crate::transport::CHANNELS_PER_NODE.max(self.slots);
+        (self.slots + self.sent.min(self.slots)).min(limit)
     }
 }
 
@@ -251,6 +286,55 @@ mod tests {
             Some(0),
             "the chunk is still there for the node"
         );
+    }
+
+    #[test]
+    fn a_slot_whose_chunk_is_all_sent_takes_the_next_one() {
+        let mut s = Scheduler::new(5, &[1], 1);
+        assert_eq!(s.next_for(0), Some(0));
+        assert_eq!(s.next_for(0), None, "one slot, busy");
+        s.input_sent(0, 0);
+        assert_eq!(s.next_for(0), Some(1), "chunk 0 is all sent");
+        assert_eq!(s.next_for(0), None, "one look-ahead per slot");
+        s.input_sent(1, 0);
+        assert_eq!(s.next_for(0), None, "still one look-ahead per slot");
+        s.done(0, 0);
+        assert_eq!(s.next_for(0), Some(2), "chunk 1 is all sent");
+        assert_eq!(s.nodes[0].sent, 1);
+        // A late word about an attempt that has ended changes nothing.
+        s.input_sent(0, 0);
+        assert_eq!(s.nodes[0].sent, 1);
+        assert_eq!(s.free_slots(), 0);
+        let out = s.fault(1, 0, Fault::Lost);
+        assert!(out.requeued);
+        assert_eq!((s.nodes[0].sent, s.nodes[0].running), (0, 1));
+        assert_eq!(s.free_slots(), 0, "chunk 2 still takes its input");
+        s.input_sent(2, 0);
+        assert_eq!(s.free_slots(), 1);
+        assert_eq!(
+            s.next_for(0),
+            Some(1),
+            "the failed chunk again, lowest first"
+        );
+    }
+
+    #[test]
+    fn look_ahead_stays_within_a_connections_channels() {
+        let slots = crate::transport::CHANNELS_PER_NODE;
+        let mut s = Scheduler::new(2 * slots, &[slots], 0);
+        for c in 0..slots {
+            assert_eq!(s.next_for(0), Some(c));
+            s.input_sent(c, 0);
+        }
+        assert_eq!(s.next_for(0), None);
+        let mut s = Scheduler::new(8, &[2], 0);
+        for c in 0..2 {
+            assert_eq!(s.next_for(0), Some(c));
+            s.input_sent(c, 0);
+        }
+        assert_eq!(s.next_for(0), Some(2));
+        assert_eq!(s.next_for(0), Some(3));
+        assert_eq!(s.next_for(0), None);
     }
 
     #[test]

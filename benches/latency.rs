@@ -1,0 +1,282 @@
+//! `cargo bench --bench latency`: `distctl run` against distant nodes.
+//! Three sshd nodes on loopback, each reached through a relay that holds
+//! every byte for `LATENCY_BENCH_DELAYS` milliseconds each way (default
+//! `0,10`: no delay, and a 20 ms round trip). The relay is a few lines of
+//! python3 run as the `ProxyCommand`: this kernel has no `netem`, and the
+//! relay's own cost shows in the 0 ms rows.
+//!
+//! On generated word text (`LATENCY_BENCH_SIZE`, default 256M): `distctl
+//! run --op upper --persist 10m` with its default chunks and with
+//! `--chunk-size 4M` (warm: the masters are up before the timed runs), and
+//! GNU parallel `--pipepart --block 4M -j1 --keep-order 'tr a-z A-Z'`
+//! through the same relays with its master connections open.
+//! `LATENCY_BENCH_BASELINE=/path/to/distctl` adds the distctl rows of
+//! another build; `LATENCY_BENCH_REPEAT` (default 3) runs every tool that
+//! many times, interleaved, and the table shows the median. Each chunk
+//! boundary costs a node round trips (the next chunk's channel and command,
+//! the last one's End frame), which is what this bench shows.
+
+// Only the word text of the shared inputs is used here.
+#[allow(dead_code)]
+#[path = "common/inputs.rs"]
+mod inputs;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use support::TestCluster;
+
+/// stdin/stdout <-> host:port, every read passed on `delay` ms later.
+const RELAY: &str = r#"import asyncio, os, sys, time
+host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
+
+async def pump(read, write):
+    q = asyncio.Queue()
+    async def reader():
+        while True:
+            data = await read(1 << 20)
+            await q.put((time.monotonic() + delay, data))
+            if not data:
+                return
+    task = asyncio.create_task(reader())
+    while True:
+        due, data = await q.get()
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not data:
+            return
+        await write(data)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    sock_r, sock_w = await asyncio.open_connection(host, port)
+    stdin = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb", 0))
+    t, p = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", 0))
+    stdout = asyncio.StreamWriter(t, p, None, loop)
+    async def to_sock(d):
+        sock_w.write(d)
+        await sock_w.drain()
+    async def to_out(d):
+        stdout.write(d)
+        await stdout.drain()
+    up = asyncio.create_task(pump(stdin.read, to_sock))
+    down = asyncio.create_task(pump(sock_r.read, to_out))
+    done, _ = await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+    if up in done:
+        sock_w.write_eof()
+        await down
+    os._exit(0)
+
+asyncio.run(main())
+"#;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let size = inputs_size();
+    let delays: Vec<u32> = std::env::var("LATENCY_BENCH_DELAYS")
+        .unwrap_or_else(|_| "0,10".into())
+        .split(',')
+        .map(|d| {
+            d.trim()
+                .parse()
+                .expect("LATENCY_BENCH_DELAYS: milliseconds")
+        })
+        .collect();
+    let repeat: usize = std::env::var("LATENCY_BENCH_REPEAT")
+        .ok()
+        .map_or(3, |v| v.parse().expect("LATENCY_BENCH_REPEAT: a count"));
+    let baseline = std::env::var_os("LATENCY_BENCH_BASELINE");
+    for tool in ["python3", "parallel"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("latency bench: {tool} is missing (scripts/install-deps installs it)");
+            return;
+        }
+    }
+    let cluster = TestCluster::start(3);
+    let dir = cluster.dir.path();
+    let relay = dir.join("relay.py");
+    std::fs::write(&relay, RELAY).unwrap();
+    let input = dir.join("input.txt");
+    inputs::make_input(&input, size);
+    let out = dir.join("out.txt");
+    let mut builds = vec![("distctl".to_string(), support::distctl_bin())];
+    if let Some(b) = baseline {
+        builds.push(("baseline distctl".to_string(), b.into()));
+    }
+    // (delay, tool) -> wall times
+    let mut rows: Vec<(u32, String, Vec<f64>)> = Vec::new();
+    let mut add = |delay: u32, tool: String, wall: f64| {
+        eprintln!("{} ms each way, {tool}: {wall:.2}s", delay);
+        match rows.iter_mut().find(|r| r.0 == delay && r.1 == tool) {
+            Some(r) => r.2.push(wall),
+            None => rows.push((delay, tool, vec![wall])),
+        }
+    };
+    for &delay in &delays {
+        let proxy = format!(
+            "ProxyCommand=python3 {} 127.0.0.1 %p {delay}",
+            relay.display()
+        );
+        let inventory = dir.join(format!("inventory-{delay}.toml"));
+        let mut text = std::fs::read_to_string(cluster.inventory()).unwrap();
+        for n in 1..=3 {
+            text = text.replace(
+                &format!("name = \"node{n}\"\n"),
+                &format!("name = \"node{n}\"\nssh_options = [{proxy:?}]\n"),
+            );
+        }
+        std::fs::write(&inventory, text).unwrap();
+        let config = ssh_config(&cluster, dir, &proxy, delay);
+        let distctl = |bin: &Path, chunks: Option<&str>| {
+            let mut c = Command::new(bin);
+            c.arg("--inventory")
+                .arg(&inventory)
+                .args(["run", "--quiet", "--op", "upper", "--persist", "10m"])
+                .args(chunks.map(|c| ["--chunk-size", c]).iter().flatten())
+                .arg("-o")
+                .arg(&out)
+                .arg(&input);
+            c
+        };
+        // The masters up before the timed runs, as parallel's are.
+        for (_, bin) in &builds {
+            assert!(timed(distctl(bin, None), None).1, "distctl warm-up failed");
+        }
+        for n in 1..=3 {
+            let st = Command::new("ssh")
+                .args(["-F"])
+                .arg(&config)
+                .args([format!("node{n}"), "true".into()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "ssh to node{n} through the relay");
+        }
+        for _ in 0..repeat {
+            for (name, bin) in &builds {
+                for chunks in [None, Some("4M")] {
+                    let (wall, ok) = timed(distctl(bin, chunks), None);
+                    assert!(ok, "{name} failed");
+                    assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
+                    let tool = match chunks {
+                        None => format!("{name} run --op upper (default chunks)"),
+                        Some(c) => format!("{name} run --op upper --chunk-size {c}"),
+                    };
+                    add(delay, tool, wall);
+                }
+            }
+            let mut c = Command::new("parallel");
+            c.args(["--will-cite", "--ssh"])
+                .arg(format!("ssh -F {}", config.display()))
+                .args([
+                    "-S",
+                    "node1,node2,node3",
+                    "-j1",
+                    "--pipepart",
+                    "--block",
+                    "4M",
+                ])
+                .args(["--keep-order", "-a"])
+                .arg(&input)
+                .arg("tr a-z A-Z");
+            let (wall, ok) = timed(c, Some(&out));
+            assert!(ok, "parallel failed");
+            assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
+            add(
+                delay,
+                "GNU parallel --pipepart --block 4M -j1 (warm)".into(),
+                wall,
+            );
+        }
+        for (_, bin) in &builds {
+            let _ = Command::new(bin)
+                .arg("--inventory")
+                .arg(&inventory)
+                .args(["disconnect", "--quiet"])
+                .status();
+        }
+        for n in 1..=3 {
+            let _ = Command::new("ssh")
+                .args(["-F"])
+                .arg(&config)
+                .args(["-O", "exit", &format!("node{n}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    println!();
+    println!(
+        "{} of word text, 3 loopback nodes behind a delaying relay, medians of {repeat}",
+        distctl::units::human_bytes(size)
+    );
+    println!();
+    println!("| round trip added | tool | wall s | × parallel |");
+    println!("|---:|---|---:|---:|");
+    for (delay, tool, walls) in &rows {
+        let med = median(walls);
+        let par = rows
+            .iter()
+            .find(|r| r.0 == *delay && r.1.starts_with("GNU parallel"))
+            .map(|r| median(&r.2));
+        let each: Vec<String> = walls.iter().map(|w| format!("{w:.2}")).collect();
+        println!(
+            "| {} ms | {tool} | {med:.2} ({}) | {} |",
+            2 * delay,
+            each.join(" "),
+            par.map_or("-".into(), |p| format!("{:.2}", p / med))
+        );
+    }
+}
+
+fn inputs_size() -> u64 {
+    let s = std::env::var("LATENCY_BENCH_SIZE").unwrap_or_else(|_| "256M".into());
+    distctl::units::parse_size(&s).expect("LATENCY_BENCH_SIZE: a size like 256M")
+}
+
+/// Run `cmd` (its stdout into `out` when given); wall seconds and success.
+fn timed(mut cmd: Command, out: Option<&Path>) -> (f64, bool) {
+    match out {
+        Some(p) => cmd.stdout(std::fs::File::create(p).unwrap()),
+        None => cmd.stdout(Stdio::null()),
+    };
+    cmd.stdin(Stdio::null());
+    // SAFETY: sync(2) takes no arguments.
+    unsafe { libc::sync() };
+    let t0 = Instant::now();
+    let ok = cmd.status().is_ok_and(|s| s.success());
+    (t0.elapsed().as_secs_f64(), ok)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// An ssh config naming the nodes node1..3 through the relay, masters kept.
+fn ssh_config(cluster: &TestCluster, dir: &Path, proxy: &str, delay: u32) -> std::path::PathBuf {
+    let mut s = String::new();
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "Host node{}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  {}\n  ControlMaster auto\n  ControlPath {}/cm-{delay}-%n\n  ControlPersist 300",
+            i + 1,
+            n.port,
+            support::current_user(),
+            cluster.client_key.display(),
+            cluster.known_hosts.display(),
+            proxy.replacen('=', " ", 1),
+            dir.display(),
+        );
+    }
+    let path = dir.join(format!("ssh-{delay}.conf"));
+    std::fs::write(&path, s).unwrap();
+    path
+}
