@@ -263,15 +263,11 @@ fn median(v: &[f64]) -> f64 {
 /// An ssh config naming the nodes node1..3 through the relay, masters kept.
 fn ssh_config(cluster: &TestCluster, dir: &Path, proxy: &str, delay: u32) -> std::path::PathBuf {
     let mut s = String::new();
-    for (i, n) in cluster.nodes.iter().enumerate() {
+    for i in 0..cluster.nodes.len() {
+        s.push_str(&cluster.ssh_host_block(i));
         let _ = writeln!(
             s,
-            "Host node{}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  {}\n  ControlMaster auto\n  ControlPath {}/cm-{delay}-%n\n  ControlPersist 300",
-            i + 1,
-            n.port,
-            support::current_user(),
-            cluster.client_key.display(),
-            cluster.known_hosts.display(),
+            "  {}\n  ControlMaster auto\n  ControlPath {}/cm-{delay}-%n\n  ControlPersist 300",
             proxy.replacen('=', " ", 1),
             dir.display(),
         );

@@ -158,16 +158,8 @@ fn measure(cluster: &TestCluster, mut cmd: Command, out: Option<&Path>, distctl:
 /// An ssh config naming the nodes node1..3 (for seed, parallel and raw).
 fn ssh_config(cluster: &TestCluster, dir: &Path, aes: bool, warm: bool) -> PathBuf {
     let mut s = String::new();
-    for (i, n) in cluster.nodes.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "Host node{}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes",
-            i + 1,
-            n.port,
-            support::current_user(),
-            cluster.client_key.display(),
-            cluster.known_hosts.display()
-        );
+    for i in 0..cluster.nodes.len() {
+        s.push_str(&cluster.ssh_host_block(i));
         if aes {
             s.push_str("  Ciphers aes128-gcm@openssh.com\n");
         }

@@ -240,6 +240,19 @@ impl TestCluster {
         &self.nodes[i].workdir
     }
 
+    /// An ssh config `Host` block naming node `i` (0-based) `node{i+1}`,
+    /// for the tools the benchmarks compare (ssh, scp, GNU parallel).
+    pub fn ssh_host_block(&self, i: usize) -> String {
+        format!(
+            "Host node{}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+            i + 1,
+            self.nodes[i].port,
+            current_user(),
+            self.client_key.display(),
+            self.known_hosts.display()
+        )
+    }
+
     pub fn port(&self, i: usize) -> u16 {
         self.nodes[i].port
     }
