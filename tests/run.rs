@@ -918,3 +918,44 @@ fn a_reader_that_goes_away_stops_the_run_like_cat() {
     );
     no_agents_left(&cluster);
 }
+
+/// A node whose sshd allows one session per connection (`MaxSessions 1`)
+/// runs a byte op (one slot) to the end, alone: the look-ahead channel it
+/// refuses costs it nothing (no fault, no warning, not taken out), and the
+/// output is exact.
+#[test]
+fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
+    let mut cluster = cluster(1);
+    cluster.restart_node_with(0, "MaxSessions 1\n");
+    let input = cluster.dir.path().join("in.txt");
+    let data: String = (0..200_000)
+        .map(|i| format!("line {i} of the text\n"))
+        .collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = cluster.dir.path().join("out.txt");
+    let got = cluster
+        .distctl()
+        .args([
+            "run",
+            "--op",
+            "upper",
+            "--chunk-size",
+            "256K",
+            "--json",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let err = support::text(&got.stderr);
+    assert_eq!(got.status.code(), Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), data.to_uppercase());
+    let summary: serde_json::Value =
+        serde_json::from_str(support::text(&got.stdout).lines().last().unwrap()).unwrap();
+    let node = &summary["nodes"][0];
+    assert_eq!(node["faults"], 0, "{summary}");
+    assert_eq!(node["removed"], false, "{summary}");
+    assert!(summary["chunks"].as_u64().unwrap() > 8, "{summary}");
+}

@@ -355,6 +355,12 @@ impl RunProgress {
         self.flow.resumed.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// A chunk that did not run after all (it goes back to the queue).
+    pub fn withdrawn(&mut self, node: usize) {
+        self.nodes[node].1.running -= 1;
+        self.redraw(node);
+    }
+
     pub fn failed(&mut self, node: usize) {
         let c = &mut self.nodes[node].1;
         c.running -= 1;

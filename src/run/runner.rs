@@ -111,9 +111,9 @@ struct Runner<'a> {
     exit: Exit,
     started: Instant,
     /// Attempts tell here that their chunk's input is all sent:
-    /// `(chunk, node)`, for [`Scheduler::input_sent`].
-    sent_tx: tokio::sync::mpsc::UnboundedSender<(usize, usize)>,
-    sent_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, usize)>,
+    /// `(chunk, node, attempt)`, for [`Scheduler::input_sent`].
+    sent_tx: tokio::sync::mpsc::UnboundedSender<(usize, usize, u32)>,
+    sent_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, usize, u32)>,
 }
 
 /// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
@@ -167,6 +167,9 @@ pub async fn run<'a>(
         ..RunSummary::default()
     };
     let mut sched = Scheduler::joining(input.chunks().len(), names.len(), opts.retries);
+    // A built-in op is done with a chunk moments after its input ends; a
+    // command may go on working on all of it (`sort`): it keeps its slots.
+    sched.look_ahead = job.op().is_some();
     let mut progress = RunProgress::new(input.total(), &names, opts.quiet);
     let mut exit = Exit::Ok;
     // Wait for the first node: the output is opened only once one is there.
@@ -428,8 +431,8 @@ impl Runner<'_> {
                         return Err(e);
                     }
                 }
-                Some((chunk, node)) = self.sent_rx.recv() => {
-                    self.sched.input_sent(chunk, node);
+                Some((chunk, node, attempt)) = self.sent_rx.recv() => {
+                    self.sched.input_sent(chunk, node, attempt);
                 }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
                     let skipped = match joined {
@@ -572,6 +575,7 @@ impl Runner<'_> {
                 let timeout = self.opts.timeout;
                 let want_checksum = self.results.want_checksum();
                 let sent = self.sent_tx.clone();
+                let attempt_no = self.sched.attempt_no(spec.index);
                 tasks.spawn(async move {
                     let t0 = Instant::now();
                     let outcome = attempt(
@@ -584,7 +588,7 @@ impl Runner<'_> {
                         want_checksum,
                         &wire,
                         || {
-                            let _ = sent.send((spec.index, n));
+                            let _ = sent.send((spec.index, n, attempt_no));
                         },
                     )
                     .await;
@@ -628,13 +632,18 @@ impl Runner<'_> {
                 Err(crate::exit::local_stop(&name, &e.message))
             }
             Err(e) => {
+                let out = self.sched.fault(r.chunk, r.node, e.fault);
+                if out.ahead_refused {
+                    // The node allows its slots' channels, not one more.
+                    self.progress.withdrawn(r.node);
+                    return Ok(());
+                }
                 self.progress.failed(r.node);
                 if e.fault == Fault::Lost {
                     // The node went silent or its connection dropped: the
                     // output can still be complete, but a node was dropped.
                     self.exit = self.exit.max(Exit::Partial);
                 }
-                let out = self.sched.fault(r.chunk, r.node, e.fault);
                 self.summary.nodes[r.node].faults += 1;
                 self.summary.retries = self.sched.retried;
                 if !self.opts.quiet || !out.requeued {

@@ -3,10 +3,13 @@
 //!
 //! Every node runs up to `slots` chunks at once; a node with a free slot takes
 //! the lowest pending chunk (so results arrive roughly in order and the merge
-//! buffers little). A slot whose chunk has had all its input sent, its
-//! result still on the way back, takes its next chunk already (at most one
-//! such per slot): the node then starts on it while the round trips of one
-//! chunk's end and the next one's start pass, instead of waiting them out. A chunk that fails goes back to the queue and is retried
+//! buffers little). With [`Scheduler::look_ahead`] (the built-in ops, which
+//! are done with a chunk moments after its input ends), a slot whose chunk
+//! has had all its input sent, its result still on the way back, takes its
+//! next chunk already (at most one such per slot): the node then starts on
+//! it while the round trips of one chunk's end and the next one's start
+//! pass, instead of waiting them out. A node whose sshd refuses such a
+//! channel (`MaxSessions`) runs without it from then on, and is not struck. A chunk that fails goes back to the queue and is retried
 //! on another node, up to `retries` times; a node that fails
 //! [`NODE_STRIKES`] times in a row is taken out of the run.
 
@@ -37,6 +40,9 @@ pub struct FaultOutcome {
     pub requeued: bool,
     /// The node was taken out of the run by this fault.
     pub node_removed: bool,
+    /// A look-ahead channel the node's sshd refused: no fault of the
+    /// node's, nothing to report.
+    pub ahead_refused: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,8 +53,13 @@ struct ChunkState {
     done: bool,
     /// The node it is running on.
     running_on: Option<usize>,
+    /// Attempts started, the running one included: names the attempt an
+    /// [`Scheduler::input_sent`] is about.
+    attempts: u32,
     /// Its input is all sent (counted in that node's `sent`).
     sent: bool,
+    /// The running attempt took a slot's look-ahead.
+    ahead: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +72,8 @@ pub struct NodeState {
     /// Running chunks whose input is all sent: each frees its slot for
     /// the next chunk.
     pub sent: usize,
+    /// Its sshd refused a look-ahead channel: slots only, from then on.
+    pub refused_ahead: bool,
     pub alive: bool,
     pub strikes: u32,
     pub done: u64,
@@ -74,6 +87,8 @@ pub struct Scheduler {
     retries: u32,
     /// Retries spent over the whole run.
     pub retried: u64,
+    /// A slot whose chunk is all sent takes its next chunk (see the module).
+    pub look_ahead: bool,
 }
 
 impl Scheduler {
@@ -89,6 +104,7 @@ impl Scheduler {
                     joined: true,
                     running: 0,
                     sent: 0,
+                    refused_ahead: false,
                     alive: true,
                     strikes: 0,
                     done: 0,
@@ -97,6 +113,7 @@ impl Scheduler {
                 .collect(),
             retries,
             retried: 0,
+            look_ahead: false,
         }
     }
 
@@ -143,7 +160,7 @@ impl Scheduler {
     /// failed on only when every live node has failed it.
     pub fn next_for(&mut self, node: usize) -> Option<usize> {
         let n = &self.nodes[node];
-        if !n.alive || !n.joined || n.running >= n.capacity() {
+        if !n.alive || !n.joined || n.running >= self.capacity(node) {
             return None;
         }
         let alive: Vec<usize> = (0..self.nodes.len())
@@ -154,31 +171,46 @@ impl Scheduler {
             !f.contains(&node) || alive.iter().all(|a| f.contains(a))
         })?;
         self.pending.remove(&pick);
-        self.nodes[node].running += 1;
-        self.chunks[pick].running_on = Some(node);
+        let n = &mut self.nodes[node];
+        let ahead = n.running >= n.slots;
+        n.running += 1;
+        let c = &mut self.chunks[pick];
+        c.running_on = Some(node);
+        c.attempts += 1;
+        c.ahead = ahead;
         Some(pick)
     }
 
-    /// The attempt of `chunk` on `node` has sent all its input: its slot
-    /// may take the next chunk. A late word about an attempt that has
-    /// already ended changes nothing.
-    pub fn input_sent(&mut self, chunk: usize, node: usize) {
+    /// Which attempt of `chunk` is running (1 for the first), for
+    /// [`input_sent`](Self::input_sent).
+    pub fn attempt_no(&self, chunk: usize) -> u32 {
+        self.chunks[chunk].attempts
+    }
+
+    /// Attempt `attempt` of `chunk` on `node` has sent all its input: its
+    /// slot may take the next chunk. A late word about an attempt that has
+    /// already ended (even when the chunk runs again on the same node)
+    /// changes nothing.
+    pub fn input_sent(&mut self, chunk: usize, node: usize, attempt: u32) {
         let c = &mut self.chunks[chunk];
-        if c.running_on == Some(node) && !c.sent {
+        if c.running_on == Some(node) && c.attempts == attempt && !c.sent {
             c.sent = true;
             self.nodes[node].sent += 1;
         }
     }
 
-    /// `chunk`'s attempt on `node` has ended, one way or the other.
-    fn ended(&mut self, chunk: usize, node: usize) {
+    /// `chunk`'s attempt on `node` has ended, one way or the other; true
+    /// when it had taken a slot's look-ahead.
+    fn ended(&mut self, chunk: usize, node: usize) -> bool {
         let c = &mut self.chunks[chunk];
-        if c.running_on == Some(node) {
-            c.running_on = None;
-            if std::mem::take(&mut c.sent) {
-                self.nodes[node].sent -= 1;
-            }
+        if c.running_on != Some(node) {
+            return false;
         }
+        c.running_on = None;
+        if std::mem::take(&mut c.sent) {
+            self.nodes[node].sent -= 1;
+        }
+        std::mem::take(&mut c.ahead)
     }
 
     pub fn done(&mut self, chunk: usize, node: usize) {
@@ -191,14 +223,26 @@ impl Scheduler {
     }
 
     pub fn fault(&mut self, chunk: usize, node: usize, fault: Fault) -> FaultOutcome {
-        self.ended(chunk, node);
+        let ahead = self.ended(chunk, node);
         let n = &mut self.nodes[node];
         n.running -= 1;
+        if fault == Fault::Refused && ahead {
+            // The node's sshd allows the slots' channels but not one more:
+            // no fault of the node's, and no more look-ahead there.
+            n.refused_ahead = true;
+            self.pending.insert(chunk);
+            return FaultOutcome {
+                requeued: true,
+                node_removed: false,
+                ahead_refused: true,
+            };
+        }
         if fault == Fault::Local {
             self.pending.insert(chunk);
             return FaultOutcome {
                 requeued: true,
                 node_removed: false,
+                ahead_refused: false,
             };
         }
         n.strikes += 1;
@@ -222,6 +266,7 @@ impl Scheduler {
         FaultOutcome {
             requeued,
             node_removed,
+            ahead_refused: false,
         }
     }
 
@@ -250,19 +295,25 @@ impl Scheduler {
     pub fn free_slots(&self) -> usize {
         self.nodes
             .iter()
-            .filter(|n| n.alive && n.joined)
-            .map(|n| n.capacity() - n.running.min(n.capacity()))
+            .enumerate()
+            .filter(|(_, n)| n.alive && n.joined)
+            .map(|(i, n)| {
+                let cap = self.capacity(i);
+                cap - n.running.min(cap)
+            })
             .sum()
     }
-}
 
-impl NodeState {
-    /// Chunks the node may have running: its slots, and one more for each
-    /// slot whose chunk has all its input sent, within the channels a
-    /// node's connection opens at once.
-    fn capacity(&self) -> usize {
-        let limit = crate::transport::CHANNELS_PER_NODE.max(self.slots);
-        (self.slots + self.sent.min(self.slots)).min(limit)
+    /// Chunks node `node` may have running: its slots, and with look-ahead
+    /// one more for each slot whose chunk has all its input sent, within
+    /// the channels a node's connection opens at once.
+    fn capacity(&self, node: usize) -> usize {
+        let n = &self.nodes[node];
+        if !self.look_ahead || n.refused_ahead {
+            return n.slots;
+        }
+        let limit = crate::transport::CHANNELS_PER_NODE.max(n.slots);
+        (n.slots + n.sent.min(n.slots)).min(limit)
     }
 }
 
@@ -288,53 +339,122 @@ mod tests {
         );
     }
 
+    /// A scheduler that looks ahead, as `run` makes one for the built-in ops.
+    fn ahead(chunks: usize, slots: &[usize], retries: u32) -> Scheduler {
+        let mut s = Scheduler::new(chunks, slots, retries);
+        s.look_ahead = true;
+        s
+    }
+
+    /// Tell that the running attempt of `chunk` on `node` is all sent.
+    fn sent(s: &mut Scheduler, chunk: usize, node: usize) {
+        let a = s.attempt_no(chunk);
+        s.input_sent(chunk, node, a);
+    }
+
     #[test]
     fn a_slot_whose_chunk_is_all_sent_takes_the_next_one() {
-        let mut s = Scheduler::new(5, &[1], 1);
+        let mut s = ahead(5, &[1], 1);
         assert_eq!(s.next_for(0), Some(0));
         assert_eq!(s.next_for(0), None, "one slot, busy");
-        s.input_sent(0, 0);
+        sent(&mut s, 0, 0);
         assert_eq!(s.next_for(0), Some(1), "chunk 0 is all sent");
         assert_eq!(s.next_for(0), None, "one look-ahead per slot");
-        s.input_sent(1, 0);
+        sent(&mut s, 1, 0);
         assert_eq!(s.next_for(0), None, "still one look-ahead per slot");
         s.done(0, 0);
         assert_eq!(s.next_for(0), Some(2), "chunk 1 is all sent");
         assert_eq!(s.nodes[0].sent, 1);
         // A late word about an attempt that has ended changes nothing.
-        s.input_sent(0, 0);
+        s.input_sent(0, 0, 1);
         assert_eq!(s.nodes[0].sent, 1);
         assert_eq!(s.free_slots(), 0);
         let out = s.fault(1, 0, Fault::Lost);
         assert!(out.requeued);
         assert_eq!((s.nodes[0].sent, s.nodes[0].running), (0, 1));
         assert_eq!(s.free_slots(), 0, "chunk 2 still takes its input");
-        s.input_sent(2, 0);
+        sent(&mut s, 2, 0);
         assert_eq!(s.free_slots(), 1);
         assert_eq!(
             s.next_for(0),
             Some(1),
             "the failed chunk again, lowest first"
         );
+        // The failed attempt's late word does not count for the new one.
+        s.input_sent(1, 0, 1);
+        assert_eq!(s.nodes[0].sent, 1, "only chunk 2's");
+        assert_eq!(s.next_for(0), None);
+    }
+
+    #[test]
+    fn without_look_ahead_slots_bound_the_chunks_running() {
+        let mut s = Scheduler::new(4, &[1], 0);
+        assert_eq!(s.next_for(0), Some(0));
+        sent(&mut s, 0, 0);
+        assert_eq!(s.next_for(0), None);
+        assert_eq!(s.free_slots(), 0);
+    }
+
+    /// A node whose sshd refuses the look-ahead channel (`MaxSessions`
+    /// equal to its slots) is not struck for it and runs on its slots.
+    #[test]
+    fn a_refused_look_ahead_costs_nothing_and_stops_the_look_ahead() {
+        let mut s = ahead(6, &[1, 1], 0);
+        assert_eq!(s.next_for(0), Some(0));
+        for _ in 0..NODE_STRIKES + 1 {
+            sent(&mut s, 0, 0);
+            let Some(c) = s.next_for(0) else {
+                break;
+            };
+            let out = s.fault(c, 0, Fault::Refused);
+            assert!(
+                out.requeued && !out.node_removed && out.ahead_refused,
+                "{out:?}"
+            );
+        }
+        assert!(s.nodes[0].alive);
+        assert_eq!(
+            (s.nodes[0].strikes, s.nodes[0].faults, s.retried),
+            (0, 0, 0)
+        );
+        assert_eq!(s.next_for(0), None, "slots only, now");
+        assert_eq!(s.next_for(1), Some(1), "the other node still runs");
+        sent(&mut s, 1, 1);
+        assert_eq!(s.next_for(1), Some(2), "and still looks ahead");
+        // A refused channel within the slots still strikes, as before.
+        s.done(0, 0);
+        let c = s.next_for(0).unwrap();
+        assert!(!s.fault(c, 0, Fault::Refused).ahead_refused);
+        assert_eq!(s.nodes[0].strikes, 1);
     }
 
     #[test]
     fn look_ahead_stays_within_a_connections_channels() {
         let slots = crate::transport::CHANNELS_PER_NODE;
-        let mut s = Scheduler::new(2 * slots, &[slots], 0);
+        let mut s = ahead(2 * slots, &[slots], 0);
         for c in 0..slots {
             assert_eq!(s.next_for(0), Some(c));
-            s.input_sent(c, 0);
+            sent(&mut s, c, 0);
         }
         assert_eq!(s.next_for(0), None);
-        let mut s = Scheduler::new(8, &[2], 0);
+        let mut s = ahead(8, &[2], 0);
         for c in 0..2 {
             assert_eq!(s.next_for(0), Some(c));
-            s.input_sent(c, 0);
+            sent(&mut s, c, 0);
         }
         assert_eq!(s.next_for(0), Some(2));
         assert_eq!(s.next_for(0), Some(3));
         assert_eq!(s.next_for(0), None);
+        // 6 slots: two more, not six, within 8 channels.
+        let mut s = ahead(16, &[6], 0);
+        for c in 0..6 {
+            assert_eq!(s.next_for(0), Some(c));
+            sent(&mut s, c, 0);
+        }
+        assert_eq!(
+            (s.next_for(0), s.next_for(0), s.next_for(0)),
+            (Some(6), Some(7), None)
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct SshNode {
     pub dir: PathBuf,
     /// The node's distctl workdir (absolute).
     pub workdir: PathBuf,
+    /// Lines added to this node's sshd_config.
+    sshd_extra: String,
     child: Option<Child>,
 }
 
@@ -144,6 +146,7 @@ impl TestCluster {
                 port: 0,
                 dir: ndir,
                 workdir,
+                sshd_extra: String::new(),
                 child: None,
             });
         }
@@ -309,6 +312,12 @@ impl TestCluster {
         start_sshd(&mut self.nodes[i], &authorized);
     }
 
+    /// Restart node `i` with `lines` added to its sshd_config.
+    pub fn restart_node_with(&mut self, i: usize, lines: &str) {
+        self.nodes[i].sshd_extra = lines.to_string();
+        self.restart_node(i);
+    }
+
     /// Give node `i` a new host key and restart it (known_hosts keeps the old one).
     pub fn rekey_node(&mut self, i: usize) {
         stop(&mut self.nodes[i]);
@@ -339,7 +348,8 @@ fn sshd_config(node: &SshNode, authorized: &Path) -> String {
          AuthorizedKeysFile {auth}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
          PrintMotd no\nLogLevel ERROR\nMaxStartups 100:30:200\nSubsystem sftp internal-sftp\n\
-         SetEnv SHLVL=1 PATH={dir}/bin:/usr/local/bin:/usr/bin:/bin:/usr/games\n",
+         SetEnv SHLVL=1 PATH={dir}/bin:/usr/local/bin:/usr/bin:/bin:/usr/games\n{extra}",
+        extra = node.sshd_extra,
         port = node.port,
         dir = node.dir.display(),
         auth = authorized.display(),
