@@ -177,12 +177,34 @@ fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() 
     let input = tmp.path().join("in.txt");
     let data: String = (0..60_000).map(|i| format!("line {i} abc\n")).collect();
     std::fs::write(&input, &data).unwrap();
+    // node2 connects only once node1 has started a chunk (its wrapper opens
+    // the gate): otherwise a loaded machine can let node2 do every chunk
+    // before node1 has joined, and node1 answers nothing.
+    let gate = tmp.path().join("gate");
+    let proxy = format!(
+        "ProxyCommand=bash -c 'while [ ! -e {} ]; do [ -d {} ] || exit 1; sleep 0.05; done; exec 3<>/dev/tcp/127.0.0.1/%p; cat <&3 & exec cat >&3'",
+        gate.display(),
+        tmp.path().display()
+    );
+    let inventory = std::fs::read_to_string(cluster.inventory())
+        .unwrap()
+        .replace(
+            "name = \"node2\"\n",
+            &format!("name = \"node2\"\nconnect_timeout = \"60s\"\nssh_options = [{proxy:?}]\n"),
+        );
+    std::fs::write(cluster.inventory(), inventory).unwrap();
+    let opens_gate = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" --framed \"*) : > '{}';; esac\n",
+        gate.display()
+    );
     for (wrapper, refused, compress) in [
         (WRONG_CHUNK, "not chunk", "auto"),
         (CHANGED_BYTES, "hash", "auto"),
         // Compressing, distctl reads the chunk itself and hashes it.
         (OTHER_INPUT_HASH, "input hash mismatch", "zstd"),
     ] {
+        let _ = std::fs::remove_file(&gate);
+        let wrapper = wrapper.replacen("#!/bin/sh\n", &opens_gate, 1);
         std::fs::write(&agent, wrapper).unwrap();
         std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
