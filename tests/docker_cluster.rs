@@ -1198,7 +1198,10 @@ fn sixteen_containers_run_and_collect() {
     let (code, out, err) = setup(&cluster);
     assert_eq!(code, 0, "setup: {out}{err}");
     let input = cluster.dir.path().join("input.txt");
-    write_text(&input, 2 << 20);
+    // Enough chunks (256) to outlast the handshakes of nodes that join
+    // late: the first ones in take their next chunk as soon as the last
+    // one is sent, and 64 chunks were once all done by 7 of the 16.
+    write_text(&input, 8 << 20);
     let want = local_op(&["upper"], &input);
     let job = run_job(
         &cluster,
