@@ -721,7 +721,7 @@ fn nodes_start_work_as_they_connect_and_a_late_failure_is_skipped() {
     let marks = tmp.path().join("marks");
     std::fs::create_dir(&marks).unwrap();
     let release = tmp.path().join("release");
-    gate_nodes(&cluster, &[(3, &gate(3), true), (4, &gate(4), false)]);
+    cluster.gate_nodes(&[(3, &gate(3), true), (4, &gate(4), false)]);
     let input = tmp.path().join("in.txt");
     let lines: String = (0..60).map(|i| format!("line {i}\n")).collect();
     std::fs::write(&input, &lines).unwrap();
@@ -817,7 +817,7 @@ fn a_signal_stops_the_handshakes_still_under_way() {
     let cluster = cluster(2);
     let tmp = tempfile::tempdir().unwrap();
     let gate = tmp.path().join("gate");
-    gate_nodes(&cluster, &[(2, &gate, true)]);
+    cluster.gate_nodes(&[(2, &gate, true)]);
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "a\nb\nc\n").unwrap();
     let mut running = Running(Some(
@@ -847,30 +847,6 @@ fn a_signal_stops_the_handshakes_still_under_way() {
         Duration::from_secs(10),
         || support::processes_with(&gated).is_empty(),
     );
-}
-
-/// Give node N (1-based) a ProxyCommand that waits for `gate` to exist,
-/// then connects (`connects`) or fails; its `connect_timeout` outlasts
-/// any wait. It gives up when the gate's directory goes (the test ended).
-fn gate_nodes(cluster: &TestCluster, gated: &[(usize, &Path, bool)]) {
-    let mut inventory = std::fs::read_to_string(cluster.inventory()).unwrap();
-    for &(n, gate, connects) in gated {
-        let then = if connects {
-            "exec 3<>/dev/tcp/127.0.0.1/%p; cat <&3 & exec cat >&3"
-        } else {
-            "exit 1"
-        };
-        let proxy = format!(
-            "ProxyCommand=bash -c 'while [ ! -e {} ]; do [ -d {} ] || exit 1; sleep 0.05; done; {then}'",
-            gate.display(),
-            gate.parent().unwrap().display()
-        );
-        inventory = inventory.replace(
-            &format!("name = \"node{n}\"\n"),
-            &format!("name = \"node{n}\"\nconnect_timeout = \"60s\"\nssh_options = [{proxy:?}]\n"),
-        );
-    }
-    std::fs::write(cluster.inventory(), inventory).unwrap();
 }
 
 /// `distctl run ... | head -1`: once the reader of stdout is gone, the run

@@ -181,18 +181,7 @@ fn a_hostile_agent_answering_for_another_chunk_or_with_other_bytes_is_refused() 
     // the gate): otherwise a loaded machine can let node2 do every chunk
     // before node1 has joined, and node1 answers nothing.
     let gate = tmp.path().join("gate");
-    let proxy = format!(
-        "ProxyCommand=bash -c 'while [ ! -e {} ]; do [ -d {} ] || exit 1; sleep 0.05; done; exec 3<>/dev/tcp/127.0.0.1/%p; cat <&3 & exec cat >&3'",
-        gate.display(),
-        tmp.path().display()
-    );
-    let inventory = std::fs::read_to_string(cluster.inventory())
-        .unwrap()
-        .replace(
-            "name = \"node2\"\n",
-            &format!("name = \"node2\"\nconnect_timeout = \"60s\"\nssh_options = [{proxy:?}]\n"),
-        );
-    std::fs::write(cluster.inventory(), inventory).unwrap();
+    cluster.gate_nodes(&[(2, &gate, true)]);
     let opens_gate = format!(
         "#!/bin/sh\ncase \" $* \" in *\" --framed \"*) : > '{}';; esac\n",
         gate.display()

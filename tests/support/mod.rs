@@ -243,6 +243,32 @@ impl TestCluster {
         &self.nodes[i].workdir
     }
 
+    /// Give node N (1-based) a ProxyCommand that waits for `gate` to exist,
+    /// then connects (`connects`) or fails; its `connect_timeout` outlasts
+    /// any wait. It gives up when the gate's directory goes (the test ended).
+    pub fn gate_nodes(&self, gated: &[(usize, &Path, bool)]) {
+        let mut inventory = std::fs::read_to_string(self.inventory()).unwrap();
+        for &(n, gate, connects) in gated {
+            let then = if connects {
+                "exec 3<>/dev/tcp/127.0.0.1/%p; cat <&3 & exec cat >&3"
+            } else {
+                "exit 1"
+            };
+            let proxy = format!(
+                "ProxyCommand=bash -c 'while [ ! -e {} ]; do [ -d {} ] || exit 1; sleep 0.05; done; {then}'",
+                gate.display(),
+                gate.parent().unwrap().display()
+            );
+            inventory = inventory.replace(
+                &format!("name = \"node{n}\"\n"),
+                &format!(
+                    "name = \"node{n}\"\nconnect_timeout = \"60s\"\nssh_options = [{proxy:?}]\n"
+                ),
+            );
+        }
+        std::fs::write(self.inventory(), inventory).unwrap();
+    }
+
     /// An ssh config `Host` block naming node `i` (0-based) `node{i+1}`,
     /// for the tools the benchmarks compare (ssh, scp, GNU parallel).
     pub fn ssh_host_block(&self, i: usize) -> String {
