@@ -46,16 +46,7 @@ fn main() {
 /// (coreutils hashes ~3 MiB in ~15 ms without SHA instructions, plus a
 /// `cut`); an agent too old to know this command is not the current one.
 fn self_sha256() -> i32 {
-    match own_sha256() {
-        Ok(sha) => {
-            println!("{sha}");
-            0
-        }
-        Err(e) => {
-            eprintln!("worker-agent: cannot read /proc/self/exe: {e}");
-            1
-        }
-    }
+    print_with_own_sha256(|sha| format!("{sha}\n"))
 }
 
 /// `worker-agent self-probe`: what distctl's install probe asks an
@@ -64,9 +55,14 @@ fn self_sha256() -> i32 {
 /// and this binary's sha256. One process where the probe would otherwise
 /// start `nproc` as well.
 fn self_probe() -> i32 {
+    print_with_own_sha256(|sha| probe_lines(usable_cores(), sha))
+}
+
+/// Print `text` of this binary's sha256; exit code 1 when it cannot be read.
+fn print_with_own_sha256(text: impl FnOnce(&str) -> String) -> i32 {
     match own_sha256() {
         Ok(sha) => {
-            print!("{}", probe_lines(usable_cores(), &sha));
+            print!("{}", text(&sha));
             0
         }
         Err(e) => {
