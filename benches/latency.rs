@@ -1,15 +1,18 @@
 //! `cargo bench --bench latency`: `distctl run` against distant nodes.
 //! Three sshd nodes on loopback, each reached through a relay that holds
 //! every byte for `LATENCY_BENCH_DELAYS` milliseconds each way (default
-//! `0,10`: no delay, and a 20 ms round trip). The relay is a few lines of
-//! python3 run as the `ProxyCommand`: this kernel has no `netem`, and the
-//! relay's own cost shows in the 0 ms rows.
+//! `0,10,50`: no delay, a 20 ms and a 100 ms round trip), under a host name
+//! that is not this machine's. The relay is a few lines of python3 run as
+//! the `ProxyCommand`: this kernel has no `netem`, and the relay's own cost
+//! shows in the 0 ms rows.
 //!
 //! On generated word text (`LATENCY_BENCH_SIZE`, default 256M): `distctl
 //! run --op upper --persist 10m` with its default chunks and with
-//! `--chunk-size 4M` (warm: the masters are up before the timed runs), and
-//! GNU parallel `--pipepart --block 4M -j1 --keep-order 'tr a-z A-Z'`
-//! through the same relays with its master connections open.
+//! `--chunk-size 4M` (warm: the masters are up before the timed runs), the
+//! default chunks again with `slots = 1` in the inventory (no slots widened
+//! for the round trip), and GNU parallel `--pipepart --block 4M -j1
+//! --keep-order 'tr a-z A-Z'` through the same relays with its master
+//! connections open.
 //! `LATENCY_BENCH_BASELINE=/path/to/distctl` adds the distctl rows of
 //! another build; `LATENCY_BENCH_REPEAT` (default 3) runs every tool that
 //! many times, interleaved, and the table shows the median. Each chunk
@@ -30,59 +33,13 @@ use std::time::Instant;
 
 use support::TestCluster;
 
-/// stdin/stdout <-> host:port, every read passed on `delay` ms later.
-const RELAY: &str = r#"import asyncio, os, sys, time
-host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
-
-async def pump(read, write):
-    q = asyncio.Queue()
-    async def reader():
-        while True:
-            data = await read(1 << 20)
-            await q.put((time.monotonic() + delay, data))
-            if not data:
-                return
-    task = asyncio.create_task(reader())
-    while True:
-        due, data = await q.get()
-        wait = due - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        if not data:
-            return
-        await write(data)
-
-async def main():
-    loop = asyncio.get_running_loop()
-    sock_r, sock_w = await asyncio.open_connection(host, port)
-    stdin = asyncio.StreamReader(limit=1 << 22)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb", 0))
-    t, p = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", 0))
-    stdout = asyncio.StreamWriter(t, p, None, loop)
-    async def to_sock(d):
-        sock_w.write(d)
-        await sock_w.drain()
-    async def to_out(d):
-        stdout.write(d)
-        await stdout.drain()
-    up = asyncio.create_task(pump(stdin.read, to_sock))
-    down = asyncio.create_task(pump(sock_r.read, to_out))
-    done, _ = await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-    if up in done:
-        sock_w.write_eof()
-        await down
-    os._exit(0)
-
-asyncio.run(main())
-"#;
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let size = inputs_size();
     let delays: Vec<u32> = std::env::var("LATENCY_BENCH_DELAYS")
-        .unwrap_or_else(|_| "0,10".into())
+        .unwrap_or_else(|_| "0,10,50".into())
         .split(',')
         .map(|d| {
             d.trim()
@@ -102,8 +59,7 @@ fn main() {
     }
     let cluster = TestCluster::start(3);
     let dir = cluster.dir.path();
-    let relay = dir.join("relay.py");
-    std::fs::write(&relay, RELAY).unwrap();
+    let relay = dir.join("delay-relay.py");
     let input = dir.join("input.txt");
     inputs::make_input(&input, size);
     let out = dir.join("out.txt");
@@ -125,20 +81,21 @@ fn main() {
             "ProxyCommand=python3 {} 127.0.0.1 %p {delay}",
             relay.display()
         );
+        // Every node `delay` away, its host not this machine's; and the
+        // same with `slots = 1`, as every node ran before its round trip
+        // widened its slots.
+        cluster.write_inventory("");
+        cluster.delay_nodes(&[(1, delay), (2, delay), (3, delay)]);
+        let text = std::fs::read_to_string(cluster.inventory()).unwrap();
         let inventory = dir.join(format!("inventory-{delay}.toml"));
-        let mut text = std::fs::read_to_string(cluster.inventory()).unwrap();
-        for n in 1..=3 {
-            text = text.replace(
-                &format!("name = \"node{n}\"\n"),
-                &format!("name = \"node{n}\"\nssh_options = [{proxy:?}]\n"),
-            );
-        }
-        std::fs::write(&inventory, text).unwrap();
+        std::fs::write(&inventory, &text).unwrap();
+        let one_slot = dir.join(format!("inventory-{delay}-one-slot.toml"));
+        std::fs::write(&one_slot, text.replace("\nhost = ", "\nslots = 1\nhost = ")).unwrap();
         let config = ssh_config(&cluster, dir, &proxy, delay);
-        let distctl = |bin: &Path, chunks: Option<&str>| {
+        let distctl = |bin: &Path, chunks: Option<&str>, inventory: &Path| {
             let mut c = Command::new(bin);
             c.arg("--inventory")
-                .arg(&inventory)
+                .arg(inventory)
                 .args(["run", "--quiet", "--op", "upper", "--persist", "10m"])
                 .args(chunks.map(|c| ["--chunk-size", c]).iter().flatten())
                 .arg("-o")
@@ -148,7 +105,10 @@ fn main() {
         };
         // The masters up before the timed runs, as parallel's are.
         for (_, bin) in &builds {
-            assert!(timed(distctl(bin, None), None).1, "distctl warm-up failed");
+            assert!(
+                timed(distctl(bin, None, &inventory), None).1,
+                "distctl warm-up failed"
+            );
         }
         for n in 1..=3 {
             let st = Command::new("ssh")
@@ -162,7 +122,7 @@ fn main() {
         for _ in 0..repeat {
             for (name, bin) in &builds {
                 for chunks in [None, Some("4M")] {
-                    let (wall, ok) = timed(distctl(bin, chunks), None);
+                    let (wall, ok) = timed(distctl(bin, chunks, &inventory), None);
                     assert!(ok, "{name} failed");
                     assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
                     let tool = match chunks {
@@ -171,6 +131,17 @@ fn main() {
                     };
                     add(delay, tool, wall);
                 }
+            }
+            // The same masters: `slots = 1` changes nothing of the connection.
+            {
+                let (wall, ok) = timed(distctl(&builds[0].1, None, &one_slot), None);
+                assert!(ok, "distctl with slots = 1 failed");
+                assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
+                add(
+                    delay,
+                    "distctl, slots = 1 in the inventory (default chunks)".into(),
+                    wall,
+                );
             }
             let mut c = Command::new("parallel");
             c.args(["--will-cite", "--ssh"])

@@ -899,12 +899,11 @@ fn a_reader_that_goes_away_stops_the_run_like_cat() {
 /// runs a byte op (one slot) to the end, alone: the look-ahead channel it
 /// refuses costs it nothing (no fault, no warning, not taken out), and the
 /// output is exact.
-#[test]
-fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
-    let mut cluster = cluster(1);
-    cluster.restart_node_with(0, "MaxSessions 1\n");
+/// `run --op upper --chunk-size CHUNK --json` over `lines` lines: it ends
+/// with exit 0, no warning and the right output. Its summary.
+fn upper_runs_clean(cluster: &TestCluster, lines: usize, chunk: &str) -> serde_json::Value {
     let input = cluster.dir.path().join("in.txt");
-    let data: String = (0..200_000)
+    let data: String = (0..lines)
         .map(|i| format!("line {i} of the text\n"))
         .collect();
     std::fs::write(&input, &data).unwrap();
@@ -916,7 +915,7 @@ fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
             "--op",
             "upper",
             "--chunk-size",
-            "256K",
+            chunk,
             "--json",
             "-o",
         ])
@@ -928,8 +927,48 @@ fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
     assert_eq!(got.status.code(), Some(0), "{err}");
     assert!(!err.contains("warning"), "{err}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), data.to_uppercase());
-    let summary: serde_json::Value =
-        serde_json::from_str(support::text(&got.stdout).lines().last().unwrap()).unwrap();
+    serde_json::from_str(support::text(&got.stdout).lines().last().unwrap()).unwrap()
+}
+
+/// One SSH channel carries at most OpenSSH's 2 MiB window per round trip:
+/// a distant node running a byte op gets the slots its round trip calls
+/// for (a 60 ms one: four), measured on its channels; a node on this
+/// machine keeps its one.
+#[test]
+fn a_distant_node_runs_a_byte_op_on_the_slots_its_round_trip_calls_for() {
+    let cluster = cluster(2);
+    cluster.delay_nodes(&[(1, 30)]);
+    let summary = upper_runs_clean(&cluster, 400_000, "512K");
+    let (far, near) = (&summary["nodes"][0], &summary["nodes"][1]);
+    assert!(
+        far["round_trip_ms"].as_f64().unwrap() >= 60.0,
+        "the relay holds each byte 30 ms each way: {summary}"
+    );
+    assert_eq!(far["slots"], 4, "{summary}");
+    assert_eq!(near["slots"], 1, "{summary}");
+    assert!(near["round_trip_ms"].as_f64().unwrap() < 60.0, "{summary}");
+    assert_eq!(far["faults"], 0, "{summary}");
+}
+
+/// A distant node whose sshd allows fewer channels than its round trip
+/// calls for runs on those it allows: no fault, no warning.
+#[test]
+fn a_distant_node_that_allows_two_sessions_runs_on_two() {
+    let mut cluster = cluster(1);
+    cluster.restart_node_with(0, "MaxSessions 2\n");
+    cluster.delay_nodes(&[(1, 30)]);
+    let summary = upper_runs_clean(&cluster, 200_000, "256K");
+    let node = &summary["nodes"][0];
+    assert_eq!(node["faults"], 0, "{summary}");
+    let slots = node["slots"].as_u64().unwrap();
+    assert!((1..=2).contains(&slots), "{summary}");
+}
+
+#[test]
+fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
+    let mut cluster = cluster(1);
+    cluster.restart_node_with(0, "MaxSessions 1\n");
+    let summary = upper_runs_clean(&cluster, 200_000, "256K");
     let node = &summary["nodes"][0];
     assert_eq!(node["faults"], 0, "{summary}");
     assert_eq!(node["removed"], false, "{summary}");

@@ -21,7 +21,7 @@ use crate::run::chunk::StreamChunk;
 use crate::run::input::{spawn_stream_reader, Input};
 use crate::run::job::Job;
 use crate::run::results::Results;
-use crate::run::schedule::{Fault, Scheduler};
+use crate::run::schedule::{distant_slots, Fault, Scheduler};
 use crate::run::summary::{NodeSummary, RunSummary};
 use crate::run::wire::NodeWire;
 use crate::transport::{ConnectError, NodeSession, CHANNELS_PER_NODE};
@@ -72,6 +72,10 @@ struct RunNode {
     session: Arc<NodeSession>,
     agent: String,
     wire: Arc<NodeWire>,
+    /// Its slots follow its round trip ([`distant_slots`]): a node
+    /// elsewhere, running a byte op, its slots not set in the inventory.
+    /// One channel carries at most OpenSSH's 2 MiB window per round trip.
+    distant: bool,
 }
 
 /// How one node's way into the run ended: connected and prepared, taking
@@ -261,7 +265,9 @@ fn skip(
 /// inventory's, else one for an op the agent streams at memory speed
 /// (`one_stream`: a second channel over the same connection only adds work
 /// for the ssh master and sshd, ~7 % more CPU per byte measured on both),
-/// else the node's cores.
+/// else the node's cores. A node elsewhere that runs such an op on slots
+/// the inventory does not set follows its round trip
+/// ([`RunNode::distant`]).
 async fn prepare(
     session: Arc<NodeSession>,
     binary: &AgentBinary,
@@ -278,12 +284,15 @@ async fn prepare(
         },
     };
     let setting = compress.or(session.node.compress).unwrap_or_default();
-    let loopback = setting == distctl_proto::Compress::Auto && on_this_machine(&session.node).await;
-    let wire = NodeWire::new(setting, session.is_local(), loopback);
+    let auto = setting == distctl_proto::Compress::Auto;
+    let may_widen = session.node.slots.is_none() && one_stream && !session.is_local();
+    let here = (auto || may_widen) && on_this_machine(&session.node).await;
+    let wire = NodeWire::new(setting, session.is_local(), auto && here);
     let node = RunNode {
         agent: install.path,
         session,
         wire,
+        distant: may_widen && !here,
     };
     Ok((node, slots.clamp(1, CHANNELS_PER_NODE)))
 }
@@ -471,10 +480,26 @@ impl Runner<'_> {
 
     /// A node is connected and prepared: it takes chunks from now on.
     fn join(&mut self, i: usize, node: Arc<RunNode>, slots: usize) {
-        self.summary.nodes[i].slots = slots;
         self.sched.join(i, slots);
         self.progress.joined(i);
         self.nodes[i] = Some(node);
+        self.follow_round_trip(i);
+    }
+
+    /// Node `i`'s round trip as measured so far (every chunk's channel
+    /// measures it again; the quickest counts), and the slots it calls
+    /// for where the node is distant.
+    fn follow_round_trip(&mut self, i: usize) {
+        let Some(node) = &self.nodes[i] else {
+            return;
+        };
+        let round_trip = node.session.round_trip();
+        if let (true, Some(rtt)) = (node.distant, round_trip) {
+            self.sched.widen(i, distant_slots(rtt));
+        }
+        let ns = &mut self.summary.nodes[i];
+        ns.slots = self.sched.nodes[i].slots;
+        ns.round_trip_ms = round_trip.map(|t| (t.as_secs_f64() * 1e4).round() / 10.0);
     }
 
     fn add_stream_chunk(
@@ -610,6 +635,7 @@ impl Runner<'_> {
     /// Account for one finished attempt.
     fn handle(&mut self, r: AttemptReport) -> Result<()> {
         let name = self.summary.nodes[r.node].node.clone();
+        self.follow_round_trip(r.node);
         let ns = &mut self.summary.nodes[r.node];
         ns.busy_seconds += r.elapsed.as_secs_f64();
         match r.outcome {
@@ -633,8 +659,9 @@ impl Runner<'_> {
             }
             Err(e) => {
                 let out = self.sched.fault(r.chunk, r.node, e.fault);
-                if out.ahead_refused {
-                    // The node allows its slots' channels, not one more.
+                if out.extra_refused {
+                    // The node allows the channels it has open, not one more.
+                    self.summary.nodes[r.node].slots = self.sched.nodes[r.node].slots;
                     self.progress.withdrawn(r.node);
                     return Ok(());
                 }

@@ -8,15 +8,38 @@
 //! has had all its input sent, its result still on the way back, takes its
 //! next chunk already (at most one such per slot): the node then starts on
 //! it while the round trips of one chunk's end and the next one's start
-//! pass, instead of waiting them out. A node whose sshd refuses such a
-//! channel (`MaxSessions`) runs without it from then on, and is not struck. A chunk that fails goes back to the queue and is retried
+//! pass, instead of waiting them out. A distant node whose slots were not
+//! set is [widened](Scheduler::widen) to the slots its round trip calls for
+//! ([`distant_slots`]). A node whose sshd refuses a channel beyond the slots
+//! it joined with (`MaxSessions`) runs on what it has from then on, and is
+//! not struck. A chunk that fails goes back to the queue and is retried
 //! on another node, up to `retries` times; a node that fails
 //! [`NODE_STRIKES`] times in a row is taken out of the run.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// Consecutive faults after which a node is taken out of the run.
 pub const NODE_STRIKES: u32 = 3;
+
+/// What one SSH channel may have in flight each way: OpenSSH's channel
+/// window, 2 MiB. One channel carries at most this much per round trip.
+const CHANNEL_WINDOW: f64 = (2 << 20) as f64;
+/// The pace (bytes a second) a distant node's channels should allow
+/// together: 1 Gbit/s.
+const DISTANT_PACE: f64 = 125e6;
+/// Most slots a distant node is widened to: with the look-ahead's one
+/// more per slot, within [`crate::transport::CHANNELS_PER_NODE`].
+pub const DISTANT_SLOTS: usize = 4;
+
+/// Slots for a node `round_trip` away running an op whose one slot would
+/// otherwise do (the byte ops): enough channels that their windows allow
+/// [`DISTANT_PACE`], at most [`DISTANT_SLOTS`]. One up to a 16.8 ms round
+/// trip, two up to 33.6 ms, three up to 50 ms, four beyond.
+pub fn distant_slots(round_trip: Duration) -> usize {
+    let wanted = (round_trip.as_secs_f64() * DISTANT_PACE / CHANNEL_WINDOW).ceil();
+    (wanted as usize).clamp(1, DISTANT_SLOTS)
+}
 
 /// How an attempt went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +63,10 @@ pub struct FaultOutcome {
     pub requeued: bool,
     /// The node was taken out of the run by this fault.
     pub node_removed: bool,
-    /// A look-ahead channel the node's sshd refused: no fault of the
-    /// node's, nothing to report.
-    pub ahead_refused: bool,
+    /// A channel beyond the node's own slots (a look-ahead, or a slot it
+    /// was widened to) that its sshd refused: no fault of the node's,
+    /// nothing to report.
+    pub extra_refused: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +89,9 @@ struct ChunkState {
 #[derive(Debug, Clone)]
 pub struct NodeState {
     pub slots: usize,
+    /// The slots it joined with, which its sshd must allow (the
+    /// inventory's, the cores, or one): [`Scheduler::widen`] goes no lower.
+    pub base: usize,
     /// Connected and prepared: it may take chunks. A live node that has
     /// not joined yet is still on its way (connecting).
     pub joined: bool,
@@ -72,8 +99,9 @@ pub struct NodeState {
     /// Running chunks whose input is all sent: each frees its slot for
     /// the next chunk.
     pub sent: usize,
-    /// Its sshd refused a look-ahead channel: slots only, from then on.
-    pub refused_ahead: bool,
+    /// Its sshd refused a channel beyond its base slots: no look-ahead and
+    /// no widening from then on.
+    pub refused_extra: bool,
     pub alive: bool,
     pub strikes: u32,
     pub done: u64,
@@ -101,10 +129,11 @@ impl Scheduler {
                 .iter()
                 .map(|&s| NodeState {
                     slots: s.max(1),
+                    base: s.max(1),
                     joined: true,
                     running: 0,
                     sent: 0,
-                    refused_ahead: false,
+                    refused_extra: false,
                     alive: true,
                     strikes: 0,
                     done: 0,
@@ -133,6 +162,18 @@ impl Scheduler {
         let n = &mut self.nodes[node];
         n.joined = true;
         n.slots = slots.max(1);
+        n.base = n.slots;
+    }
+
+    /// A distant node's slots as its round trip calls for them: past the
+    /// slots it joined with, or back towards them when a shorter round trip
+    /// is measured (chunks running beyond them end as usual). Nothing
+    /// changes once its sshd has refused a channel beyond its base.
+    pub fn widen(&mut self, node: usize, slots: usize) {
+        let n = &mut self.nodes[node];
+        if !n.refused_extra {
+            n.slots = slots.max(n.base);
+        }
     }
 
     /// Chunks that need no running (done in an earlier run, for `--resume`).
@@ -226,15 +267,16 @@ impl Scheduler {
         let ahead = self.ended(chunk, node);
         let n = &mut self.nodes[node];
         n.running -= 1;
-        if fault == Fault::Refused && ahead {
-            // The node's sshd allows the slots' channels but not one more:
-            // no fault of the node's, and no more look-ahead there.
-            n.refused_ahead = true;
+        if fault == Fault::Refused && (ahead || n.running >= n.base) {
+            // The node's sshd allows the channels it has open but not one
+            // more: no fault of the node's. It runs on those from now on.
+            n.refused_extra = true;
+            n.slots = n.slots.min(n.running.max(n.base));
             self.pending.insert(chunk);
             return FaultOutcome {
                 requeued: true,
                 node_removed: false,
-                ahead_refused: true,
+                extra_refused: true,
             };
         }
         if fault == Fault::Local {
@@ -242,7 +284,7 @@ impl Scheduler {
             return FaultOutcome {
                 requeued: true,
                 node_removed: false,
-                ahead_refused: false,
+                extra_refused: false,
             };
         }
         n.strikes += 1;
@@ -266,7 +308,7 @@ impl Scheduler {
         FaultOutcome {
             requeued,
             node_removed,
-            ahead_refused: false,
+            extra_refused: false,
         }
     }
 
@@ -309,7 +351,7 @@ impl Scheduler {
     /// the channels a node's connection opens at once.
     fn capacity(&self, node: usize) -> usize {
         let n = &self.nodes[node];
-        if !self.look_ahead || n.refused_ahead {
+        if !self.look_ahead || n.refused_extra {
             return n.slots;
         }
         let limit = crate::transport::CHANNELS_PER_NODE.max(n.slots);
@@ -408,7 +450,7 @@ mod tests {
             };
             let out = s.fault(c, 0, Fault::Refused);
             assert!(
-                out.requeued && !out.node_removed && out.ahead_refused,
+                out.requeued && !out.node_removed && out.extra_refused,
                 "{out:?}"
             );
         }
@@ -424,8 +466,49 @@ mod tests {
         // A refused channel within the slots still strikes, as before.
         s.done(0, 0);
         let c = s.next_for(0).unwrap();
-        assert!(!s.fault(c, 0, Fault::Refused).ahead_refused);
+        assert!(!s.fault(c, 0, Fault::Refused).extra_refused);
         assert_eq!(s.nodes[0].strikes, 1);
+    }
+
+    #[test]
+    fn a_longer_round_trip_asks_for_more_slots_up_to_four() {
+        let ms = Duration::from_millis;
+        let slots: Vec<usize> = [0, 1, 16, 17, 30, 34, 50, 51, 100, 1000]
+            .iter()
+            .map(|&t| distant_slots(ms(t)))
+            .collect();
+        assert_eq!(slots, [1, 1, 1, 2, 2, 3, 3, 4, 4, 4]);
+    }
+
+    /// A distant node widened past its slots takes that many chunks; a
+    /// shorter round trip narrows it back, never below the slots it joined
+    /// with; a channel its sshd refuses beyond those stops the widening
+    /// without a strike.
+    #[test]
+    fn a_widened_node_runs_its_slots_and_a_refused_extra_channel_narrows_it() {
+        let mut s = Scheduler::joining(12, 2, 0);
+        s.join(0, 1);
+        s.join(1, 1);
+        s.widen(0, 4);
+        let first: Vec<_> = (0..5).map(|_| s.next_for(0)).collect();
+        assert_eq!(first, [Some(0), Some(1), Some(2), Some(3), None]);
+        s.widen(0, 0);
+        assert_eq!(s.nodes[0].slots, 1, "never below the slots it joined with");
+        s.done(0, 0);
+        s.done(1, 0);
+        assert_eq!(s.next_for(0), None, "two still running on one slot");
+        s.widen(0, 3);
+        assert_eq!(s.next_for(0), Some(4));
+        // Three running; the sshd refuses a fourth channel.
+        s.widen(0, 4);
+        let c = s.next_for(0).unwrap();
+        let out = s.fault(c, 0, Fault::Refused);
+        assert!(out.requeued && out.extra_refused && !out.node_removed);
+        assert_eq!((s.nodes[0].slots, s.nodes[0].strikes), (3, 0));
+        s.widen(0, 4);
+        assert_eq!(s.nodes[0].slots, 3, "no widening past a refusal");
+        assert_eq!(s.next_for(0), None);
+        assert_eq!(s.next_for(1), Some(c), "the chunk went back to the queue");
     }
 
     #[test]

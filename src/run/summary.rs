@@ -7,7 +7,12 @@ use serde::Serialize;
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct NodeSummary {
     pub node: String,
+    /// Chunks it ran at once: the inventory's `slots`, else its cores or
+    /// one, widened for a distant node (as the run ended).
     pub slots: usize,
+    /// Its quickest channel open in milliseconds: the round trip that
+    /// widens a distant node's slots (`None` for the local node).
+    pub round_trip_ms: Option<f64>,
     pub chunks: u64,
     pub bytes: u64,
     /// Sum of the node's chunk times (chunks overlap, so this exceeds wall time).

@@ -6,6 +6,7 @@
 //! The transport knows nothing of chunks, CSV or progress bars.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,9 @@ pub struct NodeSession {
     persist: bool,
     conn: Conn,
     channels: Arc<Semaphore>,
+    /// The quickest channel open so far, in microseconds (`u64::MAX`: none
+    /// yet): see [`NodeSession::round_trip`].
+    quickest_open: AtomicU64,
 }
 
 enum Conn {
@@ -231,6 +235,7 @@ impl NodeSession {
             persist: false,
             conn: Conn::Local,
             channels: Arc::new(Semaphore::new(64)),
+            quickest_open: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -254,9 +259,25 @@ impl NodeSession {
     pub async fn spawn(&self, cmdline: &str) -> Result<RemoteProcess> {
         let permit = self.channels.clone().acquire_owned().await?;
         match &self.conn {
-            Conn::Ssh(session) => ssh::spawn(session, cmdline, permit).await,
+            Conn::Ssh(session) => {
+                let start = Instant::now();
+                let process = ssh::spawn(session, cmdline, permit).await?;
+                let micros = start.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+                self.quickest_open.fetch_min(micros, Ordering::Relaxed);
+                Ok(process)
+            }
             Conn::Local => local::spawn(cmdline, permit),
         }
+    }
+
+    /// The node's round trip as its quickest channel open so far measured
+    /// it: the master answers a new session once the node has confirmed
+    /// the channel, one round trip, plus the time both ends took to be
+    /// scheduled (which is why the quickest counts). `None` for the local
+    /// node and before the first command.
+    pub fn round_trip(&self) -> Option<Duration> {
+        let micros = self.quickest_open.load(Ordering::Relaxed);
+        (micros != u64::MAX).then(|| Duration::from_micros(micros))
     }
 
     /// Run a command to completion, feeding it `input`, and capture its
@@ -529,6 +550,7 @@ impl Connector {
             persist: persist.is_some(),
             conn: Conn::Ssh(Arc::new(session)),
             channels: Arc::new(Semaphore::new(CHANNELS_PER_NODE)),
+            quickest_open: AtomicU64::new(u64::MAX),
         })
     }
 }

@@ -269,6 +269,30 @@ impl TestCluster {
         std::fs::write(self.inventory(), inventory).unwrap();
     }
 
+    /// Put node N (1-based) `delay` milliseconds away each way: its
+    /// connection goes through [`DELAY_RELAY`], under a host name that is
+    /// not this machine's (`nodeN.far.invalid`; the host key is still
+    /// checked, as 127.0.0.1's).
+    pub fn delay_nodes(&self, delayed: &[(usize, u32)]) {
+        let relay = self.dir.path().join("delay-relay.py");
+        fs::write(&relay, DELAY_RELAY).unwrap();
+        let mut inventory = fs::read_to_string(self.inventory()).unwrap();
+        for &(n, delay) in delayed {
+            let proxy = format!(
+                "ProxyCommand=python3 {} 127.0.0.1 %p {delay}",
+                relay.display()
+            );
+            let alias = format!("HostKeyAlias=[127.0.0.1]:{}", self.nodes[n - 1].port);
+            inventory = inventory.replace(
+                &format!("name = \"node{n}\"\n"),
+                &format!(
+                    "name = \"node{n}\"\nhost = \"node{n}.far.invalid\"\nssh_options = [{proxy:?}, {alias:?}]\n"
+                ),
+            );
+        }
+        fs::write(self.inventory(), inventory).unwrap();
+    }
+
     /// An ssh config `Host` block naming node `i` (0-based) `node{i+1}`,
     /// for the tools the benchmarks compare (ssh, scp, GNU parallel).
     pub fn ssh_host_block(&self, i: usize) -> String {
@@ -528,3 +552,51 @@ pub fn local_distctl(dir: &Path, args: &[&str]) -> std::process::Output {
 
 pub mod metrics_csv;
 pub mod pty;
+
+/// stdin/stdout <-> host:port, every read passed on `delay` ms later: run
+/// as a `ProxyCommand`, it puts a node that far away (this kernel has no
+/// `netem`). Nothing is held back: it buffers whatever is in flight.
+pub const DELAY_RELAY: &str = r#"import asyncio, os, sys, time
+host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
+
+async def pump(read, write):
+    q = asyncio.Queue()
+    async def reader():
+        while True:
+            data = await read(1 << 20)
+            await q.put((time.monotonic() + delay, data))
+            if not data:
+                return
+    task = asyncio.create_task(reader())
+    while True:
+        due, data = await q.get()
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not data:
+            return
+        await write(data)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    sock_r, sock_w = await asyncio.open_connection(host, port)
+    stdin = asyncio.StreamReader(limit=1 << 22)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb", 0))
+    t, p = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", 0))
+    stdout = asyncio.StreamWriter(t, p, None, loop)
+    async def to_sock(d):
+        sock_w.write(d)
+        await sock_w.drain()
+    async def to_out(d):
+        stdout.write(d)
+        await stdout.drain()
+    up = asyncio.create_task(pump(stdin.read, to_sock))
+    down = asyncio.create_task(pump(sock_r.read, to_out))
+    done, _ = await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+    if up in done:
+        sock_w.write_eof()
+        await down
+    os._exit(0)
+
+asyncio.run(main())
+"#;
