@@ -899,9 +899,14 @@ fn a_reader_that_goes_away_stops_the_run_like_cat() {
 /// runs a byte op (one slot) to the end, alone: the look-ahead channel it
 /// refuses costs it nothing (no fault, no warning, not taken out), and the
 /// output is exact.
-/// `run --op upper --chunk-size CHUNK --json` over `lines` lines: it ends
-/// with exit 0, no warning and the right output. Its summary.
-fn upper_runs_clean(cluster: &TestCluster, lines: usize, chunk: &str) -> serde_json::Value {
+/// `run --op upper --chunk-size CHUNK --json EXTRA...` over `lines` lines:
+/// it ends with exit 0, no warning and the right output. Its summary.
+fn upper_runs_clean(
+    cluster: &TestCluster,
+    lines: usize,
+    chunk: &str,
+    extra: &[&str],
+) -> serde_json::Value {
     let input = cluster.dir.path().join("in.txt");
     let data: String = (0..lines)
         .map(|i| format!("line {i} of the text\n"))
@@ -910,15 +915,9 @@ fn upper_runs_clean(cluster: &TestCluster, lines: usize, chunk: &str) -> serde_j
     let out = cluster.dir.path().join("out.txt");
     let got = cluster
         .distctl()
-        .args([
-            "run",
-            "--op",
-            "upper",
-            "--chunk-size",
-            chunk,
-            "--json",
-            "-o",
-        ])
+        .args(["run", "--op", "upper", "--chunk-size", chunk, "--json"])
+        .args(extra)
+        .arg("-o")
         .arg(&out)
         .arg(&input)
         .output()
@@ -931,22 +930,35 @@ fn upper_runs_clean(cluster: &TestCluster, lines: usize, chunk: &str) -> serde_j
 }
 
 /// One SSH channel carries at most OpenSSH's 2 MiB window per round trip:
-/// a distant node running a byte op gets the slots its round trip calls
-/// for (a 60 ms one: four), measured on its channels; a node on this
-/// machine keeps its one.
+/// a distant node running a byte op, its first chunk held back by that
+/// window, gets the slots its round trip calls for (a 60 ms one: four); a
+/// node on this machine keeps its one. (Compressed, this text would take
+/// a tenth of the window: no more slots.)
 #[test]
 fn a_distant_node_runs_a_byte_op_on_the_slots_its_round_trip_calls_for() {
     let cluster = cluster(2);
     cluster.delay_nodes(&[(1, 30)]);
-    let summary = upper_runs_clean(&cluster, 400_000, "512K");
-    let (far, near) = (&summary["nodes"][0], &summary["nodes"][1]);
+    let summary = upper_runs_clean(
+        &cluster,
+        2_400_000,
+        "16M",
+        &["--nodes", "node1", "--compress", "none"],
+    );
+    let far = &summary["nodes"][0];
+    let near = upper_runs_clean(
+        &cluster,
+        2_400_000,
+        "16M",
+        &["--nodes", "node2", "--compress", "none"],
+    );
+    let near = &near["nodes"][0];
     assert!(
         far["round_trip_ms"].as_f64().unwrap() >= 60.0,
         "the relay holds each byte 30 ms each way: {summary}"
     );
     assert_eq!(far["slots"], 4, "{summary}");
-    assert_eq!(near["slots"], 1, "{summary}");
-    assert!(near["round_trip_ms"].as_f64().unwrap() < 60.0, "{summary}");
+    assert_eq!(near["slots"], 1, "{near}");
+    assert!(near["round_trip_ms"].as_f64().unwrap() < 60.0, "{near}");
     assert_eq!(far["faults"], 0, "{summary}");
 }
 
@@ -957,7 +969,7 @@ fn a_distant_node_that_allows_two_sessions_runs_on_two() {
     let mut cluster = cluster(1);
     cluster.restart_node_with(0, "MaxSessions 2\n");
     cluster.delay_nodes(&[(1, 30)]);
-    let summary = upper_runs_clean(&cluster, 200_000, "256K");
+    let summary = upper_runs_clean(&cluster, 3_200_000, "16M", &["--compress", "none"]);
     let node = &summary["nodes"][0];
     assert_eq!(node["faults"], 0, "{summary}");
     let slots = node["slots"].as_u64().unwrap();
@@ -968,7 +980,7 @@ fn a_distant_node_that_allows_two_sessions_runs_on_two() {
 fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
     let mut cluster = cluster(1);
     cluster.restart_node_with(0, "MaxSessions 1\n");
-    let summary = upper_runs_clean(&cluster, 200_000, "256K");
+    let summary = upper_runs_clean(&cluster, 200_000, "256K", &[]);
     let node = &summary["nodes"][0];
     assert_eq!(node["faults"], 0, "{summary}");
     assert_eq!(node["removed"], false, "{summary}");

@@ -367,7 +367,8 @@ fn check_identity(end: &End, index: usize, data: &ResultBuf) -> Result<(), Attem
 /// Run one chunk on one node and verify the result: an `X` frame saying ok,
 /// with the byte counts of what was sent and received. `data`: where the
 /// result goes as it arrives; `input_sent` is called once the whole chunk is
-/// sent while its result is still coming.
+/// sent while its result is still coming, with the bytes that took on the
+/// channel (compressed where compression is on).
 // Each argument is one plain fact about the attempt; a struct of them would
 // only move the list.
 #[allow(clippy::too_many_arguments)]
@@ -380,7 +381,7 @@ pub async fn attempt(
     data: ResultBuf,
     want_checksum: bool,
     wire: &WireUse,
-    input_sent: impl FnOnce(),
+    input_sent: impl FnOnce(u64),
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
         Err(_) => return Err(AttemptError::new(Fault::Lost, "no channel opened in time")),
@@ -417,8 +418,8 @@ pub async fn attempt(
         tokio::select! {
             r = &mut reader => break r,
             w = &mut writer, if sent.is_none() => {
-                if let Some(f) = input_sent.take().filter(|_| w.is_ok()) {
-                    f();
+                if let (Some(f), Ok(s)) = (input_sent.take(), &w) {
+                    f(s.wire);
                 }
                 sent = Some(w);
             }

@@ -21,7 +21,7 @@ use crate::run::chunk::StreamChunk;
 use crate::run::input::{spawn_stream_reader, Input};
 use crate::run::job::Job;
 use crate::run::results::Results;
-use crate::run::schedule::{distant_slots, Fault, Scheduler};
+use crate::run::schedule::{distant_slots, window_bound, Fault, Scheduler};
 use crate::run::summary::{NodeSummary, RunSummary};
 use crate::run::wire::NodeWire;
 use crate::transport::{ConnectError, NodeSession, CHANNELS_PER_NODE};
@@ -72,9 +72,10 @@ struct RunNode {
     session: Arc<NodeSession>,
     agent: String,
     wire: Arc<NodeWire>,
-    /// Its slots follow its round trip ([`distant_slots`]): a node
-    /// elsewhere, running a byte op, its slots not set in the inventory.
-    /// One channel carries at most OpenSSH's 2 MiB window per round trip.
+    /// A node elsewhere, running a byte op, its slots not set in the
+    /// inventory: one channel carries at most OpenSSH's 2 MiB window per
+    /// round trip, and its first chunk tells whether that held it back
+    /// (`Runner::judge_distance`).
     distant: bool,
 }
 
@@ -92,6 +93,18 @@ enum NotJoined {
 
 /// Nodes on their way into the run: `(index, how it ended)` as each ends.
 type Joining<'a> = FuturesUnordered<BoxFuture<'a, (usize, Joined)>>;
+
+/// An attempt's chunk has had all its input sent, `wire` bytes on the
+/// channel `took` after the channel was asked for: for
+/// [`Scheduler::input_sent`], and to judge a distant node on its first
+/// chunk.
+struct InputSent {
+    chunk: usize,
+    node: usize,
+    attempt: u32,
+    wire: u64,
+    took: Duration,
+}
 
 struct AttemptReport {
     chunk: usize,
@@ -114,10 +127,12 @@ struct Runner<'a> {
     summary: RunSummary,
     exit: Exit,
     started: Instant,
-    /// Attempts tell here that their chunk's input is all sent:
-    /// `(chunk, node, attempt)`, for [`Scheduler::input_sent`].
-    sent_tx: tokio::sync::mpsc::UnboundedSender<(usize, usize, u32)>,
-    sent_rx: tokio::sync::mpsc::UnboundedReceiver<(usize, usize, u32)>,
+    /// Attempts tell here that their chunk's input is all sent.
+    sent_tx: tokio::sync::mpsc::UnboundedSender<InputSent>,
+    sent_rx: tokio::sync::mpsc::UnboundedReceiver<InputSent>,
+    /// Nodes whose first chunk has had all its input sent: a distant
+    /// node's slots are judged on that chunk, once.
+    judged: Vec<bool>,
 }
 
 /// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
@@ -222,6 +237,7 @@ pub async fn run<'a>(
         started,
         sent_tx,
         sent_rx,
+        judged: vec![false; names.len()],
     };
     let (i, node, slots) = first;
     runner.join(i, node, slots);
@@ -440,8 +456,9 @@ impl Runner<'_> {
                         return Err(e);
                     }
                 }
-                Some((chunk, node, attempt)) = self.sent_rx.recv() => {
-                    self.sched.input_sent(chunk, node, attempt);
+                Some(sent) = self.sent_rx.recv() => {
+                    self.sched.input_sent(sent.chunk, sent.node, sent.attempt);
+                    self.judge_distance(&sent);
                 }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
                     let skipped = match joined {
@@ -487,19 +504,33 @@ impl Runner<'_> {
     }
 
     /// Node `i`'s round trip as measured so far (every chunk's channel
-    /// measures it again; the quickest counts), and the slots it calls
-    /// for where the node is distant.
+    /// measures it again; the quickest counts), for the summary.
     fn follow_round_trip(&mut self, i: usize) {
         let Some(node) = &self.nodes[i] else {
             return;
         };
         let round_trip = node.session.round_trip();
-        if let (true, Some(rtt)) = (node.distant, round_trip) {
-            self.sched.widen(i, distant_slots(rtt));
-        }
         let ns = &mut self.summary.nodes[i];
         ns.slots = self.sched.nodes[i].slots;
         ns.round_trip_ms = round_trip.map(|t| (t.as_secs_f64() * 1e4).round() / 10.0);
+    }
+
+    /// A distant node's first chunk is all sent, alone on its connection:
+    /// where its window held it back at the node's round trip, the node
+    /// gets the slots that round trip calls for ([`window_bound`]).
+    fn judge_distance(&mut self, sent: &InputSent) {
+        let Some(node) = &self.nodes[sent.node] else {
+            return;
+        };
+        if std::mem::replace(&mut self.judged[sent.node], true) || !node.distant {
+            return;
+        }
+        if let Some(rtt) = node.session.round_trip() {
+            if window_bound(sent.wire, sent.took, rtt) {
+                self.sched.widen(sent.node, distant_slots(rtt));
+            }
+        }
+        self.follow_round_trip(sent.node);
     }
 
     fn add_stream_chunk(
@@ -612,8 +643,14 @@ impl Runner<'_> {
                         data,
                         want_checksum,
                         &wire,
-                        || {
-                            let _ = sent.send((spec.index, n, attempt_no));
+                        |wire| {
+                            let _ = sent.send(InputSent {
+                                chunk: spec.index,
+                                node: n,
+                                attempt: attempt_no,
+                                wire,
+                                took: t0.elapsed(),
+                            });
                         },
                     )
                     .await;

@@ -9,8 +9,9 @@
 //! next chunk already (at most one such per slot): the node then starts on
 //! it while the round trips of one chunk's end and the next one's start
 //! pass, instead of waiting them out. A distant node whose slots were not
-//! set is [widened](Scheduler::widen) to the slots its round trip calls for
-//! ([`distant_slots`]). A node whose sshd refuses a channel beyond the slots
+//! set, and whose first chunk shows the window holding it back
+//! ([`window_bound`]), is [widened](Scheduler::widen) to the slots its
+//! round trip calls for ([`distant_slots`]). A node whose sshd refuses a channel beyond the slots
 //! it joined with (`MaxSessions`) runs on what it has from then on, and is
 //! not struck. A chunk that fails goes back to the queue and is retried
 //! on another node, up to `retries` times; a node that fails
@@ -39,6 +40,26 @@ pub const DISTANT_SLOTS: usize = 4;
 pub fn distant_slots(round_trip: Duration) -> usize {
     let wanted = (round_trip.as_secs_f64() * DISTANT_PACE / CHANNEL_WINDOW).ceil();
     (wanted as usize).clamp(1, DISTANT_SLOTS)
+}
+
+/// Smallest chunk that can show a window holding a channel back: eight
+/// windows.
+const WINDOW_PROOF: u64 = 16 << 20;
+
+/// Whether `len` bytes sent alone on one channel in `took` (as they went
+/// on the wire: compressed, where compression was on) went at the
+/// pace the window allows at `round_trip`, within a factor of 1.5 either
+/// way: then the round trip held the channel back, and more channels go
+/// faster. Faster than that, the round trip was measured long (a busy
+/// controller); slower, something else holds the node back (the link, its
+/// CPU), which more channels would only load more. `took` counts from
+/// when the channel was asked for: the pace leaves out the round trip of
+/// its opening. A chunk under [`WINDOW_PROOF`] shows nothing.
+pub fn window_bound(len: u64, took: Duration, round_trip: Duration) -> bool {
+    let allowed = CHANNEL_WINDOW / round_trip.as_secs_f64().max(1e-6);
+    let sending = took.saturating_sub(round_trip).as_secs_f64().max(1e-6);
+    let pace = len as f64 / sending;
+    len >= WINDOW_PROOF && (allowed / 1.5..=allowed * 1.5).contains(&pace)
 }
 
 /// How an attempt went wrong.
@@ -165,10 +186,10 @@ impl Scheduler {
         n.base = n.slots;
     }
 
-    /// A distant node's slots as its round trip calls for them: past the
-    /// slots it joined with, or back towards them when a shorter round trip
-    /// is measured (chunks running beyond them end as usual). Nothing
-    /// changes once its sshd has refused a channel beyond its base.
+    /// A distant node's slots, as its round trip calls for them: never
+    /// fewer than it joined with (chunks running beyond new slots end as
+    /// usual). Nothing changes once its sshd has refused a channel beyond
+    /// its base.
     pub fn widen(&mut self, node: usize, slots: usize) {
         let n = &mut self.nodes[node];
         if !n.refused_extra {
@@ -468,6 +489,31 @@ mod tests {
         let c = s.next_for(0).unwrap();
         assert!(!s.fault(c, 0, Fault::Refused).extra_refused);
         assert_eq!(s.nodes[0].strikes, 1);
+    }
+
+    #[test]
+    fn only_a_chunk_that_outlasts_the_buffers_and_went_at_the_windows_pace_is_window_bound() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        // 100 ms: the window allows 20 MiB/s; the channel's opening took
+        // one round trip of `took`. As measured through the test relay:
+        assert!(window_bound(16 * mib, ms(938), ms(102)), "19 MiB/s");
+        assert!(window_bound(64 * mib, ms(3300), ms(100)), "20 MiB/s");
+        assert!(
+            !window_bound(64 * mib, ms(1500), ms(100)),
+            "46 MiB/s: not the window"
+        );
+        assert!(
+            !window_bound(64 * mib, ms(6500), ms(100)),
+            "10 MiB/s: the link"
+        );
+        assert!(
+            !window_bound(8 * mib, ms(500), ms(100)),
+            "too small to tell"
+        );
+        // 20 ms: 100 MiB/s; a node at 58 MiB/s is held back by something else.
+        assert!(!window_bound(16 * mib, ms(296), ms(20)));
+        assert!(window_bound(16 * mib, ms(190), ms(20)));
     }
 
     #[test]
