@@ -42,9 +42,9 @@ pub fn distant_slots(round_trip: Duration) -> usize {
     (wanted as usize).clamp(1, DISTANT_SLOTS)
 }
 
-/// Smallest chunk that can show a window holding a channel back: eight
-/// windows.
-const WINDOW_PROOF: u64 = 16 << 20;
+/// Smallest chunk (on the wire) that can show a window holding a channel
+/// back: four windows.
+const WINDOW_PROOF: u64 = 8 << 20;
 
 /// Whether `len` bytes sent alone on one channel in `took` (as they went
 /// on the wire: compressed, where compression was on) went at the
@@ -508,9 +508,10 @@ mod tests {
             "10 MiB/s: the link"
         );
         assert!(
-            !window_bound(8 * mib, ms(500), ms(100)),
+            !window_bound(4 * mib, ms(300), ms(100)),
             "too small to tell"
         );
+        assert!(window_bound(8 * mib, ms(500), ms(100)), "20 MiB/s");
         // 20 ms: 100 MiB/s; a node at 58 MiB/s is held back by something else.
         assert!(!window_bound(16 * mib, ms(296), ms(20)));
         assert!(window_bound(16 * mib, ms(190), ms(20)));
