@@ -7,7 +7,9 @@
 //! shows in the 0 ms rows.
 //!
 //! On generated word text (`LATENCY_BENCH_SIZE`, default 256M): `distctl
-//! run --op upper --persist 10m` with its default chunks and with
+//! run --op upper --persist 10m --compress none` (`auto` would compress for
+//! these nodes now and then: the relay holds their bytes back as a slow
+//! link would) with its default chunks and with
 //! `--chunk-size 4M` (warm: the masters are up before the timed runs), the
 //! default chunks again with `slots = 1` in the inventory (no slots widened
 //! for the round trip), and GNU parallel `--pipepart --block 4M -j1
@@ -97,6 +99,7 @@ fn main() {
             c.arg("--inventory")
                 .arg(inventory)
                 .args(["run", "--quiet", "--op", "upper", "--persist", "10m"])
+                .args(["--compress", "none"])
                 .args(chunks.map(|c| ["--chunk-size", c]).iter().flatten())
                 .arg("-o")
                 .arg(&out)
