@@ -963,7 +963,9 @@ fn a_distant_node_runs_a_byte_op_on_the_slots_its_round_trip_calls_for() {
 }
 
 /// A distant node whose sshd allows fewer channels than its round trip
-/// calls for runs on those it allows: no fault, no warning.
+/// calls for runs on those it allows: no fault, no warning, and no more
+/// slots than it allows (one or two: the refused channels were asked for
+/// at once, and may reach the node in any order).
 #[test]
 fn a_distant_node_that_allows_two_sessions_runs_on_two() {
     let mut cluster = cluster(1);

@@ -457,8 +457,9 @@ impl Runner<'_> {
                     }
                 }
                 Some(sent) = self.sent_rx.recv() => {
-                    self.sched.input_sent(sent.chunk, sent.node, sent.attempt);
-                    self.judge_distance(&sent);
+                    if self.sched.input_sent(sent.chunk, sent.node, sent.attempt) {
+                        self.judge_distance(&sent);
+                    }
                 }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
                     let skipped = match joined {
@@ -522,7 +523,10 @@ impl Runner<'_> {
         let Some(node) = &self.nodes[sent.node] else {
             return;
         };
-        if std::mem::replace(&mut self.judged[sent.node], true) || !node.distant {
+        if std::mem::replace(&mut self.judged[sent.node], true)
+            || !node.distant
+            || !self.sched.nodes[sent.node].alive
+        {
             return;
         }
         if let Some(rtt) = node.session.round_trip() {

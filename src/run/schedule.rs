@@ -105,6 +105,9 @@ struct ChunkState {
     sent: bool,
     /// The running attempt took a slot's look-ahead.
     ahead: bool,
+    /// Chunks the node had running when this attempt was started: a
+    /// refusal of its channel says the node allows no more than that.
+    others: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -234,12 +237,13 @@ impl Scheduler {
         })?;
         self.pending.remove(&pick);
         let n = &mut self.nodes[node];
-        let ahead = n.running >= n.slots;
+        let (ahead, others) = (n.running >= n.slots, n.running);
         n.running += 1;
         let c = &mut self.chunks[pick];
         c.running_on = Some(node);
         c.attempts += 1;
         c.ahead = ahead;
+        c.others = others;
         Some(pick)
     }
 
@@ -253,26 +257,30 @@ impl Scheduler {
     /// slot may take the next chunk. A late word about an attempt that has
     /// already ended (even when the chunk runs again on the same node)
     /// changes nothing.
-    pub fn input_sent(&mut self, chunk: usize, node: usize, attempt: u32) {
+    /// True when the word counted: the attempt is the one running.
+    pub fn input_sent(&mut self, chunk: usize, node: usize, attempt: u32) -> bool {
         let c = &mut self.chunks[chunk];
         if c.running_on == Some(node) && c.attempts == attempt && !c.sent {
             c.sent = true;
             self.nodes[node].sent += 1;
+            return true;
         }
+        false
     }
 
-    /// `chunk`'s attempt on `node` has ended, one way or the other; true
-    /// when it had taken a slot's look-ahead.
-    fn ended(&mut self, chunk: usize, node: usize) -> bool {
+    /// `chunk`'s attempt on `node` has ended, one way or the other:
+    /// whether it had taken a slot's look-ahead, and how many chunks the
+    /// node had running when it started.
+    fn ended(&mut self, chunk: usize, node: usize) -> (bool, usize) {
         let c = &mut self.chunks[chunk];
         if c.running_on != Some(node) {
-            return false;
+            return (false, 0);
         }
         c.running_on = None;
         if std::mem::take(&mut c.sent) {
             self.nodes[node].sent -= 1;
         }
-        std::mem::take(&mut c.ahead)
+        (std::mem::take(&mut c.ahead), std::mem::take(&mut c.others))
     }
 
     pub fn done(&mut self, chunk: usize, node: usize) {
@@ -285,14 +293,17 @@ impl Scheduler {
     }
 
     pub fn fault(&mut self, chunk: usize, node: usize, fault: Fault) -> FaultOutcome {
-        let ahead = self.ended(chunk, node);
+        let (ahead, others) = self.ended(chunk, node);
         let n = &mut self.nodes[node];
         n.running -= 1;
-        if fault == Fault::Refused && (ahead || n.running >= n.base) {
-            // The node's sshd allows the channels it has open but not one
+        // Beyond the node's base when its channel was asked for (other
+        // refusals and results may have been handled since), or now (the
+        // session of a chunk just done may still be closing on the node).
+        if fault == Fault::Refused && (ahead || others.max(n.running) >= n.base) {
+            // The node's sshd allows the channels it had open but not one
             // more: no fault of the node's. It runs on those from now on.
             n.refused_extra = true;
-            n.slots = n.slots.min(n.running.max(n.base));
+            n.slots = n.slots.min(others.max(n.base));
             self.pending.insert(chunk);
             return FaultOutcome {
                 requeued: true,
@@ -556,6 +567,29 @@ mod tests {
         assert_eq!(s.nodes[0].slots, 3, "no widening past a refusal");
         assert_eq!(s.next_for(0), None);
         assert_eq!(s.next_for(1), Some(c), "the chunk went back to the queue");
+    }
+
+    /// Refusals are judged by what ran when their channels were asked
+    /// for, whatever order their reports come back in: a node that allows
+    /// two channels ends on two slots, with no strike, even when its first
+    /// chunk's result is in before the refusals are.
+    #[test]
+    fn refusals_handled_out_of_order_narrow_a_widened_node_to_what_it_allowed() {
+        let mut s = ahead(12, &[1], 0);
+        assert_eq!(s.next_for(0), Some(0));
+        sent(&mut s, 0, 0);
+        s.widen(0, 4);
+        let picked: Vec<_> = std::iter::from_fn(|| s.next_for(0)).collect();
+        assert_eq!(picked, [1, 2, 3, 4], "four slots, and chunk 0's look-ahead");
+        // The node allows two: chunks 0 and 1 open, 2, 3 and 4 refused.
+        s.done(0, 0);
+        for c in [4, 3, 2] {
+            let out = s.fault(c, 0, Fault::Refused);
+            assert!(out.extra_refused && out.requeued, "chunk {c}: {out:?}");
+        }
+        assert_eq!((s.nodes[0].slots, s.nodes[0].strikes), (2, 0));
+        assert_eq!(s.next_for(0), Some(2), "one more beside chunk 1");
+        assert_eq!(s.next_for(0), None);
     }
 
     #[test]

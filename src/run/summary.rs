@@ -7,8 +7,9 @@ use serde::Serialize;
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct NodeSummary {
     pub node: String,
-    /// Chunks it ran at once: the inventory's `slots`, else its cores or
-    /// one, widened for a distant node (as the run ended).
+    /// Its slots as the run ended: the inventory's `slots`, else its cores
+    /// or one, widened for a distant node (the look-ahead runs up to one
+    /// more chunk per slot).
     pub slots: usize,
     /// Its quickest channel open in milliseconds: the round trip that
     /// widens a distant node's slots (`None` for the local node).
