@@ -122,30 +122,29 @@ fn main() {
                 .unwrap();
             assert!(st.success(), "ssh to node{n} through the relay");
         }
+        // One timed run of `tool`, its whole output checked.
+        let mut measure = |cmd: Command, to: Option<&Path>, tool: String| {
+            let (wall, ok) = timed(cmd, to);
+            assert!(ok, "{tool} failed");
+            assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
+            add(delay, tool, wall);
+        };
         for _ in 0..repeat {
             for (name, bin) in &builds {
                 for chunks in [None, Some("4M")] {
-                    let (wall, ok) = timed(distctl(bin, chunks, &inventory), None);
-                    assert!(ok, "{name} failed");
-                    assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
                     let tool = match chunks {
                         None => format!("{name} run --op upper (default chunks)"),
                         Some(c) => format!("{name} run --op upper --chunk-size {c}"),
                     };
-                    add(delay, tool, wall);
+                    measure(distctl(bin, chunks, &inventory), None, tool);
                 }
             }
             // The same masters: `slots = 1` changes nothing of the connection.
-            {
-                let (wall, ok) = timed(distctl(&builds[0].1, None, &one_slot), None);
-                assert!(ok, "distctl with slots = 1 failed");
-                assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
-                add(
-                    delay,
-                    "distctl, slots = 1 in the inventory (default chunks)".into(),
-                    wall,
-                );
-            }
+            measure(
+                distctl(&builds[0].1, None, &one_slot),
+                None,
+                "distctl, slots = 1 in the inventory (default chunks)".into(),
+            );
             let mut c = Command::new("parallel");
             c.args(["--will-cite", "--ssh"])
                 .arg(format!("ssh -F {}", config.display()))
@@ -160,13 +159,10 @@ fn main() {
                 .args(["--keep-order", "-a"])
                 .arg(&input)
                 .arg("tr a-z A-Z");
-            let (wall, ok) = timed(c, Some(&out));
-            assert!(ok, "parallel failed");
-            assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
-            add(
-                delay,
+            measure(
+                c,
+                Some(&out),
                 "GNU parallel --pipepart --block 4M -j1 (warm)".into(),
-                wall,
             );
         }
         for (_, bin) in &builds {

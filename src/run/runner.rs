@@ -338,9 +338,14 @@ impl Runner<'_> {
         match outcome {
             Ok(()) => {
                 self.summary.chunks = self.sched.chunk_count();
-                for (ns, n) in self.summary.nodes.iter_mut().zip(&self.nodes) {
+                for (i, (ns, n)) in self.summary.nodes.iter_mut().zip(&self.nodes).enumerate() {
                     if let Some(n) = n {
                         ns.compress = n.wire.describe();
+                        ns.slots = self.sched.nodes[i].slots;
+                        ns.round_trip_ms = n
+                            .session
+                            .round_trip()
+                            .map(|t| (t.as_secs_f64() * 1e4).round() / 10.0);
                     }
                 }
                 // Only the nodes that took part are the run's; the others
@@ -501,19 +506,6 @@ impl Runner<'_> {
         self.sched.join(i, slots);
         self.progress.joined(i);
         self.nodes[i] = Some(node);
-        self.follow_round_trip(i);
-    }
-
-    /// Node `i`'s round trip as measured so far (every chunk's channel
-    /// measures it again; the quickest counts), for the summary.
-    fn follow_round_trip(&mut self, i: usize) {
-        let Some(node) = &self.nodes[i] else {
-            return;
-        };
-        let round_trip = node.session.round_trip();
-        let ns = &mut self.summary.nodes[i];
-        ns.slots = self.sched.nodes[i].slots;
-        ns.round_trip_ms = round_trip.map(|t| (t.as_secs_f64() * 1e4).round() / 10.0);
     }
 
     /// A distant node's first chunk is all sent, alone on its connection:
@@ -534,7 +526,6 @@ impl Runner<'_> {
                 self.sched.widen(sent.node, distant_slots(rtt));
             }
         }
-        self.follow_round_trip(sent.node);
     }
 
     fn add_stream_chunk(
@@ -676,7 +667,6 @@ impl Runner<'_> {
     /// Account for one finished attempt.
     fn handle(&mut self, r: AttemptReport) -> Result<()> {
         let name = self.summary.nodes[r.node].node.clone();
-        self.follow_round_trip(r.node);
         let ns = &mut self.summary.nodes[r.node];
         ns.busy_seconds += r.elapsed.as_secs_f64();
         match r.outcome {
@@ -702,7 +692,6 @@ impl Runner<'_> {
                 let out = self.sched.fault(r.chunk, r.node, e.fault);
                 if out.extra_refused {
                     // The node allows the channels it has open, not one more.
-                    self.summary.nodes[r.node].slots = self.sched.nodes[r.node].slots;
                     self.progress.withdrawn(r.node);
                     return Ok(());
                 }

@@ -11,9 +11,10 @@
 //! pass, instead of waiting them out. A distant node whose slots were not
 //! set, and whose first chunk shows the window holding it back
 //! ([`window_bound`]), is [widened](Scheduler::widen) to the slots its
-//! round trip calls for ([`distant_slots`]). A node whose sshd refuses a channel beyond the slots
-//! it joined with (`MaxSessions`) runs on what it has from then on, and is
-//! not struck. A chunk that fails goes back to the queue and is retried
+//! round trip calls for ([`distant_slots`]). A node whose sshd refuses a
+//! channel beyond the slots it joined with (`MaxSessions`) runs on what it
+//! has from then on, and is not struck. A chunk that fails goes back to the
+//! queue and is retried
 //! on another node, up to `retries` times; a node that fails
 //! [`NODE_STRIKES`] times in a row is taken out of the run.
 
@@ -256,8 +257,7 @@ impl Scheduler {
     /// Attempt `attempt` of `chunk` on `node` has sent all its input: its
     /// slot may take the next chunk. A late word about an attempt that has
     /// already ended (even when the chunk runs again on the same node)
-    /// changes nothing.
-    /// True when the word counted: the attempt is the one running.
+    /// changes nothing: true when the word counted.
     pub fn input_sent(&mut self, chunk: usize, node: usize, attempt: u32) -> bool {
         let c = &mut self.chunks[chunk];
         if c.running_on == Some(node) && c.attempts == attempt && !c.sent {
