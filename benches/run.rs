@@ -15,7 +15,10 @@
 //!   one third per node, all three at once: no processing at all. The ×
 //!   raw column divides by it. Beside it, the same round trip keeping its
 //!   results as a tool that delivers them must: `ssh node cat > file`, one
-//!   file per node through the page cache (freed outside the timing).
+//!   file per node through the page cache (freed outside the timing), and
+//!   the round trip with its results passed through one more pipe to a
+//!   process that drops them, `ssh node cat | cat > /dev/null`: the floor
+//!   of any tool whose results reach a process of its own before a file.
 //!
 //! Each tool runs with its own default cipher (OpenSSH's chacha20-poly1305;
 //! distctl prefers aes128-gcm) and again all on aes128-gcm. CPU is measured
@@ -199,6 +202,11 @@ cat result_0 result_1 result_2
 
 const RAW: &str = r#"set -e
 for i in 1 2 3; do ssh -F "$CFG" node$i cat < "$WORK/part$i" > /dev/null & done
+wait
+"#;
+
+const RAW_THROUGH_A_PIPE: &str = r#"set -e
+for i in 1 2 3; do ssh -F "$CFG" node$i cat < "$WORK/part$i" | cat > /dev/null & done
 wait
 "#;
 
@@ -480,6 +488,14 @@ fn main() {
                         env(&mut c, cold);
                         let m = measure(&cluster, c, None, false);
                         add("raw limit: ssh node cat, 3 in parallel", cipher, m);
+                        let mut c = sh(RAW_THROUGH_A_PIPE);
+                        env(&mut c, cold);
+                        let m = measure(&cluster, c, None, false);
+                        add(
+                            "raw through one more pipe: ssh node cat, piped to cat > /dev/null, 3 in parallel",
+                            cipher,
+                            m,
+                        );
                         let mut c = sh(RAW_INTO_FILES);
                         env(&mut c, cold);
                         let m = measure(&cluster, c, None, false);
