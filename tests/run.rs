@@ -962,6 +962,24 @@ fn a_distant_node_runs_a_byte_op_on_the_slots_its_round_trip_calls_for() {
     assert_eq!(far["faults"], 0, "{summary}");
 }
 
+/// A distant node whose first chunk went slow for another reason (its
+/// link held back at first: here the relay passes the first 12 MiB on at 4
+/// MiB/s) is judged again on the next, which shows the window: it gets the
+/// slots its round trip calls for all the same.
+#[test]
+fn a_distant_node_whose_first_chunk_went_slow_is_judged_again_on_the_next() {
+    let cluster = cluster(1);
+    let setup = cluster.distctl().arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", support::text(&setup.stderr));
+    cluster.delay_nodes_slow_start(&[(1, 30)], (12 << 20, 4 << 20));
+    let summary = upper_runs_clean(&cluster, 2_400_000, "16M", &["--compress", "none"]);
+    let node = &summary["nodes"][0];
+    assert!(node["round_trip_ms"].as_f64().unwrap() >= 60.0, "{summary}");
+    assert!(summary["chunks"].as_u64().unwrap() >= 3, "{summary}");
+    assert_eq!(node["slots"], 4, "{summary}");
+    assert_eq!(node["faults"], 0, "{summary}");
+}
+
 /// A distant node whose sshd allows fewer channels than its round trip
 /// calls for runs on those it allows: no fault, no warning, and no more
 /// slots than it allows (one or two: the refused channels were asked for

@@ -21,7 +21,7 @@ use crate::run::chunk::StreamChunk;
 use crate::run::input::{spawn_stream_reader, Input};
 use crate::run::job::Job;
 use crate::run::results::Results;
-use crate::run::schedule::{distant_slots, window_bound, Fault, Scheduler};
+use crate::run::schedule::{DistanceJudge, Fault, Scheduler};
 use crate::run::summary::{NodeSummary, RunSummary};
 use crate::run::wire::NodeWire;
 use crate::transport::{ConnectError, NodeSession, CHANNELS_PER_NODE};
@@ -74,7 +74,7 @@ struct RunNode {
     wire: Arc<NodeWire>,
     /// A node elsewhere, running a byte op, its slots not set in the
     /// inventory: one channel carries at most OpenSSH's 2 MiB window per
-    /// round trip, and its first chunk tells whether that held it back
+    /// round trip, and its first chunks tell whether that held it back
     /// (`Runner::judge_distance`).
     distant: bool,
 }
@@ -97,7 +97,7 @@ type Joining<'a> = FuturesUnordered<BoxFuture<'a, (usize, Joined)>>;
 /// An attempt's chunk has had all its input sent, `wire` bytes on the
 /// channel `took` after the channel was asked for: for
 /// [`Scheduler::input_sent`], and to judge a distant node on its first
-/// chunk.
+/// chunks.
 struct InputSent {
     chunk: usize,
     node: usize,
@@ -130,9 +130,8 @@ struct Runner<'a> {
     /// Attempts tell here that their chunk's input is all sent.
     sent_tx: tokio::sync::mpsc::UnboundedSender<InputSent>,
     sent_rx: tokio::sync::mpsc::UnboundedReceiver<InputSent>,
-    /// Nodes whose first chunk has had all its input sent: a distant
-    /// node's slots are judged on that chunk, once.
-    judged: Vec<bool>,
+    /// Each node's judge of whether its window holds it back.
+    distance: Vec<DistanceJudge>,
 }
 
 /// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
@@ -237,7 +236,7 @@ pub async fn run<'a>(
         started,
         sent_tx,
         sent_rx,
-        judged: vec![false; names.len()],
+        distance: vec![DistanceJudge::default(); names.len()],
     };
     let (i, node, slots) = first;
     runner.join(i, node, slots);
@@ -508,22 +507,21 @@ impl Runner<'_> {
         self.nodes[i] = Some(node);
     }
 
-    /// A distant node's first chunk is all sent, alone on its connection:
-    /// where its window held it back at the node's round trip, the node
-    /// gets the slots that round trip calls for ([`window_bound`]).
+    /// A distant node's chunk is all sent, alone on its connection (the
+    /// node runs on one slot until it is widened): where its window held it
+    /// back at the node's round trip, the node gets the slots that round
+    /// trip calls for ([`DistanceJudge`]).
     fn judge_distance(&mut self, sent: &InputSent) {
         let Some(node) = &self.nodes[sent.node] else {
             return;
         };
-        if std::mem::replace(&mut self.judged[sent.node], true)
-            || !node.distant
-            || !self.sched.nodes[sent.node].alive
-        {
+        let judge = &mut self.distance[sent.node];
+        if !node.distant || !judge.open() || !self.sched.nodes[sent.node].alive {
             return;
         }
         if let Some(rtt) = node.session.round_trip() {
-            if window_bound(sent.wire, sent.took, rtt) {
-                self.sched.widen(sent.node, distant_slots(rtt));
+            if let Some(slots) = judge.sent(sent.wire, sent.took, rtt) {
+                self.sched.widen(sent.node, slots);
             }
         }
     }

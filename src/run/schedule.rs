@@ -9,8 +9,8 @@
 //! next chunk already (at most one such per slot): the node then starts on
 //! it while the round trips of one chunk's end and the next one's start
 //! pass, instead of waiting them out. A distant node whose slots were not
-//! set, and whose first chunk shows the window holding it back
-//! ([`window_bound`]), is [widened](Scheduler::widen) to the slots its
+//! set, and whose first chunks show the window holding it back
+//! ([`DistanceJudge`]), is [widened](Scheduler::widen) to the slots its
 //! round trip calls for ([`distant_slots`]). A node whose sshd refuses a
 //! channel beyond the slots it joined with (`MaxSessions`) runs on what it
 //! has from then on, and is not struck. A chunk that fails goes back to the
@@ -61,6 +61,49 @@ pub fn window_bound(len: u64, took: Duration, round_trip: Duration) -> bool {
     let sending = took.saturating_sub(round_trip).as_secs_f64().max(1e-6);
     let pace = len as f64 / sending;
     len >= WINDOW_PROOF && (allowed / 1.5..=allowed * 1.5).contains(&pace)
+}
+
+/// Chunks of [`WINDOW_PROOF`] or more that may each tell whether the window
+/// holds a distant node back, until one does.
+const JUDGEMENTS: u32 = 3;
+
+/// Whether a distant node is held back by its window, judged on its chunks
+/// as their input is all sent, each alone on its connection (the node runs
+/// on one slot until it is widened). A chunk too small to show anything
+/// costs no judgement; one sent while something else held the node back
+/// (other nodes' key exchanges on a busy controller, at the start of a run)
+/// leaves the next ones their say: the first of [`JUDGEMENTS`] that shows
+/// the window widens the node, once.
+#[derive(Debug, Clone)]
+pub struct DistanceJudge {
+    left: u32,
+}
+
+impl Default for DistanceJudge {
+    fn default() -> Self {
+        DistanceJudge { left: JUDGEMENTS }
+    }
+}
+
+impl DistanceJudge {
+    /// A chunk's input is all sent: `wire` bytes, `took` after its channel
+    /// was asked for. The slots the node should widen to, once.
+    pub fn sent(&mut self, wire: u64, took: Duration, round_trip: Duration) -> Option<usize> {
+        if self.left == 0 || wire < WINDOW_PROOF {
+            return None;
+        }
+        if window_bound(wire, took, round_trip) {
+            self.left = 0;
+            return Some(distant_slots(round_trip));
+        }
+        self.left -= 1;
+        None
+    }
+
+    /// Still listening: the node has not been widened or given up on.
+    pub fn open(&self) -> bool {
+        self.left > 0
+    }
 }
 
 /// How an attempt went wrong.
@@ -526,6 +569,32 @@ mod tests {
         // 20 ms: 100 MiB/s; a node at 58 MiB/s is held back by something else.
         assert!(!window_bound(16 * mib, ms(296), ms(20)));
         assert!(window_bound(16 * mib, ms(190), ms(20)));
+    }
+
+    /// Small chunks say nothing; an unlucky proof-sized one leaves the next
+    /// its say; the first that shows the window widens the node, once; three
+    /// that do not end the judging.
+    #[test]
+    fn a_distant_node_is_judged_on_its_first_chunks_that_can_show_the_window() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        let rtt = ms(100);
+        let mut j = DistanceJudge::default();
+        assert_eq!(j.sent(4 * mib, ms(300), rtt), None, "too small to tell");
+        assert_eq!(j.sent(4 * mib, ms(300), rtt), None);
+        assert_eq!(j.sent(16 * mib, ms(2500), rtt), None, "a busy start");
+        assert!(j.open());
+        assert_eq!(j.sent(16 * mib, ms(900), rtt), Some(4), "the window");
+        assert!(!j.open());
+        assert_eq!(j.sent(16 * mib, ms(900), rtt), None, "once");
+
+        let mut j = DistanceJudge::default();
+        for _ in 0..JUDGEMENTS {
+            assert!(j.open());
+            assert_eq!(j.sent(16 * mib, ms(2500), rtt), None, "the link");
+        }
+        assert!(!j.open());
+        assert_eq!(j.sent(16 * mib, ms(900), rtt), None, "given up");
     }
 
     #[test]

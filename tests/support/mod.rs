@@ -274,12 +274,20 @@ impl TestCluster {
     /// not this machine's (`nodeN.far.invalid`; the host key is still
     /// checked, as 127.0.0.1's).
     pub fn delay_nodes(&self, delayed: &[(usize, u32)]) {
+        self.delay_nodes_slow_start(delayed, (0, 0));
+    }
+
+    /// [`TestCluster::delay_nodes`], each connection's first `slow.0` bytes
+    /// towards the node passed on at `slow.1` bytes a second: a link that
+    /// something else holds back at first.
+    pub fn delay_nodes_slow_start(&self, delayed: &[(usize, u32)], slow: (u64, u64)) {
         let relay = self.dir.path().join("delay-relay.py");
         fs::write(&relay, DELAY_RELAY).unwrap();
         let mut inventory = fs::read_to_string(self.inventory()).unwrap();
+        let (slow_bytes, slow_rate) = slow;
         for &(n, delay) in delayed {
             let proxy = format!(
-                "ProxyCommand=python3 {} 127.0.0.1 %p {delay}",
+                "ProxyCommand=python3 {} 127.0.0.1 %p {delay} {slow_bytes} {slow_rate}",
                 relay.display()
             );
             let alias = format!("HostKeyAlias=[127.0.0.1]:{}", self.nodes[n - 1].port);
@@ -555,15 +563,22 @@ pub mod pty;
 
 /// stdin/stdout <-> host:port, every read passed on `delay` ms later: run
 /// as a `ProxyCommand`, it puts a node that far away (this kernel has no
-/// `netem`). Nothing is held back: it buffers whatever is in flight.
+/// `netem`). Nothing is held back: it buffers whatever is in flight. With
+/// `SLOW_BYTES SLOW_RATE` after the delay, the first bytes towards the node
+/// are read no faster than that rate.
 pub const DELAY_RELAY: &str = r#"import asyncio, os, sys, time
 host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
+slow_bytes, slow_rate = (int(a) for a in (sys.argv[4:6] if len(sys.argv) > 5 else (0, 0)))
 
-async def pump(read, write):
+async def pump(read, write, slow=0):
     q = asyncio.Queue()
     async def reader():
+        passed = 0
         while True:
-            data = await read(1 << 20)
+            data = await read(1 << 16 if passed < slow else 1 << 20)
+            if passed < slow and data:
+                await asyncio.sleep(len(data) / slow_rate)
+            passed += len(data)
             await q.put((time.monotonic() + delay, data))
             if not data:
                 return
@@ -590,7 +605,7 @@ async def main():
     async def to_out(d):
         stdout.write(d)
         await stdout.drain()
-    up = asyncio.create_task(pump(stdin.read, to_sock))
+    up = asyncio.create_task(pump(stdin.read, to_sock, slow_bytes))
     down = asyncio.create_task(pump(sock_r.read, to_out))
     done, _ = await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
     if up in done:
