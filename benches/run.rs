@@ -22,7 +22,8 @@
 //!
 //! Each tool runs with its own default cipher (OpenSSH's chacha20-poly1305;
 //! distctl prefers aes128-gcm) and again all on aes128-gcm. CPU is measured
-//! per side from /proc and rusage: distctl itself (wait4), the local ssh/scp
+//! per side from /proc and rusage: distctl itself (its own time, read before
+//! it is reaped: the key exchanges of the ssh masters it starts are ssh's), the local ssh/scp
 //! clients and helpers (everything else this process started), and the
 //! nodes (each sshd listener's process tree: sessions, shells, agents, tr).
 //! `RUN_BENCH_SIZES=100M` runs only the small inputs; `RUN_BENCH_INPUTS=log`
@@ -40,6 +41,8 @@
 
 #[path = "common/inputs.rs"]
 mod inputs;
+#[path = "common/reap.rs"]
+mod reap;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -115,7 +118,8 @@ fn cpu_now(cluster: &TestCluster) -> Cpu {
 }
 
 /// Run `cmd` (stdout to `out`, or /dev/null), measuring wall time and CPU.
-/// `distctl`: wait for it with wait4 to get its own CPU and peak RSS.
+/// `distctl`: its own CPU (its ssh masters' key exchanges, which it
+/// reaps, go to the ssh column) and peak RSS.
 fn measure(cluster: &TestCluster, mut cmd: Command, out: Option<&Path>, distctl: bool) -> Measure {
     match out {
         Some(p) => cmd.stdout(std::fs::File::create(p).unwrap()),
@@ -129,25 +133,21 @@ fn measure(cluster: &TestCluster, mut cmd: Command, out: Option<&Path>, distctl:
     let before = cpu_now(cluster);
     let t0 = Instant::now();
     let child = cmd.spawn().expect("cannot start the benchmarked command");
-    let mut status = 0;
-    // SAFETY: rusage is plain data filled by wait4 for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let reaped = reap::wait_reaped(child);
     let wall = t0.elapsed().as_secs_f64();
+    let status = reaped.status;
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "benchmarked command failed: {cmd:?}"
     );
-    std::mem::forget(child);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let after = cpu_now(cluster);
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let own = tv(ru.ru_utime) + tv(ru.ru_stime);
+    let own = reaped.own_cpu;
     let local = after.me - before.me;
     Measure {
         wall,
         distctl_cpu: distctl.then_some(own),
-        distctl_rss_kib: distctl.then_some(ru.ru_maxrss as u64),
+        distctl_rss_kib: distctl.then_some(reaped.max_rss_kib),
         client_cpu: if distctl {
             (local - own).max(0.0)
         } else {

@@ -25,6 +25,8 @@
 mod docker;
 #[path = "common/inputs.rs"]
 mod inputs;
+#[path = "common/reap.rs"]
+mod reap;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -221,17 +223,12 @@ fn distctl(b: &Bench, input: &Path, out: &Path, compress: &str) -> Option<f64> {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: rusage is plain data filled by wait4 for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    std::mem::forget(child);
+    let reaped = reap::wait_reaped(child);
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        libc::WIFEXITED(reaped.status) && libc::WEXITSTATUS(reaped.status) == 0,
         "distctl run failed"
     );
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(tv(ru.ru_utime) + tv(ru.ru_stime))
+    Some(reaped.own_cpu)
 }
 
 /// An ssh config naming the containers node1..3, for GNU parallel.
