@@ -29,20 +29,28 @@ pub fn wait_reaped(child: Child) -> Reaped {
     // SAFETY: siginfo_t is plain data; waitid with WNOWAIT leaves the
     // child a zombie, so its /proc entry still holds its times.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT,
-        )
-    };
-    assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
+    loop {
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        let e = std::io::Error::last_os_error();
+        if rc == 0 {
+            break;
+        }
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "waitid: {e}");
+    }
     let own_cpu = own_time(pid);
     let mut status = 0;
-    // SAFETY: rusage is plain data filled by wait4 for our own child.
+    // SAFETY: rusage is plain data filled by wait4 for our own child, which
+    // has exited: it returns at once.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
     std::mem::forget(child);
     Reaped {
         status,

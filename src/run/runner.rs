@@ -507,10 +507,10 @@ impl Runner<'_> {
         self.nodes[i] = Some(node);
     }
 
-    /// A distant node's chunk is all sent, alone on its connection (the
-    /// node runs on one slot until it is widened): where its window held it
-    /// back at the node's round trip, the node gets the slots that round
-    /// trip calls for ([`DistanceJudge`]).
+    /// A distant node's chunk is all sent, the only one sending input on its
+    /// connection (the node runs on one slot until it is widened): where its
+    /// window held it back at the node's round trip, the node gets the slots
+    /// that round trip calls for ([`DistanceJudge`]).
     fn judge_distance(&mut self, sent: &InputSent) {
         let Some(node) = &self.nodes[sent.node] else {
             return;

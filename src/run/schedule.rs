@@ -68,12 +68,13 @@ pub fn window_bound(len: u64, took: Duration, round_trip: Duration) -> bool {
 const JUDGEMENTS: u32 = 3;
 
 /// Whether a distant node is held back by its window, judged on its chunks
-/// as their input is all sent, each alone on its connection (the node runs
-/// on one slot until it is widened). A chunk too small to show anything
-/// costs no judgement; one sent while something else held the node back
-/// (other nodes' key exchanges on a busy controller, at the start of a run)
-/// leaves the next ones their say: the first of [`JUDGEMENTS`] that shows
-/// the window widens the node, once.
+/// as their input is all sent, each the only one sending input on its
+/// connection (the node runs on one slot until it is widened; the one before
+/// may still be on its way, which can only make a chunk look slower). A
+/// chunk too small to show anything costs no judgement; one sent while
+/// something else held the node back (other nodes' key exchanges on a busy
+/// controller, at the start of a run) leaves the next ones their say: the
+/// first of [`JUDGEMENTS`] that shows the window widens the node, once.
 #[derive(Debug, Clone)]
 pub struct DistanceJudge {
     left: u32,

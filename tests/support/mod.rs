@@ -281,6 +281,7 @@ impl TestCluster {
     /// towards the node passed on at `slow.1` bytes a second: a link that
     /// something else holds back at first.
     pub fn delay_nodes_slow_start(&self, delayed: &[(usize, u32)], slow: (u64, u64)) {
+        assert!(slow.0 == 0 || slow.1 > 0, "a slow start needs a rate");
         let relay = self.dir.path().join("delay-relay.py");
         fs::write(&relay, DELAY_RELAY).unwrap();
         let mut inventory = fs::read_to_string(self.inventory()).unwrap();
