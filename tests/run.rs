@@ -962,6 +962,20 @@ fn a_distant_node_runs_a_byte_op_on_the_slots_its_round_trip_calls_for() {
     assert_eq!(far["faults"], 0, "{summary}");
 }
 
+/// Chunks of two windows (4 MiB) already show the window holding a distant
+/// node back: at a 60 ms round trip the node gets its four slots with them.
+#[test]
+fn a_distant_node_with_chunks_of_two_windows_gets_its_slots_too() {
+    let cluster = cluster(1);
+    cluster.delay_nodes(&[(1, 30)]);
+    let summary = upper_runs_clean(&cluster, 1_200_000, "4M", &["--compress", "none"]);
+    let node = &summary["nodes"][0];
+    assert!(node["round_trip_ms"].as_f64().unwrap() >= 60.0, "{summary}");
+    assert!(summary["chunks"].as_u64().unwrap() >= 6, "{summary}");
+    assert_eq!(node["slots"], 4, "{summary}");
+    assert_eq!(node["faults"], 0, "{summary}");
+}
+
 /// A distant node whose first chunk went slow for another reason (its
 /// link held back at first: here the relay passes the first 12 MiB on at 4
 /// MiB/s) is judged again on the next, which shows the window: it gets the
