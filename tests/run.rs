@@ -933,7 +933,8 @@ fn upper_runs_clean(
 /// a distant node running a byte op, its first chunk held back by that
 /// window, gets the slots its round trip calls for (a 60 ms one: four); a
 /// node on this machine keeps its one. (Compressed, this text would take
-/// a tenth of the window: no more slots.)
+/// a tenth of the window, and the node would be judged on the round trips
+/// its chunks wait out instead.)
 #[test]
 fn a_distant_node_runs_a_byte_op_on_the_slots_its_round_trip_calls_for() {
     let cluster = cluster(2);
@@ -972,14 +973,53 @@ fn a_distant_node_with_chunks_of_two_windows_gets_its_slots_too() {
     assert_far_node_widened(&summary, 6);
 }
 
+/// Chunks of one window or less wait out their round trips (the channel's
+/// opening, the command's start, the input's way there and the result's
+/// back) with the node and its link idle: at a 60 ms round trip a distant
+/// node running 1 MiB chunks gets its four slots too.
+#[test]
+fn a_distant_node_running_chunks_of_one_window_gets_its_slots_too() {
+    let cluster = cluster(1);
+    cluster.delay_nodes(&[(1, 30)]);
+    let summary = upper_runs_clean(&cluster, 400_000, "1M", &["--compress", "none"]);
+    assert_far_node_widened(&summary, 9);
+}
+
+/// A distant node whose link holds each small chunk back (here the relay
+/// passes everything towards the node on at 2 MiB/s) is bound by that
+/// link, not by its round trip: it keeps its one slot.
+#[test]
+fn a_distant_node_whose_link_holds_its_small_chunks_back_keeps_its_slot() {
+    let cluster = far_cluster_slow_towards_it((1 << 40, 2 << 20));
+    let summary = upper_runs_clean(&cluster, 200_000, "1M", &["--compress", "none"]);
+    assert_far_node_on(&summary, 4, 1);
+}
+
 /// The one node of `summary` ran at least `chunks` chunks 60 ms away, and
 /// ended on the four slots that round trip calls for, with no fault.
 fn assert_far_node_widened(summary: &serde_json::Value, chunks: u64) {
+    assert_far_node_on(summary, chunks, 4);
+}
+
+/// The one node of `summary` ran at least `chunks` chunks 60 ms away, and
+/// ended on `slots` slots, with no fault.
+fn assert_far_node_on(summary: &serde_json::Value, chunks: u64, slots: u64) {
     let node = &summary["nodes"][0];
     assert!(node["round_trip_ms"].as_f64().unwrap() >= 60.0, "{summary}");
     assert!(summary["chunks"].as_u64().unwrap() >= chunks, "{summary}");
-    assert_eq!(node["slots"], 4, "{summary}");
+    assert_eq!(node["slots"], slots, "{summary}");
     assert_eq!(node["faults"], 0, "{summary}");
+}
+
+/// A cluster of one node, its agent installed, then put 30 ms away each
+/// way, its link passing the first `slow.0` bytes towards it at `slow.1`
+/// bytes a second ([`TestCluster::delay_nodes_slow_start`]).
+fn far_cluster_slow_towards_it(slow: (u64, u64)) -> TestCluster {
+    let cluster = cluster(1);
+    let setup = cluster.distctl().arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", support::text(&setup.stderr));
+    cluster.delay_nodes_slow_start(&[(1, 30)], slow);
+    cluster
 }
 
 /// A distant node whose first chunk went slow for another reason (its
@@ -988,10 +1028,7 @@ fn assert_far_node_widened(summary: &serde_json::Value, chunks: u64) {
 /// slots its round trip calls for all the same.
 #[test]
 fn a_distant_node_whose_first_chunk_went_slow_is_judged_again_on_the_next() {
-    let cluster = cluster(1);
-    let setup = cluster.distctl().arg("setup").output().unwrap();
-    assert!(setup.status.success(), "{}", support::text(&setup.stderr));
-    cluster.delay_nodes_slow_start(&[(1, 30)], (12 << 20, 4 << 20));
+    let cluster = far_cluster_slow_towards_it((12 << 20, 4 << 20));
     let summary = upper_runs_clean(&cluster, 2_400_000, "16M", &["--compress", "none"]);
     assert_far_node_widened(&summary, 3);
 }

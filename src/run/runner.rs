@@ -74,8 +74,8 @@ struct RunNode {
     wire: Arc<NodeWire>,
     /// A node elsewhere, running a byte op, its slots not set in the
     /// inventory: one channel carries at most OpenSSH's 2 MiB window per
-    /// round trip, and its first chunks tell whether that held it back
-    /// (`Runner::judge_distance`).
+    /// round trip, and each chunk waits out a few round trips; its first
+    /// chunks tell whether those held it back (`Runner::judge_distance`).
     distant: bool,
 }
 
@@ -130,7 +130,7 @@ struct Runner<'a> {
     /// Attempts tell here that their chunk's input is all sent.
     sent_tx: tokio::sync::mpsc::UnboundedSender<InputSent>,
     sent_rx: tokio::sync::mpsc::UnboundedReceiver<InputSent>,
-    /// Each node's judge of whether its window holds it back.
+    /// Each node's judge of whether its round trip holds it back.
     distance: Vec<DistanceJudge>,
 }
 
@@ -462,7 +462,9 @@ impl Runner<'_> {
                 }
                 Some(sent) = self.sent_rx.recv() => {
                     if self.sched.input_sent(sent.chunk, sent.node, sent.attempt) {
-                        self.judge_distance(&sent);
+                        self.judge_distance(sent.node, |judge, rtt| {
+                            judge.sent(sent.wire, sent.took, rtt)
+                        });
                     }
                 }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
@@ -507,22 +509,27 @@ impl Runner<'_> {
         self.nodes[i] = Some(node);
     }
 
-    /// A distant node's chunk is all sent, the only one sending input on its
-    /// connection (the node runs on one slot until it is widened): where its
-    /// window held it back at the node's round trip, the node gets the slots
-    /// that round trip calls for ([`DistanceJudge`]).
-    fn judge_distance(&mut self, sent: &InputSent) {
-        let Some(node) = &self.nodes[sent.node] else {
+    /// A distant node's chunk is all sent, or its result all in: where its
+    /// round trip held it back (the `verdict` of its [`DistanceJudge`]), the
+    /// node gets the slots that round trip calls for.
+    fn judge_distance(
+        &mut self,
+        node: usize,
+        verdict: impl FnOnce(&mut DistanceJudge, Duration) -> Option<usize>,
+    ) {
+        let Some(run_node) = &self.nodes[node] else {
             return;
         };
-        let judge = &mut self.distance[sent.node];
-        if !node.distant || !judge.open() || !self.sched.nodes[sent.node].alive {
+        let judge = &mut self.distance[node];
+        if !run_node.distant || !judge.open() || !self.sched.nodes[node].alive {
             return;
         }
-        if let Some(rtt) = node.session.round_trip() {
-            if let Some(slots) = judge.sent(sent.wire, sent.took, rtt) {
-                self.sched.widen(sent.node, slots);
-            }
+        if let Some(slots) = run_node
+            .session
+            .round_trip()
+            .and_then(|rtt| verdict(judge, rtt))
+        {
+            self.sched.widen(node, slots);
         }
     }
 
@@ -670,6 +677,8 @@ impl Runner<'_> {
         match r.outcome {
             Ok(v) => {
                 self.sched.done(r.chunk, r.node);
+                let (wire, took) = (v.wire_sent, r.elapsed);
+                self.judge_distance(r.node, |judge, rtt| judge.done(wire, took, rtt));
                 let len = r.len;
                 let ns = &mut self.summary.nodes[r.node];
                 ns.chunks += 1;

@@ -9,9 +9,10 @@
 //! next chunk already (at most one such per slot): the node then starts on
 //! it while the round trips of one chunk's end and the next one's start
 //! pass, instead of waiting them out. A distant node whose slots were not
-//! set, and whose first chunks show the window holding it back
-//! ([`DistanceJudge`]), is [widened](Scheduler::widen) to the slots its
-//! round trip calls for ([`distant_slots`]). A node whose sshd refuses a
+//! set, and whose first chunks show its round trip holding it back (the
+//! window, or the round trips each chunk waits out: [`DistanceJudge`]), is
+//! [widened](Scheduler::widen) to the slots its round trip calls for
+//! ([`distant_slots`]). A node whose sshd refuses a
 //! channel beyond the slots it joined with (`MaxSessions`) runs on what it
 //! has from then on, and is not struck. A chunk that fails goes back to the
 //! queue and is retried
@@ -67,18 +68,46 @@ pub fn window_bound(len: u64, took: Duration, round_trip: Duration) -> bool {
     len >= WINDOW_PROOF && (allowed / 1.5..=allowed * 1.5).contains(&pace)
 }
 
-/// Chunks of [`WINDOW_PROOF`] or more that may each tell whether the window
-/// holds a distant node back, until one does.
+/// Round trips within which a chunk under [`WINDOW_PROOF`] on the wire, its
+/// whole life long (its channel asked for until its result is all in), was
+/// bound by them. Every chunk waits out three: its channel's opening; the
+/// command's start, after which sshd opens the window; the input's way
+/// there and the result's way back. Through the test relay at 102 ms, 1 MiB
+/// chunks took 3.1 round trips and 2 MiB ones 4.1 to 4.3 (a byte over one
+/// window waits one more). The next chunk starts once this one's input is
+/// sent, two round trips in: what the chunk spent beyond those round trips,
+/// on the link and on the node, under two of them leaves the node and its
+/// link idle for much of each turn, and more channels fill it. A link or a
+/// node that holds a chunk back longer is the bound; more channels would
+/// only load it more.
+const ROUND_TRIP_BOUND: f64 = 5.0;
+
+/// Whether a chunk of `wire` bytes (as they went on the wire) that took
+/// `took`, from when its channel was asked for until its result was all
+/// in, was bound by the `round_trip` ([`ROUND_TRIP_BOUND`]). Only a chunk
+/// under [`WINDOW_PROOF`] is judged so: a larger one is judged by its
+/// window ([`window_bound`]).
+pub fn round_trip_bound(wire: u64, took: Duration, round_trip: Duration) -> bool {
+    wire < WINDOW_PROOF && took.as_secs_f64() <= ROUND_TRIP_BOUND * round_trip.as_secs_f64()
+}
+
+/// Chunks that may each tell whether a distant node is held back by its
+/// round trip, until one does.
 const JUDGEMENTS: u32 = 3;
 
-/// Whether a distant node is held back by its window, judged on its chunks
-/// as their input is all sent, each the only one sending input on its
-/// connection (the node runs on one slot until it is widened; the one before
-/// may still be on its way, which can only make a chunk look slower). A
-/// chunk too small to show anything costs no judgement; one sent while
-/// something else held the node back (other nodes' key exchanges on a busy
-/// controller, at the start of a run) leaves the next ones their say: the
-/// first of [`JUDGEMENTS`] that shows the window widens the node, once.
+/// Whether a distant node is held back by its round trip, judged on its
+/// first chunks: a chunk of [`WINDOW_PROOF`] or more as its input is all
+/// sent, by whether its window held it back ([`window_bound`]: each such
+/// chunk is the only one sending input on its connection, as the node runs
+/// on one slot until it is widened; the one before may still be on its
+/// way, which can only make a chunk look slower); a smaller one as its
+/// result is all in, by whether round trips were most of its life
+/// ([`round_trip_bound`]; the chunk after it may be starting, which again
+/// can only make it look slower). A chunk sent while something else held
+/// the node back (other nodes' key exchanges on a busy controller, at the
+/// start of a run) leaves the next ones their say: the first of
+/// [`JUDGEMENTS`] that shows the round trip widens the node, once, to the
+/// slots it calls for ([`distant_slots`]).
 #[derive(Debug, Clone)]
 pub struct DistanceJudge {
     left: u32,
@@ -92,12 +121,30 @@ impl Default for DistanceJudge {
 
 impl DistanceJudge {
     /// A chunk's input is all sent: `wire` bytes, `took` after its channel
-    /// was asked for. The slots the node should widen to, once.
+    /// was asked for. The slots the node should widen to, once. A chunk
+    /// under [`WINDOW_PROOF`] is judged when it is done instead.
     pub fn sent(&mut self, wire: u64, took: Duration, round_trip: Duration) -> Option<usize> {
-        if self.left == 0 || wire < WINDOW_PROOF {
+        if wire < WINDOW_PROOF {
             return None;
         }
-        if window_bound(wire, took, round_trip) {
+        self.judge(window_bound(wire, took, round_trip), round_trip)
+    }
+
+    /// A chunk's result is all in: `wire` bytes of input sent, `took` after
+    /// its channel was asked for. The slots the node should widen to, once.
+    /// A chunk of [`WINDOW_PROOF`] or more was judged when it was sent.
+    pub fn done(&mut self, wire: u64, took: Duration, round_trip: Duration) -> Option<usize> {
+        if wire >= WINDOW_PROOF {
+            return None;
+        }
+        self.judge(round_trip_bound(wire, took, round_trip), round_trip)
+    }
+
+    fn judge(&mut self, bound: bool, round_trip: Duration) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        if bound {
             self.left = 0;
             return Some(distant_slots(round_trip));
         }
@@ -601,6 +648,49 @@ mod tests {
         }
         assert!(!j.open());
         assert_eq!(j.sent(16 * mib, ms(900), rtt), None, "given up");
+    }
+
+    /// A chunk under two windows is bound by its round trip when its whole
+    /// life took at most five of them.
+    #[test]
+    fn a_small_chunk_that_was_mostly_round_trips_is_bound_by_them() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        // Through the relay at 102 ms: 1 MiB in 320 ms, 2 MiB in 430.
+        assert!(round_trip_bound(mib, ms(320), ms(102)));
+        assert!(round_trip_bound(2 * mib, ms(430), ms(102)));
+        assert!(round_trip_bound(3 * mib, ms(500), ms(100)));
+        assert!(!round_trip_bound(mib, ms(680), ms(60)), "2 MiB/s: the link");
+        assert!(
+            !round_trip_bound(4 * mib, ms(320), ms(102)),
+            "two windows: judged by the window"
+        );
+    }
+
+    /// Chunks under two windows are judged when they are done, larger ones
+    /// when they are sent; each judgement counts against the same three.
+    #[test]
+    fn a_distant_node_running_small_chunks_is_judged_on_their_round_trips() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        let rtt = ms(100);
+        let mut j = DistanceJudge::default();
+        assert_eq!(j.sent(mib, ms(200), rtt), None, "judged when done");
+        assert_eq!(j.done(mib, ms(900), rtt), None, "a busy start");
+        assert_eq!(j.done(16 * mib, ms(400), rtt), None, "judged when sent");
+        assert_eq!(j.done(mib, ms(310), rtt), Some(4), "round trips");
+        assert!(!j.open());
+        assert_eq!(j.done(mib, ms(310), rtt), None, "once");
+
+        let mut j = DistanceJudge::default();
+        assert_eq!(j.done(mib, ms(900), rtt), None, "the link");
+        assert_eq!(j.sent(16 * mib, ms(2500), rtt), None, "the link");
+        assert_eq!(j.done(mib, ms(900), rtt), None, "the link");
+        assert!(!j.open());
+        assert_eq!(j.done(mib, ms(310), rtt), None, "given up");
+        // 20 ms: two slots.
+        let mut j = DistanceJudge::default();
+        assert_eq!(j.done(mib, ms(80), ms(22)), Some(2));
     }
 
     #[test]
