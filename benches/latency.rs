@@ -9,8 +9,9 @@
 //! On generated word text (`LATENCY_BENCH_SIZE`, default 256M): `distctl
 //! run --op upper --persist 10m --compress none` (`auto` would compress for
 //! these nodes now and then: the relay holds their bytes back as a slow
-//! link would) with its default chunks and with
-//! `--chunk-size 4M` (warm: the masters are up before the timed runs), the
+//! link would) with its default chunks, with `--chunk-size 4M` (two
+//! channel windows) and with `--chunk-size 1M` (half of one) (warm: the
+//! masters are up before the timed runs), the
 //! default chunks again with `slots = 1` in the inventory (no slots widened
 //! for the round trip), and GNU parallel `--pipepart --block 4M -j1
 //! --keep-order 'tr a-z A-Z'` through the same relays with its master
@@ -131,7 +132,7 @@ fn main() {
         };
         for _ in 0..repeat {
             for (name, bin) in &builds {
-                for chunks in [None, Some("4M")] {
+                for chunks in [None, Some("4M"), Some("1M")] {
                     let tool = match chunks {
                         None => format!("{name} run --op upper (default chunks)"),
                         Some(c) => format!("{name} run --op upper --chunk-size {c}"),
