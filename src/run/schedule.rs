@@ -71,24 +71,30 @@ pub fn window_bound(len: u64, took: Duration, round_trip: Duration) -> bool {
 /// Round trips within which a chunk under [`WINDOW_PROOF`] on the wire, its
 /// whole life long (its channel asked for until its result is all in), was
 /// bound by them. Every chunk waits out three: its channel's opening; the
-/// command's start, after which sshd opens the window; the input's way
-/// there and the result's way back. Through the test relay at 102 ms, 1 MiB
-/// chunks took 3.1 round trips and 2 MiB ones 4.1 to 4.3 (a byte over one
-/// window waits one more). The next chunk starts once this one's input is
-/// sent, two round trips in: what the chunk spent beyond those round trips,
-/// on the link and on the node, under two of them leaves the node and its
-/// link idle for much of each turn, and more channels fill it. A link or a
-/// node that holds a chunk back longer is the bound; more channels would
-/// only load it more.
+/// command's start, after which sshd opens its window (it opens a session
+/// channel with none); the input's way there and the result's way back. A
+/// chunk over one window waits one more. Through the test relay at 102 ms,
+/// 1 MiB chunks took 3.1 round trips and 2 MiB ones 4.1 to 4.3. The next
+/// chunk starts once this one's input is sent, one or two round trips in:
+/// a chunk that spent under two round trips (one, over one window) on the
+/// link and on the node beyond those leaves them idle for much of each
+/// turn, and more channels fill it. A link or a node that holds a chunk
+/// back longer is the bound; more channels would only load it more.
 const ROUND_TRIP_BOUND: f64 = 5.0;
+
+/// Round trips no chunk can beat: a chunk done sooner was judged against a
+/// round trip measured long (its quickest channel open came while other
+/// nodes' key exchanges kept the controller busy), which says nothing.
+const ROUND_TRIP_FLOOR: f64 = 2.5;
 
 /// Whether a chunk of `wire` bytes (as they went on the wire) that took
 /// `took`, from when its channel was asked for until its result was all
-/// in, was bound by the `round_trip` ([`ROUND_TRIP_BOUND`]). Only a chunk
-/// under [`WINDOW_PROOF`] is judged so: a larger one is judged by its
-/// window ([`window_bound`]).
+/// in, was bound by the `round_trip`: it took from [`ROUND_TRIP_FLOOR`] to
+/// [`ROUND_TRIP_BOUND`] round trips. Only a chunk under [`WINDOW_PROOF`] is
+/// judged so: a larger one is judged by its window ([`window_bound`]).
 pub fn round_trip_bound(wire: u64, took: Duration, round_trip: Duration) -> bool {
-    wire < WINDOW_PROOF && took.as_secs_f64() <= ROUND_TRIP_BOUND * round_trip.as_secs_f64()
+    let trips = took.as_secs_f64() / round_trip.as_secs_f64().max(1e-6);
+    wire < WINDOW_PROOF && (ROUND_TRIP_FLOOR..=ROUND_TRIP_BOUND).contains(&trips)
 }
 
 /// Chunks that may each tell whether a distant node is held back by its
@@ -103,7 +109,8 @@ const JUDGEMENTS: u32 = 3;
 /// way, which can only make a chunk look slower); a smaller one as its
 /// result is all in, by whether round trips were most of its life
 /// ([`round_trip_bound`]; the chunk after it may be starting, which again
-/// can only make it look slower). A chunk sent while something else held
+/// can only make it look slower, and one done in fewer round trips than
+/// any chunk needs was judged against a round trip measured long). A chunk sent while something else held
 /// the node back (other nodes' key exchanges on a busy controller, at the
 /// start of a run) leaves the next ones their say: the first of
 /// [`JUDGEMENTS`] that shows the round trip widens the node, once, to the
@@ -651,7 +658,7 @@ mod tests {
     }
 
     /// A chunk under two windows is bound by its round trip when its whole
-    /// life took at most five of them.
+    /// life took from two and a half to five of them.
     #[test]
     fn a_small_chunk_that_was_mostly_round_trips_is_bound_by_them() {
         let ms = Duration::from_millis;
@@ -661,6 +668,11 @@ mod tests {
         assert!(round_trip_bound(2 * mib, ms(430), ms(102)));
         assert!(round_trip_bound(3 * mib, ms(500), ms(100)));
         assert!(!round_trip_bound(mib, ms(680), ms(60)), "2 MiB/s: the link");
+        assert!(
+            !round_trip_bound(mib, ms(40), ms(20)),
+            "a round trip measured long"
+        );
+        assert!(round_trip_bound(64 << 10, ms(250), ms(100)), "three trips");
         assert!(
             !round_trip_bound(4 * mib, ms(320), ms(102)),
             "two windows: judged by the window"
