@@ -110,11 +110,11 @@ const JUDGEMENTS: u32 = 3;
 /// result is all in, by whether round trips were most of its life
 /// ([`round_trip_bound`]; the chunk after it may be starting, which again
 /// can only make it look slower, and one done in fewer round trips than
-/// any chunk needs was judged against a round trip measured long). A chunk sent while something else held
-/// the node back (other nodes' key exchanges on a busy controller, at the
-/// start of a run) leaves the next ones their say: the first of
-/// [`JUDGEMENTS`] that shows the round trip widens the node, once, to the
-/// slots it calls for ([`distant_slots`]).
+/// any chunk needs was judged against a round trip measured long). A chunk
+/// sent while something else held the node back (other nodes' key
+/// exchanges on a busy controller, at the start of a run) leaves the next
+/// ones their say: the first of [`JUDGEMENTS`] that shows the round trip
+/// widens the node, once, to the slots it calls for ([`distant_slots`]).
 #[derive(Debug, Clone)]
 pub struct DistanceJudge {
     left: u32,
