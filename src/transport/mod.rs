@@ -225,6 +225,18 @@ impl CommandOutput {
     }
 }
 
+/// The master said the node refused a new session (`MaxSessions`).
+fn channel_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<openssh::Error>(),
+            Some(openssh::Error::SshMux(
+                openssh_mux_client::Error::RequestFailure(_)
+            ))
+        )
+    })
+}
+
 impl NodeSession {
     /// The built-in local node: no SSH, commands run under `sh -c` in `$HOME`.
     pub fn local(node: Node) -> NodeSession {
@@ -256,17 +268,39 @@ impl NodeSession {
     /// The line is interpreted by the node's login shell: quote every word
     /// with [`crate::transport::shell::quote`]. Waits while the node already has
     /// [`CHANNELS_PER_NODE`] commands open.
+    ///
+    /// A channel the node refuses while no other of this session's is open
+    /// is asked for again, a few times over ~0.6 s: an sshd that allows one
+    /// session (`MaxSessions 1`) still counts the last command's until its
+    /// channel is closed, a moment after its exit status has arrived, so
+    /// the next command can be refused for no lasting reason. A refusal
+    /// beside channels of ours is the caller's to handle (the scheduler
+    /// learns from it how many the node allows).
     pub async fn spawn(&self, cmdline: &str) -> Result<RemoteProcess> {
-        let permit = self.channels.clone().acquire_owned().await?;
-        match &self.conn {
-            Conn::Ssh(session) => {
-                let start = Instant::now();
-                let process = ssh::spawn(session, cmdline, permit).await?;
-                let micros = start.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
-                self.quickest_open.fetch_min(micros, Ordering::Relaxed);
-                Ok(process)
+        let session = match &self.conn {
+            Conn::Ssh(session) => session,
+            Conn::Local => {
+                let permit = self.channels.clone().acquire_owned().await?;
+                return local::spawn(cmdline, permit);
             }
-            Conn::Local => local::spawn(cmdline, permit),
+        };
+        let mut wait = Duration::from_millis(20);
+        loop {
+            let permit = self.channels.clone().acquire_owned().await?;
+            let alone = self.channels.available_permits() + 1 == CHANNELS_PER_NODE;
+            let start = Instant::now();
+            match ssh::spawn(session, cmdline, permit).await {
+                Ok(process) => {
+                    let micros = start.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+                    self.quickest_open.fetch_min(micros, Ordering::Relaxed);
+                    return Ok(process);
+                }
+                Err(e) if alone && channel_refused(&e) && wait <= Duration::from_millis(320) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
