@@ -1059,3 +1059,99 @@ fn a_node_that_allows_one_session_runs_a_byte_op_to_the_end() {
     assert_eq!(node["removed"], false, "{summary}");
     assert!(summary["chunks"].as_u64().unwrap() > 8, "{summary}");
 }
+
+/// Put `wrapper` in node `i`'s place of the installed agent, which moves to
+/// `worker-agent.real` beside it (a wrapper passing `self-sha256` on to it
+/// is taken for the agent distctl installed).
+fn wrap_agent(cluster: &TestCluster, i: usize, wrapper: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = cluster.workdir(i).join("bin/worker-agent");
+    std::fs::rename(&agent, agent.with_file_name("worker-agent.real")).unwrap();
+    std::fs::write(&agent, wrapper).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A node whose agent is this run's is not probed before a byte op: its
+/// first chunks check the agent themselves (the guard asks it for its own
+/// sha256) and start it. Where the cores are wanted (`--exec`), the probe
+/// reads them beside the first chunk. A wrapper logs what the agent is
+/// asked to do.
+#[test]
+fn a_node_whose_agent_is_up_to_date_starts_its_chunks_without_a_probe() {
+    let cluster = cluster(1);
+    let setup = cluster.distctl().arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", support::text(&setup.stderr));
+    let log = cluster.dir.path().join("agent-calls");
+    wrap_agent(
+        &cluster,
+        0,
+        &format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec \"$0.real\" \"$@\"\n",
+            log.display()
+        ),
+    );
+    let calls = |cmd: &str| -> usize {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().filter(|l| *l == cmd).count()
+    };
+    let summary = upper_runs_clean(&cluster, 40_000, "64K", &[]);
+    let chunks = summary["chunks"].as_u64().unwrap() as usize;
+    assert!(chunks > 4, "{summary}");
+    assert_eq!(calls("op"), chunks, "one agent per chunk");
+    assert_eq!(calls("self-probe"), 0, "no probe");
+    // The guarded chunks: the first, and at most its look-ahead.
+    assert!(
+        (1..=2).contains(&calls("self-sha256")),
+        "{}",
+        calls("self-sha256")
+    );
+
+    let _ = std::fs::remove_file(&log);
+    let input = cluster.dir.path().join("in.txt");
+    let out = cluster.dir.path().join("out.txt");
+    let args = ["--exec", "cat", "--chunk-size", "64K", "-o"];
+    let got = run(
+        &cluster,
+        &[&args[..], &[out.to_str().unwrap()]].concat(),
+        &input,
+    );
+    assert_eq!(got.status.code(), Some(0), "{}", support::text(&got.stderr));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&input).unwrap());
+    assert_eq!(calls("self-probe"), 1, "the cores are read once");
+    assert_eq!(calls("exec"), chunks);
+}
+
+/// A node whose agent is missing, or is another (here a stand-in that
+/// leaves a mark when asked to run a chunk), gets this run's before any
+/// chunk runs there: the guard of its first chunk refuses to start what is
+/// there, the chunk goes back at no cost (no fault, no retry), the node is
+/// probed and the agent pushed, and the run ends whole. The probe waits
+/// until none of the node's chunks runs: node3's sshd allows one session
+/// at a time, and would refuse its channel.
+#[test]
+fn a_node_whose_agent_is_missing_or_another_gets_this_runs_before_a_chunk_runs_there() {
+    let mut cluster = cluster(3);
+    cluster.restart_node_with(2, "MaxSessions 1\n");
+    let setup = cluster.distctl().arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", support::text(&setup.stderr));
+    let mark = cluster.dir.path().join("stand-in-ran-a-chunk");
+    let agent = |i: usize| cluster.workdir(i).join("bin/worker-agent");
+    let stand_in = format!(
+        "#!/bin/sh\ncase \"$1\" in op|exec) : > '{}';; esac\necho 0000\n",
+        mark.display()
+    );
+    std::fs::write(agent(0), &stand_in).unwrap();
+    std::fs::remove_dir_all(cluster.workdir(1)).unwrap();
+    std::fs::remove_file(agent(2)).unwrap();
+
+    let summary = upper_runs_clean(&cluster, 40_000, "64K", &[]);
+    assert!(!mark.exists(), "the stand-in never ran a chunk");
+    assert_eq!(summary["retries"], 0, "{summary}");
+    for node in summary["nodes"].as_array().unwrap() {
+        assert_eq!(node["faults"], 0, "{summary}");
+    }
+    let installed = std::fs::read(agent(0)).unwrap();
+    assert_ne!(installed, stand_in.as_bytes());
+    assert_eq!(installed, std::fs::read(agent(1)).unwrap());
+    assert_eq!(installed, std::fs::read(agent(2)).unwrap());
+}

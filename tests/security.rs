@@ -412,6 +412,65 @@ fn a_workdir_writable_by_others_is_refused() {
     );
 }
 
+/// A workdir made writable by others after its agent was installed: a run
+/// starts no agent there (anyone could have put another in its place). The
+/// first chunk's guard refuses the workdir before the agent would start,
+/// the probe names the reason, the node is skipped, and the other node
+/// does every chunk. The installed agent here is a wrapper that leaves a
+/// mark when asked to run a chunk: it never is.
+#[test]
+fn a_run_starts_no_agent_in_a_workdir_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start(2);
+    let setup = cluster.distctl().arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    let tmp = tempfile::tempdir().unwrap();
+    let mark = tmp.path().join("a-chunk-ran");
+    let agent = cluster.workdir(0).join("bin/worker-agent");
+    std::fs::rename(&agent, agent.with_file_name("worker-agent.real")).unwrap();
+    let wrapper = format!(
+        "#!/bin/sh\ncase \"$1\" in op|exec) : > '{}';; esac\nexec \"$0.real\" \"$@\"\n",
+        mark.display()
+    );
+    std::fs::write(&agent, wrapper).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(cluster.workdir(0), std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let input = tmp.path().join("in.txt");
+    let data: String = (0..40_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = tmp.path().join("out.txt");
+    let got = cluster
+        .distctl()
+        .args([
+            "--json",
+            "run",
+            "--op",
+            "upper",
+            "--chunk-size",
+            "64K",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let err = stderr(&got);
+    assert_eq!(got.status.code(), Some(1), "a node was skipped: {err}");
+    assert!(
+        err.contains("refusing") && err.contains("writable by group/others"),
+        "{err}"
+    );
+    assert!(!mark.exists(), "no chunk ran in the open workdir");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), data.to_uppercase());
+    let summary: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(
+        summary["unreachable"],
+        serde_json::json!(["node1"]),
+        "{summary}"
+    );
+}
+
 /// No ssh master outlives the command: after success, after an error, after
 /// a signal and after a second signal (which exits at once), by PID.
 #[test]

@@ -207,6 +207,31 @@ pub async fn ensure_agent(session: &NodeSession, agent: &AgentBinary) -> Result<
     Ok(install(InstallAction::Pushed))
 }
 
+/// Exit status of a chunk's command whose [`guard`] found the node not
+/// ready for it: nothing ran.
+pub const NOT_READY: i32 = 86;
+
+/// Shell lines put before a chunk's agent on a node not yet known to be
+/// ready: they make sure of what the install probe ([`ensure_agent`]) would
+/// before the agent starts. The workdir and its `bin/` are the login's own
+/// and writable by no one else, `runs/` is there, and the agent at its path
+/// is the one whose sha256 is `sha256`. When one is not so, nothing runs
+/// and the command exits with [`NOT_READY`]; the node is then prepared and
+/// the chunk runs again at no cost. So a node whose agent is up to date,
+/// as it is on every run after the first, starts its first chunk without
+/// waiting out the probe's round trips (two, 0.2 s at a 100 ms round trip).
+pub fn guard(node: &crate::cluster::inventory::Node, sha256: &str) -> String {
+    let root = quote(&workdir::root(node));
+    let agent = quote(&workdir::agent_path(node));
+    format!(
+        r#"{safe_dir}
+{{ safe_dir {root} {root}/bin && [ -d {root}/runs ] && [ "$({agent} self-sha256 </dev/null 2>/dev/null)" = {sha} ]; }} || {{ echo "the agent is not installed here or is not this run's" >&2; exit {NOT_READY}; }}
+"#,
+        safe_dir = workdir::SAFE_DIR_FN,
+        sha = quote(sha256),
+    )
+}
+
 async fn probe(session: &NodeSession) -> Result<Probe> {
     let node = &session.node;
     let root = quote(&workdir::root(node));

@@ -368,7 +368,9 @@ fn check_identity(end: &End, index: usize, data: &ResultBuf) -> Result<(), Attem
 /// with the byte counts of what was sent and received. `data`: where the
 /// result goes as it arrives; `input_sent` is called once the whole chunk is
 /// sent while its result is still coming, with the bytes that took on the
-/// channel (compressed where compression is on).
+/// channel (compressed where compression is on). `guarded`: the command
+/// line starts with the agent's [`guard`](crate::cluster::agent::guard),
+/// whose refusal is told apart ([`Fault::Unready`]).
 // Each argument is one plain fact about the attempt; a struct of them would
 // only move the list.
 #[allow(clippy::too_many_arguments)]
@@ -381,6 +383,7 @@ pub async fn attempt(
     data: ResultBuf,
     want_checksum: bool,
     wire: &WireUse,
+    guarded: bool,
     input_sent: impl FnOnce(u64),
 ) -> Result<Verified, AttemptError> {
     let mut proc = match tokio::time::timeout(timeout, session.spawn(cmdline)).await {
@@ -443,10 +446,17 @@ pub async fn attempt(
     let status = tokio::time::timeout(Duration::from_secs(5), proc.wait()).await;
     let mut received = received?;
     let Some(end) = received.end.take() else {
+        let code = match status {
+            Ok(Ok(c)) => c,
+            _ => None,
+        };
+        if guarded && code == Some(crate::cluster::agent::NOT_READY) {
+            return Err(AttemptError::new(Fault::Unready, last_line(&channel_err)));
+        }
         let why = match last_line(&channel_err) {
-            l if l.is_empty() => match status {
-                Ok(Ok(Some(c))) => format!("the agent exited with code {c} before finishing"),
-                _ => "the connection closed before the chunk finished".to_string(),
+            l if l.is_empty() => match code {
+                Some(c) => format!("the agent exited with code {c} before finishing"),
+                None => "the connection closed before the chunk finished".to_string(),
             },
             l => l,
         };

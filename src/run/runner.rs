@@ -71,6 +71,9 @@ pub struct Finished {
 struct RunNode {
     session: Arc<NodeSession>,
     agent: String,
+    /// What a chunk's command starts with while the node is not known to be
+    /// ready ([`crate::cluster::agent::guard`]).
+    guard: String,
     wire: Arc<NodeWire>,
     /// A node elsewhere, running a byte op, its slots not set in the
     /// inventory: one channel carries at most OpenSSH's 2 MiB window per
@@ -79,9 +82,49 @@ struct RunNode {
     distant: bool,
 }
 
-/// How one node's way into the run ended: connected and prepared, taking
-/// chunks on this many slots, or not.
-type Joined = Result<(Arc<RunNode>, usize), NotJoined>;
+/// How one node's way into the run ended: connected (and prepared, or its
+/// agent to be checked by its first chunks), taking chunks on this many
+/// slots, or not.
+type Joined = Result<Ready, NotJoined>;
+
+/// A node ready to take chunks.
+struct Ready {
+    node: Arc<RunNode>,
+    /// Its slots (unused when it joins again after its probe).
+    slots: usize,
+    /// Its agent is known to be this run's: probed (and pushed) already.
+    checked: bool,
+}
+
+/// Whether a node's agent is known to be this run's. A node is probed at
+/// most once a run: `Unchecked` and `Ran` lead to `Waiting`, which leads to
+/// `Probing`, which ends `Probed` or takes the node out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Agent {
+    /// Not yet: its chunks start with the guard, and the first that
+    /// succeeds tells.
+    Unchecked,
+    /// A guarded chunk ran: chunks start the agent directly. A guard that
+    /// refuses after all (a chunk started before, the workdir or the agent
+    /// changed since) has the node probed.
+    Ran,
+    /// A guard refused: the node takes no chunk, and is probed once none of
+    /// its chunks runs any more (the probe's channel must not be refused by
+    /// an sshd that allows few).
+    Waiting,
+    /// Being probed (and its agent pushed where needed).
+    Probing,
+    /// Probed: chunks start the agent directly; a refusal can only come
+    /// from a chunk started before, which runs again.
+    Probed,
+}
+
+impl Agent {
+    /// Chunks started now carry the guard.
+    fn guarded(self) -> bool {
+        !matches!(self, Agent::Ran | Agent::Probed)
+    }
+}
 
 /// Why a node did not join the run.
 enum NotJoined {
@@ -132,13 +175,17 @@ struct Runner<'a> {
     sent_rx: tokio::sync::mpsc::UnboundedReceiver<InputSent>,
     /// Each node's judge of whether its round trip holds it back.
     distance: Vec<DistanceJudge>,
+    /// Each node's agent, as far as the run knows it.
+    agents: Vec<Agent>,
+    binary: &'a AgentBinary,
 }
 
 /// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
-/// as its own handshake and preparation (install the agent where needed,
-/// read its core count) are done, so a node that is slow to answer holds
-/// up none of the others; one that cannot join is skipped with a warning.
-/// The run ends once every chunk is done and every node has joined or failed.
+/// as its own handshake is done (and its probe, where its cores are wanted
+/// or it is the local node: [`prepare`]), so a node that is slow to answer
+/// holds up none of the others; one that cannot join is skipped with a
+/// warning. The run ends once every chunk is done and every node has joined
+/// or failed, and every probe under way has ended.
 /// The output and the journal are opened once the first node has joined
 /// (with none, nothing is written). Every chunk runs, the result is
 /// written; on failure or a signal the journal is kept and the way to
@@ -164,7 +211,6 @@ pub async fn run<'a>(
                 let joined = match connected.await {
                     Ok(session) => prepare(session, agent, opts.compress, one_stream)
                         .await
-                        .map(|(node, slots)| (Arc::new(node), slots))
                         .map_err(NotJoined::Unprepared),
                     Err(e) => Err(NotJoined::Unreachable(e)),
                 };
@@ -200,7 +246,7 @@ pub async fn run<'a>(
             }
         };
         let skipped = match next {
-            Some((i, Ok((node, slots)))) => break (i, node, slots),
+            Some((i, Ok(ready))) => break (i, ready),
             Some((i, Err(why))) => skip(i, why, &mut summary, &mut sched, &progress, &mut exit),
             None => Err(anyhow::anyhow!("no node is available to run on")),
         };
@@ -237,9 +283,11 @@ pub async fn run<'a>(
         sent_tx,
         sent_rx,
         distance: vec![DistanceJudge::default(); names.len()],
+        agents: vec![Agent::Unchecked; names.len()],
+        binary: agent,
     };
-    let (i, node, slots) = first;
-    runner.join(i, node, slots);
+    let (i, ready) = first;
+    runner.join(i, ready);
     runner.go().await
 }
 
@@ -276,27 +324,43 @@ fn skip(
     Ok(())
 }
 
-/// Install the agent on a connected node and learn its slots: the
+/// Make a connected node ready to take chunks, and learn its slots: the
 /// inventory's, else one for an op the agent streams at memory speed
 /// (`one_stream`: a second channel over the same connection only adds work
 /// for the ssh master and sshd, ~7 % more CPU per byte measured on both),
-/// else the node's cores. A node elsewhere that runs such an op on slots
-/// the inventory does not set follows its round trip
-/// ([`RunNode::distant`]).
+/// else the node's cores. A node over ssh whose slots need no probe is not
+/// probed first: it joins at once, and its first chunks check the agent
+/// themselves ([`crate::cluster::agent::guard`]), so a node whose agent is
+/// up to date starts without waiting out the probe's round trips. It is
+/// probed only once a guard finds the agent missing or another
+/// ([`Runner::hold_for_probe`]). Where the cores are wanted, and on the
+/// built-in local node (no round trip to save), the probe comes first. A
+/// node elsewhere that runs such an op on slots the inventory does not set
+/// follows its round trip ([`RunNode::distant`]).
 async fn prepare(
     session: Arc<NodeSession>,
     binary: &AgentBinary,
     compress: Option<distctl_proto::Compress>,
     one_stream: bool,
-) -> Result<(RunNode, usize)> {
-    let install = crate::cluster::agent::ensure_agent(&session, binary).await?;
-    let slots = match session.node.slots {
-        Some(n) => n as usize,
-        None if one_stream => 1,
-        None => match install.cores {
-            Some(c) => c,
-            None => crate::cluster::agent::core_count(&session).await?,
-        },
+) -> Result<Ready> {
+    let known_slots = match session.node.slots {
+        Some(n) => Some(n as usize),
+        None if one_stream => Some(1),
+        None => None,
+    };
+    let (agent, slots, checked) = match known_slots {
+        Some(slots) if !session.is_local() => {
+            let path = crate::cluster::workdir::agent_path(&session.node);
+            (path, slots, false)
+        }
+        _ => {
+            let install = crate::cluster::agent::ensure_agent(&session, binary).await?;
+            let slots = match (known_slots, install.cores) {
+                (Some(n), _) | (None, Some(n)) => n,
+                (None, None) => crate::cluster::agent::core_count(&session).await?,
+            };
+            (install.path, slots, true)
+        }
     };
     let setting = compress.or(session.node.compress).unwrap_or_default();
     let auto = setting == distctl_proto::Compress::Auto;
@@ -304,12 +368,17 @@ async fn prepare(
     let here = (auto || may_widen) && on_this_machine(&session.node).await;
     let wire = NodeWire::new(setting, session.is_local(), auto && here);
     let node = RunNode {
-        agent: install.path,
+        agent,
+        guard: crate::cluster::agent::guard(&session.node, &binary.sha256),
         session,
         wire,
         distant: may_widen && !here,
     };
-    Ok((node, slots.clamp(1, CHANNELS_PER_NODE)))
+    Ok(Ready {
+        node: Arc::new(node),
+        slots: slots.clamp(1, CHANNELS_PER_NODE),
+        checked,
+    })
 }
 
 /// The node's address is this machine's (a loopback address, or one of
@@ -429,7 +498,8 @@ impl Runner<'_> {
             self.fill(&mut tasks, &mut specs, &line_offsets);
             // A node still on its way when every chunk is done is waited
             // for: it may be only slower to answer than the work was short,
-            // and skipping it would report a healthy node (exit 1).
+            // and skipping it would report a healthy node (exit 1). So is a
+            // probe under way, which may be pushing the agent.
             if rx.is_none() && self.sched.all_done() && self.joining.is_empty() {
                 return Ok(());
             }
@@ -469,18 +539,11 @@ impl Runner<'_> {
                 }
                 Some((i, joined)) = self.joining.next(), if !self.joining.is_empty() => {
                     let skipped = match joined {
-                        Ok((node, slots)) => {
-                            self.join(i, node, slots);
+                        Ok(ready) => {
+                            self.join(i, ready);
                             Ok(())
                         }
-                        Err(why) => skip(
-                            i,
-                            why,
-                            &mut self.summary,
-                            &mut self.sched,
-                            &self.progress,
-                            &mut self.exit,
-                        ),
+                        Err(why) => self.not_joined(i, why),
                     };
                     if let Err(stop) = skipped {
                         tasks.abort_all();
@@ -502,11 +565,93 @@ impl Runner<'_> {
         }
     }
 
-    /// A node is connected and prepared: it takes chunks from now on.
-    fn join(&mut self, i: usize, node: Arc<RunNode>, slots: usize) {
-        self.sched.join(i, slots);
-        self.progress.joined(i);
-        self.nodes[i] = Some(node);
+    /// A node is connected (and probed, or to be checked by its first
+    /// chunks): it takes chunks from now on. A node that joined before has
+    /// been probed: it goes on with what it has (its slots, its wire).
+    fn join(&mut self, i: usize, ready: Ready) {
+        if self.nodes[i].is_some() {
+            self.sched.rejoin(i);
+        } else {
+            self.sched.join(i, ready.slots);
+            self.progress.joined(i);
+            self.nodes[i] = Some(ready.node);
+        }
+        if ready.checked {
+            self.agents[i] = Agent::Probed;
+        }
+    }
+
+    /// Node `i`'s guard refused: it takes no more chunks, and is probed
+    /// (its agent pushed where needed) once none of its chunks runs, then
+    /// joins again. A node already taken out is left alone.
+    fn hold_for_probe(&mut self, i: usize) {
+        if !self.sched.nodes[i].alive {
+            return;
+        }
+        self.sched.hold(i);
+        self.agents[i] = Agent::Waiting;
+        self.probe_when_idle(i);
+    }
+
+    /// Start node `i`'s probe if it waits for one and runs no chunk.
+    fn probe_when_idle(&mut self, i: usize) {
+        let n = &self.sched.nodes[i];
+        if self.agents[i] != Agent::Waiting || n.running > 0 || !n.alive {
+            return;
+        }
+        let Some(node) = self.nodes[i].clone() else {
+            return;
+        };
+        self.agents[i] = Agent::Probing;
+        let binary = self.binary;
+        self.joining.push(
+            async move {
+                let joined = match crate::cluster::agent::ensure_agent(&node.session, binary).await
+                {
+                    Ok(_) => Ok(Ready {
+                        node,
+                        slots: 0,
+                        checked: true,
+                    }),
+                    Err(e) => Err(NotJoined::Unprepared(e)),
+                };
+                (i, joined)
+            }
+            .boxed(),
+        );
+    }
+
+    /// Node `i` could not join, or its probe failed after it had joined:
+    /// it runs no more. One that has run chunks (or failed one) is named
+    /// as taken out of the run, its finished chunks kept, rather than
+    /// skipped.
+    fn not_joined(&mut self, i: usize, why: NotJoined) -> Result<()> {
+        let ns = &self.summary.nodes[i];
+        let took_part = ns.chunks > 0 || ns.faults > 0 || self.sched.nodes[i].running > 0;
+        if self.nodes[i].is_some() && took_part {
+            let NotJoined::Unprepared(e) = why else {
+                unreachable!("a node that joined was connected")
+            };
+            if let Some(cause) = crate::exit::local_cause(&e) {
+                return Err(crate::exit::local_stop("a node", cause));
+            }
+            let name = &self.summary.nodes[i].node;
+            self.progress
+                .warn(&format!("taking {name} out of the run: {e:#}"));
+            self.summary.nodes[i].removed = true;
+            self.sched.remove_node(i);
+            self.exit = self.exit.max(Exit::Partial);
+            return Ok(());
+        }
+        self.nodes[i] = None;
+        skip(
+            i,
+            why,
+            &mut self.summary,
+            &mut self.sched,
+            &self.progress,
+            &mut self.exit,
+        )
     }
 
     /// A distant node's chunk is all sent, or its result all in: where its
@@ -618,7 +763,7 @@ impl Runner<'_> {
                     node: node.wire.clone(),
                     plan: node.wire.plan(),
                 };
-                let cmdline = self.job.command_line(
+                let mut cmdline = self.job.command_line(
                     &node.agent,
                     spec.index,
                     spec.len,
@@ -626,6 +771,10 @@ impl Runner<'_> {
                     &env,
                     wire.plan,
                 );
+                let guarded = self.agents[n].guarded();
+                if guarded {
+                    cmdline.insert_str(0, &node.guard);
+                }
                 let expect_partial = self.job.aggregate();
                 let data = self.results.result_buf(spec.start, spec.len);
                 let timeout = self.opts.timeout;
@@ -643,6 +792,7 @@ impl Runner<'_> {
                         data,
                         want_checksum,
                         &wire,
+                        guarded,
                         |wire| {
                             let _ = sent.send(InputSent {
                                 chunk: spec.index,
@@ -671,12 +821,22 @@ impl Runner<'_> {
 
     /// Account for one finished attempt.
     fn handle(&mut self, r: AttemptReport) -> Result<()> {
+        let node = r.node;
+        let handled = self.handle_outcome(r);
+        self.probe_when_idle(node);
+        handled
+    }
+
+    fn handle_outcome(&mut self, r: AttemptReport) -> Result<()> {
         let name = self.summary.nodes[r.node].node.clone();
         let ns = &mut self.summary.nodes[r.node];
         ns.busy_seconds += r.elapsed.as_secs_f64();
         match r.outcome {
             Ok(v) => {
                 self.sched.done(r.chunk, r.node);
+                if self.agents[r.node] == Agent::Unchecked {
+                    self.agents[r.node] = Agent::Ran;
+                }
                 let (wire, took) = (v.wire_sent, r.elapsed);
                 self.judge_distance(r.node, |judge, rtt| judge.done(wire, took, rtt));
                 let len = r.len;
@@ -691,6 +851,18 @@ impl Runner<'_> {
                 self.results.accept(r.chunk, len, v, self.input.chunks())
             }
             Err(e) if e.input_error => Err(usage!("{}", e.message)),
+            Err(e) if e.fault == Fault::Unready => {
+                // The chunk never ran: it goes back at no cost. A node
+                // probed since it started goes on; any other waits for its
+                // probe.
+                self.sched.fault(r.chunk, r.node, e.fault);
+                self.progress.withdrawn(r.node);
+                match self.agents[r.node] {
+                    Agent::Unchecked | Agent::Ran => self.hold_for_probe(r.node),
+                    Agent::Waiting | Agent::Probing | Agent::Probed => {}
+                }
+                Ok(())
+            }
             Err(e) if e.fault == Fault::Local => {
                 self.sched.fault(r.chunk, r.node, e.fault);
                 Err(crate::exit::local_stop(&name, &e.message))

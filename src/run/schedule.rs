@@ -178,6 +178,10 @@ pub enum Fault {
     /// The controller itself failed (out of file descriptors, a full local
     /// disk for a spill): never the node's fault, it costs the node nothing.
     Local,
+    /// The node's agent was found missing or not this run's before it
+    /// started (`cluster::agent::guard`): the chunk never ran, so it costs
+    /// nothing; the node is [held](Scheduler::hold) until it is prepared.
+    Unready,
 }
 
 /// What follows from a fault.
@@ -219,8 +223,9 @@ pub struct NodeState {
     /// The slots it joined with, which its sshd must allow (the
     /// inventory's, the cores, or one): [`Scheduler::widen`] goes no lower.
     pub base: usize,
-    /// Connected and prepared: it may take chunks. A live node that has
-    /// not joined yet is still on its way (connecting).
+    /// Connected (and prepared, or its agent checked by its chunks): it
+    /// may take chunks. A live node that has not joined is still on its
+    /// way (connecting), or [held](Scheduler::hold) for its probe.
     pub joined: bool,
     pub running: usize,
     /// Running chunks whose input is all sent: each frees its slot for
@@ -303,6 +308,17 @@ impl Scheduler {
         }
     }
 
+    /// A [held](Self::hold) node takes chunks again, on the slots it had.
+    pub fn rejoin(&mut self, node: usize) {
+        self.nodes[node].joined = true;
+    }
+
+    /// A joined node takes no more chunks until it [rejoins](Self::rejoin)
+    /// (its agent is being installed); the chunks it runs end as usual.
+    pub fn hold(&mut self, node: usize) {
+        self.nodes[node].joined = false;
+    }
+
     /// Chunks that need no running (done in an earlier run, for `--resume`).
     pub fn mark_done(&mut self, chunk: usize) {
         self.pending.remove(&chunk);
@@ -317,8 +333,8 @@ impl Scheduler {
         i
     }
 
-    /// A node that never joined (unreachable, agent could not be installed):
-    /// no chunk waits for it any more.
+    /// A node that never joined (unreachable, agent could not be installed),
+    /// or one taken out of the run: no chunk waits for it any more.
     pub fn remove_node(&mut self, node: usize) {
         self.nodes[node].alive = false;
     }
@@ -413,7 +429,7 @@ impl Scheduler {
                 extra_refused: true,
             };
         }
-        if fault == Fault::Local {
+        if matches!(fault, Fault::Local | Fault::Unready) {
             self.pending.insert(chunk);
             return FaultOutcome {
                 requeued: true,
@@ -513,6 +529,27 @@ mod tests {
             Some(0),
             "the chunk is still there for the node"
         );
+    }
+
+    /// A chunk whose guard found the node's agent missing never ran: it
+    /// costs nothing, goes to the other node, and the held node takes no
+    /// chunk until it joins again (probed), on the slots it had.
+    #[test]
+    fn a_chunk_refused_by_its_guard_costs_nothing_and_the_node_waits_for_its_probe() {
+        let mut s = Scheduler::new(3, &[1, 1], 0);
+        let c = s.next_for(0).unwrap();
+        let out = s.fault(c, 0, Fault::Unready);
+        assert!(out.requeued && !out.node_removed && !out.extra_refused);
+        s.hold(0);
+        assert_eq!(
+            (s.nodes[0].strikes, s.nodes[0].faults, s.retried),
+            (0, 0, 0)
+        );
+        assert_eq!(s.next_for(0), None, "held until probed");
+        assert_eq!(s.next_for(1), Some(c), "no retry used: node 1 takes it");
+        s.rejoin(0);
+        assert_eq!(s.next_for(0), Some(1));
+        assert_eq!(s.next_for(0), None, "on the slots it had");
     }
 
     /// A scheduler that looks ahead, as `run` makes one for the built-in ops.

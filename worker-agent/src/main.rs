@@ -42,7 +42,8 @@ fn main() {
 }
 
 /// `worker-agent self-sha256`: the sha256 of this very binary. distctl's
-/// install probe asks the installed agent instead of running `sha256sum`
+/// install probe, and the guard before a node's first chunks, ask the
+/// installed agent instead of running `sha256sum`
 /// (coreutils hashes ~3 MiB in ~15 ms without SHA instructions, plus a
 /// `cut`); an agent too old to know this command is not the current one.
 fn self_sha256() -> i32 {
