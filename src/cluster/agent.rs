@@ -215,7 +215,9 @@ pub const NOT_READY: i32 = 86;
 /// ready: they make sure of what the install probe ([`ensure_agent`]) would
 /// before the agent starts. The workdir and its `bin/` are the login's own
 /// and writable by no one else, `runs/` is there, and the agent at its path
-/// is the one whose sha256 is `sha256`. When one is not so, nothing runs
+/// is the one whose sha256 is `sha256` (as it tells itself, else as the
+/// node's `sha256sum` or `shasum` does, for an `--agent` too old to
+/// know `self-sha256`, as the probe asks). When one is not so, nothing runs
 /// and the command exits with [`NOT_READY`]; the node is then prepared and
 /// the chunk runs again at no cost. So a node whose agent is up to date,
 /// as it is on every run after the first, starts its first chunk without
@@ -225,7 +227,8 @@ pub fn guard(node: &crate::cluster::inventory::Node, sha256: &str) -> String {
     let agent = quote(&workdir::agent_path(node));
     format!(
         r#"{safe_dir}
-{{ safe_dir {root} {root}/bin && [ -d {root}/runs ] && [ "$({agent} self-sha256 </dev/null 2>/dev/null)" = {sha} ]; }} || {{ echo "the agent is not installed here or is not this run's" >&2; exit {NOT_READY}; }}
+{HASH_FN}
+{{ safe_dir {root} {root}/bin && [ -d {root}/runs ] && [ -f {agent} ] && [ "$({agent} self-sha256 </dev/null 2>/dev/null || h {agent} 2>/dev/null)" = {sha} ]; }} || {{ echo "the agent is not installed here or is not this run's" >&2; exit {NOT_READY}; }}
 "#,
         safe_dir = workdir::SAFE_DIR_FN,
         sha = quote(sha256),
@@ -350,6 +353,64 @@ mod tests {
     fn not_elf() {
         assert_eq!(elf_info(b"#!/bin/sh\necho hi\n"), None);
         assert_eq!(elf_info(b""), None);
+    }
+
+    /// The guard, run by a real shell in a workdir with awkward characters:
+    /// it lets the agent start only from a safe workdir holding this run's
+    /// agent, and otherwise exits [`NOT_READY`] with nothing started.
+    #[test]
+    fn the_guard_starts_the_agent_only_in_a_safe_workdir_with_this_runs_agent() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("work dir 'q' $x");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("runs")).unwrap();
+        let agent = root.join("bin/worker-agent");
+        let node = crate::cluster::inventory::Node {
+            workdir: root.display().to_string(),
+            ..crate::cluster::inventory::Node::local()
+        };
+        let put = |text: &str| {
+            std::fs::write(&agent, text).unwrap();
+            std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let run = |sha: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{}echo started", guard(&node, sha)))
+                .output()
+                .unwrap();
+            let started = String::from_utf8_lossy(&out.stdout).contains("started");
+            (out.status.code(), started)
+        };
+        let refused = (Some(NOT_READY), false);
+
+        // The agent tells its own sha256: it must be this run's.
+        put("#!/bin/sh\n[ \"$1\" = self-sha256 ] && echo abc\n");
+        assert_eq!(run("abc"), (Some(0), true));
+        assert_eq!(run("abd"), refused);
+        // One too old to know `self-sha256` is hashed by the node's tools.
+        let old = "#!/bin/sh\nexit 2\n";
+        put(old);
+        assert_eq!(run(&sha256_hex(old.as_bytes())), (Some(0), true));
+        assert_eq!(run("abc"), refused);
+        // Unsafe or incomplete workdirs, and no agent, start nothing.
+        put("#!/bin/sh\n[ \"$1\" = self-sha256 ] && echo abc\n");
+        mode(&root, 0o777);
+        assert_eq!(run("abc"), refused, "a workdir others can write");
+        mode(&root, 0o755);
+        mode(&root.join("bin"), 0o775);
+        assert_eq!(run("abc"), refused, "a bin/ its group can write");
+        mode(&root.join("bin"), 0o755);
+        std::fs::remove_dir(root.join("runs")).unwrap();
+        assert_eq!(run("abc"), refused, "no runs/");
+        std::fs::create_dir(root.join("runs")).unwrap();
+        assert_eq!(run("abc"), (Some(0), true));
+        std::fs::remove_file(&agent).unwrap();
+        assert_eq!(run("abc"), refused, "no agent");
     }
 
     #[test]
