@@ -13,7 +13,8 @@
 //! channel windows) and with `--chunk-size 1M` (half of one) (warm: the
 //! masters are up before the timed runs), the
 //! default chunks again with `slots = 1` in the inventory (no slots widened
-//! for the round trip), and GNU parallel `--pipepart --block 4M -j1
+//! for the round trip), `run --exec 'tr a-z A-Z'` (the command parallel
+//! runs; slots = the nodes' cores), and GNU parallel `--pipepart --block 4M -j1
 //! --keep-order 'tr a-z A-Z'` through the same relays with its master
 //! connections open.
 //! `LATENCY_BENCH_BASELINE=/path/to/distctl` adds the distctl rows of
@@ -95,11 +96,13 @@ fn main() {
         let one_slot = dir.join(format!("inventory-{delay}-one-slot.toml"));
         std::fs::write(&one_slot, text.replace("\nhost = ", "\nslots = 1\nhost = ")).unwrap();
         let config = ssh_config(&cluster, dir, &proxy, delay);
-        let distctl = |bin: &Path, chunks: Option<&str>, inventory: &Path| {
+        let distctl = |bin: &Path, job: &[&str], chunks: Option<&str>, inventory: &Path| {
             let mut c = Command::new(bin);
             c.arg("--inventory")
                 .arg(inventory)
-                .args(["run", "--quiet", "--op", "upper", "--persist", "10m"])
+                .args(["run", "--quiet"])
+                .args(job)
+                .args(["--persist", "10m"])
                 .args(["--compress", "none"])
                 .args(chunks.map(|c| ["--chunk-size", c]).iter().flatten())
                 .arg("-o")
@@ -107,12 +110,15 @@ fn main() {
                 .arg(&input);
             c
         };
-        // The masters up before the timed runs, as parallel's are.
+        // The masters up before the timed runs, as parallel's are (and the
+        // nodes' cores known, as after any earlier run).
         for (_, bin) in &builds {
-            assert!(
-                timed(distctl(bin, None, &inventory), None).1,
-                "distctl warm-up failed"
-            );
+            for job in [UPPER, EXEC_TR] {
+                assert!(
+                    timed(distctl(bin, job, None, &inventory), None).1,
+                    "distctl warm-up failed"
+                );
+            }
         }
         for n in 1..=3 {
             let st = Command::new("ssh")
@@ -137,12 +143,14 @@ fn main() {
                         None => format!("{name} run --op upper (default chunks)"),
                         Some(c) => format!("{name} run --op upper --chunk-size {c}"),
                     };
-                    measure(distctl(bin, chunks, &inventory), None, tool);
+                    measure(distctl(bin, UPPER, chunks, &inventory), None, tool);
                 }
+                let tool = format!("{name} run --exec 'tr a-z A-Z' (default chunks)");
+                measure(distctl(bin, EXEC_TR, None, &inventory), None, tool);
             }
             // The same masters: `slots = 1` changes nothing of the connection.
             measure(
-                distctl(&builds[0].1, None, &one_slot),
+                distctl(&builds[0].1, UPPER, None, &one_slot),
                 None,
                 "distctl, slots = 1 in the inventory (default chunks)".into(),
             );
@@ -205,6 +213,10 @@ fn main() {
         );
     }
 }
+
+/// The built-in op, and the command GNU parallel runs, as distctl runs it.
+const UPPER: &[&str] = &["--op", "upper"];
+const EXEC_TR: &[&str] = &["--exec", "tr a-z A-Z"];
 
 fn inputs_size() -> u64 {
     let s = std::env::var("LATENCY_BENCH_SIZE").unwrap_or_else(|_| "256M".into());

@@ -1073,9 +1073,9 @@ fn wrap_agent(cluster: &TestCluster, i: usize, wrapper: &str) {
 
 /// A node whose agent is this run's is not probed before a byte op: its
 /// first chunks check the agent themselves (the guard asks it for its own
-/// sha256) and start it. Where the cores are wanted (`--exec`), the probe
-/// reads them beside the first chunk. A wrapper logs what the agent is
-/// asked to do.
+/// sha256) and start it. Where the cores are wanted (`--exec`), they are
+/// the ones the node's last probe found, and only a node never probed is
+/// probed first. A wrapper logs what the agent is asked to do.
 #[test]
 fn a_node_whose_agent_is_up_to_date_starts_its_chunks_without_a_probe() {
     let cluster = cluster(1);
@@ -1106,19 +1106,41 @@ fn a_node_whose_agent_is_up_to_date_starts_its_chunks_without_a_probe() {
         calls("self-sha256")
     );
 
-    let _ = std::fs::remove_file(&log);
-    let input = cluster.dir.path().join("in.txt");
-    let out = cluster.dir.path().join("out.txt");
-    let args = ["--exec", "cat", "--chunk-size", "64K", "-o"];
-    let got = run(
-        &cluster,
-        &[&args[..], &[out.to_str().unwrap()]].concat(),
-        &input,
+    // `--exec` runs on the node's cores: `setup` found them, and they are
+    // remembered, so no probe either.
+    let exec_cat = || {
+        let _ = std::fs::remove_file(&log);
+        let input = cluster.dir.path().join("in.txt");
+        let out = cluster.dir.path().join("out.txt");
+        let args = ["--json", "--exec", "cat", "--chunk-size", "64K", "-o"];
+        let got = run(
+            &cluster,
+            &[&args[..], &[out.to_str().unwrap()]].concat(),
+            &input,
+        );
+        assert_eq!(got.status.code(), Some(0), "{}", support::text(&got.stderr));
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&input).unwrap());
+        assert_eq!(calls("exec"), chunks);
+        let summary: serde_json::Value =
+            serde_json::from_str(support::text(&got.stdout).lines().last().unwrap()).unwrap();
+        summary["nodes"][0]["slots"].as_u64().unwrap() as usize
+    };
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(exec_cat(), cores);
+    assert_eq!(calls("self-probe"), 0, "the cores are remembered");
+    let guarded = calls("self-sha256");
+    assert!(
+        (1..=cores).contains(&guarded),
+        "the first chunks: {guarded}"
     );
-    assert_eq!(got.status.code(), Some(0), "{}", support::text(&got.stderr));
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&input).unwrap());
+    // Forgotten, they are read once by a probe, and remembered again.
+    let remembered = cluster.dir.path().join("state/distctl/node-cores.json");
+    std::fs::remove_file(&remembered).unwrap();
+    assert_eq!(exec_cat(), cores);
     assert_eq!(calls("self-probe"), 1, "the cores are read once");
-    assert_eq!(calls("exec"), chunks);
+    assert!(remembered.exists());
+    assert_eq!(exec_cat(), cores);
+    assert_eq!(calls("self-probe"), 0);
 }
 
 /// A node whose agent is missing, or is another (here a stand-in that

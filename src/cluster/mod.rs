@@ -4,6 +4,7 @@
 //! things live in a node's workdir.
 
 pub mod agent;
+pub mod cores;
 pub mod driver;
 pub mod exec;
 pub mod history;

@@ -85,9 +85,11 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
         })
         .collect();
     let names: Vec<String> = selected.iter().map(|n| n.name.clone()).collect();
+    let known_cores = crate::cluster::cores::KnownCores::load();
     let pool = NodePool {
         names: names.clone(),
         connecting,
+        cores: &known_cores,
     };
     let opts = RunOptions {
         output: args.output.clone(),
@@ -104,6 +106,7 @@ pub async fn run(g: &Global, args: &RunArgs) -> Result<Exit> {
     // their handshakes when it goes).
     let sessions = opened.into_inner().unwrap_or_else(|e| e.into_inner());
     crate::cluster::driver::close_all(connector, sessions).await;
+    known_cores.save_or_warn();
     let finished = finished?;
     record_outcomes(&inventory, &names, &finished.summary);
     run_summary::print_summary(&finished.summary, g.json, g.quiet, args.output.is_some())?;

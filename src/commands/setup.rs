@@ -32,8 +32,13 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     let nodes = inventory.select(g)?;
     let fleet = g.fleet(&inventory, "setup", Some(&a.rollout));
     let agent = &agent;
+    let known_cores = crate::cluster::cores::KnownCores::load();
+    let cores = &known_cores;
     let results = super::each_node_shown(g, &fleet, "setup", &nodes, |session| async move {
         failed_on_error(ensure_agent(&session, agent).await.map(|install| {
+            if let (Some(n), false) = (install.cores, session.is_local()) {
+                cores.learn(&session.node, n);
+            }
             let outcome = match install.action {
                 InstallAction::Pushed => NodeOutcome::Pushed,
                 InstallAction::UpToDate => NodeOutcome::UpToDate,
@@ -42,6 +47,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
         }))
     })
     .await?;
+    known_cores.save_or_warn();
 
     let exit = crate::output::summary::finish(g.json, &results, row, render);
     if !g.json && !g.quiet {

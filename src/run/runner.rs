@@ -14,6 +14,7 @@ use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::cluster::agent::AgentBinary;
+use crate::cluster::cores::KnownCores;
 use crate::exit::Exit;
 use crate::output::progress::RunProgress;
 use crate::run::attempt::{attempt, AttemptError, ChunkData, ChunkSpec, Verified};
@@ -58,6 +59,9 @@ pub struct NodePool<'a> {
     /// One connection per name, in the same order, each resolving when its
     /// handshake ends.
     pub connecting: Vec<BoxFuture<'a, Result<Arc<NodeSession>, ConnectError>>>,
+    /// The cores each node's last probe found: a node whose slots are its
+    /// cores starts on them without a probe; a probe tells them afresh.
+    pub cores: &'a KnownCores,
 }
 
 /// What a completed run hands back.
@@ -178,6 +182,7 @@ struct Runner<'a> {
     /// Each node's agent, as far as the run knows it.
     agents: Vec<Agent>,
     binary: &'a AgentBinary,
+    cores: &'a KnownCores,
 }
 
 /// Run `job` over `input` on the nodes of `pool`. Each node joins as soon
@@ -202,6 +207,7 @@ pub async fn run<'a>(
         .op()
         .is_some_and(distctl_proto::Op::streams_at_memory_speed);
     let names = pool.names;
+    let cores = pool.cores;
     let mut joining: Joining<'a> = pool
         .connecting
         .into_iter()
@@ -209,7 +215,7 @@ pub async fn run<'a>(
         .map(|(i, connected)| {
             async move {
                 let joined = match connected.await {
-                    Ok(session) => prepare(session, agent, opts.compress, one_stream)
+                    Ok(session) => prepare(session, agent, cores, opts.compress, one_stream)
                         .await
                         .map_err(NotJoined::Unprepared),
                     Err(e) => Err(NotJoined::Unreachable(e)),
@@ -285,6 +291,7 @@ pub async fn run<'a>(
         distance: vec![DistanceJudge::default(); names.len()],
         agents: vec![Agent::Unchecked; names.len()],
         binary: agent,
+        cores,
     };
     let (i, ready) = first;
     runner.join(i, ready);
@@ -340,13 +347,15 @@ fn skip(
 async fn prepare(
     session: Arc<NodeSession>,
     binary: &AgentBinary,
+    cores: &KnownCores,
     compress: Option<distctl_proto::Compress>,
     one_stream: bool,
 ) -> Result<Ready> {
     let known_slots = match session.node.slots {
         Some(n) => Some(n as usize),
         None if one_stream => Some(1),
-        None => None,
+        None if session.is_local() => None,
+        None => cores.cores(&session.node),
     };
     let (agent, slots, checked) = match known_slots {
         Some(slots) if !session.is_local() => {
@@ -359,6 +368,9 @@ async fn prepare(
                 (Some(n), _) | (None, Some(n)) => n,
                 (None, None) => crate::cluster::agent::core_count(&session).await?,
             };
+            if let (Some(n), false) = (install.cores, session.is_local()) {
+                cores.learn(&session.node, n);
+            }
             (install.path, slots, true)
         }
     };
@@ -603,15 +615,20 @@ impl Runner<'_> {
             return;
         };
         self.agents[i] = Agent::Probing;
-        let binary = self.binary;
+        let (binary, cores) = (self.binary, self.cores);
         self.joining.push(
             async move {
                 let joined = match crate::cluster::agent::ensure_agent(&node.session, binary).await
                 {
-                    Ok(_) => Ok(Ready {
-                        node,
-                        slots: 0,
-                        checked: true,
+                    Ok(install) => Ok({
+                        if let Some(n) = install.cores {
+                            cores.learn(&node.session.node, n);
+                        }
+                        Ready {
+                            node,
+                            slots: 0,
+                            checked: true,
+                        }
                     }),
                     Err(e) => Err(NotJoined::Unprepared(e)),
                 };
