@@ -1120,27 +1120,52 @@ fn a_node_whose_agent_is_up_to_date_starts_its_chunks_without_a_probe() {
         );
         assert_eq!(got.status.code(), Some(0), "{}", support::text(&got.stderr));
         assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&input).unwrap());
-        assert_eq!(calls("exec"), chunks);
         let summary: serde_json::Value =
             serde_json::from_str(support::text(&got.stdout).lines().last().unwrap()).unwrap();
         summary["nodes"][0]["slots"].as_u64().unwrap() as usize
     };
-    let cores = std::thread::available_parallelism().unwrap().get();
+    let remembered = cluster.dir.path().join("state/distctl/node-cores.json");
+    let record = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&remembered).unwrap()).unwrap()
+    };
+    let only_node = |r: &serde_json::Value| -> String {
+        let nodes = r["nodes"].as_object().unwrap();
+        assert_eq!(nodes.len(), 1, "{r}");
+        nodes.keys().next().unwrap().clone()
+    };
+    let key = only_node(&record());
+    let found = record()["nodes"][&key]["cores"].as_u64().unwrap();
+    let cores = (found as usize).min(8);
     assert_eq!(exec_cat(), cores);
+    assert_eq!(calls("exec"), chunks);
     assert_eq!(calls("self-probe"), 0, "the cores are remembered");
     let guarded = calls("self-sha256");
     assert!(
         (1..=cores).contains(&guarded),
         "the first chunks: {guarded}"
     );
-    // Forgotten, they are read once by a probe, and remembered again.
-    let remembered = cluster.dir.path().join("state/distctl/node-cores.json");
+    // The run goes by the record, not by the machine.
+    let set_record = |n: u64| {
+        let mut r = record();
+        r["nodes"][&key]["cores"] = n.into();
+        std::fs::write(&remembered, r.to_string()).unwrap();
+    };
+    set_record(3);
+    assert_eq!(exec_cat(), 3);
+    assert_eq!(calls("self-probe"), 0);
+    // Forgotten, the cores are read once by a probe, and remembered again.
     std::fs::remove_file(&remembered).unwrap();
     assert_eq!(exec_cat(), cores);
     assert_eq!(calls("self-probe"), 1, "the cores are read once");
-    assert!(remembered.exists());
+    assert_eq!(only_node(&record()), key);
     assert_eq!(exec_cat(), cores);
     assert_eq!(calls("self-probe"), 0);
+    // A node whose agent is gone is probed: it goes on with the cores that
+    // probe found, and they are remembered.
+    set_record(5);
+    std::fs::remove_file(cluster.workdir(0).join("bin/worker-agent")).unwrap();
+    assert_eq!(exec_cat(), cores);
+    assert_eq!(record()["nodes"][&key]["cores"].as_u64(), Some(found));
 }
 
 /// A node whose agent is missing, or is another (here a stand-in that

@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cluster::inventory::Node;
 
-/// At most this many nodes are remembered; the ones seen longest ago go.
+/// At most this many nodes are remembered; the ones whose count was
+/// recorded longest ago go.
 const MAX_NODES: usize = 10_000;
 
 /// One remembered node.
@@ -26,7 +27,8 @@ struct Remembered {
     /// The address as the inventory gives it, for a person reading the file.
     host: String,
     cores: usize,
-    /// When a probe last told (RFC 3339, UTC).
+    /// When this count was recorded (RFC 3339, UTC): the file is written
+    /// only when a count changes.
     seen: String,
 }
 
@@ -45,13 +47,32 @@ pub struct KnownCores {
 }
 
 /// The key of a node: where and as whom distctl logs in, which decides the
-/// machine (two inventories naming one machine share it), hashed.
+/// machine (two inventories naming one machine share it), hashed. A port
+/// left unset is 22, and host names compare in any case, as DNS's do.
 fn key(node: &Node) -> String {
-    let jump = node.jump.as_ref().map(|j| (&j.host, j.port, &j.user));
-    let who = serde_json::to_string(&(&node.user, &node.host, node.port, jump, &node.ssh_options))
-        .expect("strings serialize");
+    let jump = node
+        .jump
+        .as_ref()
+        .map(|j| (j.host.to_ascii_lowercase(), j.port.unwrap_or(22), &j.user));
+    let who = serde_json::to_string(&(
+        &node.user,
+        node.host.to_ascii_lowercase(),
+        node.port.unwrap_or(22),
+        jump,
+        &node.ssh_options,
+    ))
+    .expect("strings serialize");
     let hash = Sha256::digest(who.as_bytes());
     hash[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The nodes in the record at `path`; none where it is missing or unreadable.
+fn read_record(path: &std::path::Path) -> BTreeMap<String, Remembered> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|t| serde_json::from_slice::<CoreFile>(&t).ok())
+        .map(|f| f.nodes)
+        .unwrap_or_default()
 }
 
 impl KnownCores {
@@ -66,11 +87,7 @@ impl KnownCores {
     }
 
     fn at(path: PathBuf) -> KnownCores {
-        let known = std::fs::read(&path)
-            .ok()
-            .and_then(|t| serde_json::from_slice::<CoreFile>(&t).ok())
-            .map(|f| f.nodes)
-            .unwrap_or_default();
+        let known = read_record(&path);
         KnownCores {
             path: Some(path),
             known,
@@ -96,9 +113,9 @@ impl KnownCores {
             .insert(key(node), entry);
     }
 
-    /// Write what this command learned, when it changes the record: read
-    /// again first (another distctl may have written since), then replaced
-    /// atomically.
+    /// Write what this command learned, when it changes the record: under
+    /// a lock beside it (two commands saving at once keep each other's
+    /// nodes), read again, merged and replaced atomically.
     pub fn save(&self) -> Result<()> {
         let learned = std::mem::take(&mut *self.learned.lock().expect("learned cores"));
         let Some(path) = &self.path else {
@@ -110,7 +127,24 @@ impl KnownCores {
         if !news {
             return Ok(());
         }
-        let mut file = KnownCores::at(path.clone()).known;
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let lock_path = path.with_extension("json.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+        let mut file = read_record(path);
         file.extend(learned);
         if file.len() > MAX_NODES {
             let mut by_age: Vec<(String, String)> = file
@@ -121,14 +155,6 @@ impl KnownCores {
             for (_, k) in by_age.into_iter().take(file.len() - MAX_NODES) {
                 file.remove(&k);
             }
-        }
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut text = serde_json::to_vec_pretty(&CoreFile { nodes: file })?;
         text.push(b'\n');
@@ -141,6 +167,14 @@ impl KnownCores {
         if let Err(e) = self.save() {
             eprintln!("distctl: warning: cannot remember the nodes' cores: {e:#}");
         }
+    }
+}
+
+/// What a command stopped early (a signal, an error) had learned is kept
+/// too.
+impl Drop for KnownCores {
+    fn drop(&mut self) {
+        self.save_or_warn();
     }
 }
 
@@ -160,7 +194,7 @@ mod tests {
     fn remembers_what_a_probe_found_per_machine_and_keeps_others_writes() {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("state/node-cores.json");
-        let (a, b) = (node("10.0.0.1", 22), node("10.0.0.1", 2222));
+        let (a, b) = (node("host-a", 22), node("host-a", 2222));
         let first = KnownCores::at(path.clone());
         assert_eq!(first.cores(&a), None);
         first.learn(&a, 8);
@@ -172,14 +206,22 @@ mod tests {
         let next = KnownCores::at(path.clone());
         assert_eq!(next.cores(&a), Some(8));
         assert_eq!(next.cores(&b), Some(4));
-        // A probe that finds the same count leaves the file alone.
-        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // A probe that finds the same count leaves the file alone (a
+        // replaced file is a new inode).
+        use std::os::unix::fs::MetadataExt;
+        let before = std::fs::metadata(&path).unwrap().ino();
         next.learn(&a, 8);
         next.save().unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().modified().unwrap(),
-            before
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), before);
+        // Another count is written; the port left unset is 22, and host
+        // names compare in any case.
+        let mut unset = a.clone();
+        unset.port = None;
+        unset.host = "HOST-A".into();
+        next.learn(&unset, 6);
+        next.save().unwrap();
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), before);
+        assert_eq!(KnownCores::at(path.clone()).cores(&a), Some(6));
         // A file that cannot be read is an empty record.
         std::fs::write(&path, "not json").unwrap();
         assert_eq!(KnownCores::at(path).cores(&a), None);

@@ -84,6 +84,9 @@ struct RunNode {
     /// round trip, and each chunk waits out a few round trips; its first
     /// chunks tell whether those held it back (`Runner::judge_distance`).
     distant: bool,
+    /// Its slots are the cores its last probe found, in an earlier command:
+    /// a probe in this run sets them afresh.
+    remembered_cores: bool,
 }
 
 /// How one node's way into the run ended: connected (and prepared, or its
@@ -94,7 +97,9 @@ type Joined = Result<Ready, NotJoined>;
 /// A node ready to take chunks.
 struct Ready {
     node: Arc<RunNode>,
-    /// Its slots (unused when it joins again after its probe).
+    /// Its slots; when it joins again after its probe, the cores that
+    /// probe found where its slots were remembered ones, else 0 (it keeps
+    /// the slots it had).
     slots: usize,
     /// Its agent is known to be this run's: probed (and pushed) already.
     checked: bool,
@@ -351,11 +356,14 @@ async fn prepare(
     compress: Option<distctl_proto::Compress>,
     one_stream: bool,
 ) -> Result<Ready> {
+    let remembered = match session.node.slots {
+        None if !one_stream && !session.is_local() => cores.cores(&session.node),
+        _ => None,
+    };
     let known_slots = match session.node.slots {
         Some(n) => Some(n as usize),
         None if one_stream => Some(1),
-        None if session.is_local() => None,
-        None => cores.cores(&session.node),
+        None => remembered,
     };
     let (agent, slots, checked) = match known_slots {
         Some(slots) if !session.is_local() => {
@@ -368,8 +376,10 @@ async fn prepare(
                 (Some(n), _) | (None, Some(n)) => n,
                 (None, None) => crate::cluster::agent::core_count(&session).await?,
             };
-            if let (Some(n), false) = (install.cores, session.is_local()) {
-                cores.learn(&session.node, n);
+            if !session.is_local() {
+                if let Some(n) = install.cores.or(known_slots.is_none().then_some(slots)) {
+                    cores.learn(&session.node, n);
+                }
             }
             (install.path, slots, true)
         }
@@ -385,6 +395,7 @@ async fn prepare(
         session,
         wire,
         distant: may_widen && !here,
+        remembered_cores: remembered.is_some(),
     };
     Ok(Ready {
         node: Arc::new(node),
@@ -582,7 +593,8 @@ impl Runner<'_> {
     /// been probed: it goes on with what it has (its slots, its wire).
     fn join(&mut self, i: usize, ready: Ready) {
         if self.nodes[i].is_some() {
-            self.sched.rejoin(i);
+            let probed = (ready.slots > 0).then(|| ready.slots.clamp(1, CHANNELS_PER_NODE));
+            self.sched.rejoin(i, probed);
         } else {
             self.sched.join(i, ready.slots);
             self.progress.joined(i);
@@ -624,9 +636,13 @@ impl Runner<'_> {
                         if let Some(n) = install.cores {
                             cores.learn(&node.session.node, n);
                         }
+                        let slots = match install.cores {
+                            Some(n) if node.remembered_cores => n,
+                            _ => 0,
+                        };
                         Ready {
                             node,
-                            slots: 0,
+                            slots,
                             checked: true,
                         }
                     }),

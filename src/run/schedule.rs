@@ -308,9 +308,17 @@ impl Scheduler {
         }
     }
 
-    /// A [held](Self::hold) node takes chunks again, on the slots it had.
-    pub fn rejoin(&mut self, node: usize) {
-        self.nodes[node].joined = true;
+    /// A [held](Self::hold) node takes chunks again: on `slots` where its
+    /// probe has just told them (it had joined on a remembered core count),
+    /// else on the slots it had. A node whose sshd refused a channel keeps
+    /// to the channels it has.
+    pub fn rejoin(&mut self, node: usize, slots: Option<usize>) {
+        let n = &mut self.nodes[node];
+        n.joined = true;
+        if let (Some(s), false) = (slots, n.refused_extra) {
+            n.slots = s.max(1);
+            n.base = n.slots;
+        }
     }
 
     /// A joined node takes no more chunks until it [rejoins](Self::rejoin)
@@ -547,9 +555,27 @@ mod tests {
         );
         assert_eq!(s.next_for(0), None, "held until probed");
         assert_eq!(s.next_for(1), Some(c), "no retry used: node 1 takes it");
-        s.rejoin(0);
+        s.rejoin(0, None);
         assert_eq!(s.next_for(0), Some(1));
         assert_eq!(s.next_for(0), None, "on the slots it had");
+    }
+
+    /// A node that joined on a remembered core count rejoins on the cores
+    /// its probe has just found; one whose sshd refused a channel keeps to
+    /// the channels it has.
+    #[test]
+    fn a_probed_node_rejoins_on_the_cores_its_probe_found() {
+        let mut s = Scheduler::new(8, &[2, 2], 0);
+        s.hold(0);
+        s.rejoin(0, Some(3));
+        let taken: Vec<usize> = std::iter::from_fn(|| s.next_for(0)).collect();
+        assert_eq!(taken.len(), 3, "{taken:?}");
+        // As after a refused channel beyond the first: it runs on one.
+        s.nodes[1].refused_extra = true;
+        s.nodes[1].slots = 1;
+        s.hold(1);
+        s.rejoin(1, Some(4));
+        assert_eq!(s.nodes[1].slots, 1, "the channels its sshd allows");
     }
 
     /// A scheduler that looks ahead, as `run` makes one for the built-in ops.
