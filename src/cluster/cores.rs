@@ -95,13 +95,20 @@ impl KnownCores {
         }
     }
 
-    /// The node's cores as its last probe found them.
+    /// The node's cores as its last probe found them. The built-in local
+    /// node has none: it has no round trip to save, and is always probed.
     pub fn cores(&self, node: &Node) -> Option<usize> {
+        if node.local {
+            return None;
+        }
         self.known.get(&key(node)).map(|r| r.cores)
     }
 
-    /// A probe found `cores` on `node`.
+    /// A probe found `cores` on `node` (not kept for the local node).
     pub fn learn(&self, node: &Node, cores: usize) {
+        if node.local {
+            return;
+        }
         let entry = Remembered {
             host: node.host.clone(),
             cores,
@@ -128,12 +135,7 @@ impl KnownCores {
             return Ok(());
         }
         if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            crate::cluster::history::create_state_dir(dir)?;
         }
         let lock_path = path.with_extension("json.lock");
         let lock = std::fs::OpenOptions::new()

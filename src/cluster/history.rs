@@ -80,6 +80,16 @@ pub fn state_dir() -> Result<PathBuf> {
     Ok(Path::new(&home).join(".local/state/distctl"))
 }
 
+/// Create the state directory `dir` (and its parents), private to the user.
+pub fn create_state_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
 /// A file name for an inventory: its file name (readable) and a hash of its
 /// absolute path (unique), `cluster-3f2a….json`.
 fn file_name(source: &Source) -> String {
@@ -147,12 +157,7 @@ impl OutcomeLog {
                 .collect(),
         };
         if let Some(dir) = self.path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            create_state_dir(dir)?;
         }
         let mut text = serde_json::to_vec_pretty(&last)?;
         text.push(b'\n');

@@ -36,7 +36,7 @@ pub async fn run(g: &Global, a: &SetupArgs) -> Result<Exit> {
     let cores = &known_cores;
     let results = super::each_node_shown(g, &fleet, "setup", &nodes, |session| async move {
         failed_on_error(ensure_agent(&session, agent).await.map(|install| {
-            if let (Some(n), false) = (install.cores, session.is_local()) {
+            if let Some(n) = install.cores {
                 cores.learn(&session.node, n);
             }
             let outcome = match install.action {

@@ -357,7 +357,7 @@ async fn prepare(
     one_stream: bool,
 ) -> Result<Ready> {
     let remembered = match session.node.slots {
-        None if !one_stream && !session.is_local() => cores.cores(&session.node),
+        None if !one_stream => cores.cores(&session.node),
         _ => None,
     };
     let known_slots = match session.node.slots {
@@ -376,10 +376,8 @@ async fn prepare(
                 (Some(n), _) | (None, Some(n)) => n,
                 (None, None) => crate::cluster::agent::core_count(&session).await?,
             };
-            if !session.is_local() {
-                if let Some(n) = install.cores.or(known_slots.is_none().then_some(slots)) {
-                    cores.learn(&session.node, n);
-                }
+            if let Some(n) = install.cores.or(known_slots.is_none().then_some(slots)) {
+                cores.learn(&session.node, n);
             }
             (install.path, slots, true)
         }
@@ -593,8 +591,8 @@ impl Runner<'_> {
     /// been probed: it goes on with what it has (its slots, its wire).
     fn join(&mut self, i: usize, ready: Ready) {
         if self.nodes[i].is_some() {
-            let probed = (ready.slots > 0).then(|| ready.slots.clamp(1, CHANNELS_PER_NODE));
-            self.sched.rejoin(i, probed);
+            self.sched
+                .rejoin(i, (ready.slots > 0).then_some(ready.slots));
         } else {
             self.sched.join(i, ready.slots);
             self.progress.joined(i);
@@ -637,7 +635,7 @@ impl Runner<'_> {
                             cores.learn(&node.session.node, n);
                         }
                         let slots = match install.cores {
-                            Some(n) if node.remembered_cores => n,
+                            Some(n) if node.remembered_cores => n.clamp(1, CHANNELS_PER_NODE),
                             _ => 0,
                         };
                         Ready {
